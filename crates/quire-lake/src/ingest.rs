@@ -1,0 +1,415 @@
+//! Streaming ingest: JSON Lines (plain or gzip) → validated, deduplicated, hive-partitioned
+//! Parquet, committed atomically.
+//!
+//! Memory is bounded by [`IngestOptions::flush_rows`] buffered events plus the deduplication
+//! index (16 bytes per event id in the lake), whatever the size of the input file.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
+use polars::prelude::*;
+use quire_events::{Event, parse_line};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
+
+use crate::badrows::{self, BadRow};
+use crate::manifest::{Commit, CommitFile, FileKind, Source};
+use crate::{At, Lake, Result, events_frame, tmp_path, write_parquet};
+
+/// Tuning of an ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Valid events buffered before they are written out as Parquet.
+    pub flush_rows: usize,
+    /// Lines parsed together (in parallel) per step.
+    pub chunk_lines: usize,
+    #[cfg(test)]
+    pub(crate) crash_before_manifest: bool,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            flush_rows: 500_000,
+            chunk_lines: 65_536,
+            #[cfg(test)]
+            crash_before_manifest: false,
+        }
+    }
+}
+
+/// Counts of one ingest call (`quire ingest --json`, cli.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestReport {
+    /// Non-empty lines (or events) read.
+    pub lines: u64,
+    /// Valid events, test events and duplicates included.
+    pub valid: u64,
+    pub invalid: u64,
+    /// Valid events whose `event_id` was already in the lake or earlier in the input.
+    pub duplicates: u64,
+    /// Valid test events (`is_test: true`).
+    pub test: u64,
+}
+
+/// What happened to one valid event pushed into a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Duplicate,
+}
+
+/// One writer's batch: holds the lake lock from [`Batch::begin`] to [`Batch::commit`].
+pub struct Batch<'l> {
+    lake: &'l Lake,
+    _lock: File,
+    batch_id: String,
+    next_seq: u64,
+    seen: HashSet<u128>,
+    events: Vec<Event>,
+    bad: Vec<BadRow>,
+    written: Vec<(PathBuf, CommitFile)>,
+    counts: IngestReport,
+    flush_rows: usize,
+}
+
+impl<'l> Batch<'l> {
+    /// Locks the lake, removes what an interrupted writer left, and loads the id index.
+    pub fn begin(lake: &'l Lake, flush_rows: usize) -> Result<Self> {
+        let lock = lake.lock()?;
+        let commits = lake.commits()?;
+        lake.recover(&commits)?;
+        let seen = lake.load_id_index()?;
+        let next_seq = commits.last().map_or(1, |c| c.seq + 1);
+        Ok(Self {
+            lake,
+            _lock: lock,
+            batch_id: format!(
+                "{}-{}",
+                Utc::now().format("%Y%m%dT%H%M%S"),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            next_seq,
+            seen,
+            events: Vec::new(),
+            bad: Vec::new(),
+            written: Vec::new(),
+            counts: IngestReport::default(),
+            flush_rows: flush_rows.max(1),
+        })
+    }
+
+    /// Adds one valid event; a repeat of an id already in the lake or batch is a duplicate.
+    pub fn push_event(&mut self, event: Event) -> Result<Outcome> {
+        self.counts.lines += 1;
+        self.counts.valid += 1;
+        if event.is_test {
+            self.counts.test += 1;
+        }
+        if !self.seen.insert(id_hash(&event.event_id)) {
+            self.counts.duplicates += 1;
+            return Ok(Outcome::Duplicate);
+        }
+        self.events.push(event);
+        if self.events.len() >= self.flush_rows {
+            self.flush_events()?;
+        }
+        Ok(Outcome::Accepted)
+    }
+
+    /// Adds one invalid line to the bad-rows store.
+    pub fn push_invalid(&mut self, row: BadRow) -> Result<()> {
+        self.counts.lines += 1;
+        self.counts.invalid += 1;
+        self.bad.push(row);
+        if self.bad.len() >= self.flush_rows {
+            self.flush_bad()?;
+        }
+        Ok(())
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> IngestReport {
+        self.counts
+    }
+
+    fn data_file(&mut self, dir: PathBuf, kind: FileKind, rows: u64) -> Result<PathBuf> {
+        fs::create_dir_all(&dir).at(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("part-{}-{:05}.parquet", self.batch_id, self.written.len()));
+        let rel = path
+            .strip_prefix(self.lake.root())
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        self.written
+            .push((path.clone(), CommitFile { path: rel, kind, rows }));
+        Ok(tmp_path(&path))
+    }
+
+    fn flush_events(&mut self) -> Result<()> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.events);
+        let mut parts: BTreeMap<(NaiveDate, u32), Vec<&Event>> = BTreeMap::new();
+        for e in &events {
+            parts.entry(partition_of(e.event_timestamp)).or_default().push(e);
+        }
+        let now = Utc::now();
+        for ((date, hour), part) in parts {
+            let dir = self
+                .lake
+                .events_dir()
+                .join(format!("date={date}"))
+                .join(format!("hour={hour:02}"));
+            let tmp = self.data_file(dir, FileKind::Events, part.len() as u64)?;
+            let mut df = events_frame(&part, now)
+                .at(|| format!("building the events of {date} hour {hour:02}"))?;
+            write_parquet(&mut df, &tmp)?;
+        }
+        Ok(())
+    }
+
+    fn flush_bad(&mut self) -> Result<()> {
+        if self.bad.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.bad);
+        let tmp = self.data_file(self.lake.badrows_dir(), FileKind::BadRows, rows.len() as u64)?;
+        let mut df = badrows::frame(&rows).at(|| "building the bad rows".to_owned())?;
+        write_parquet(&mut df, &tmp)
+    }
+
+    /// Writes what is buffered, renames every file into place, then writes the manifest.
+    /// `keep_bad_rows = false` drops this batch's bad rows (they were committed before).
+    fn finish(mut self, source: Source, keep_bad_rows: bool, _crash: bool) -> Result<IngestReport> {
+        self.flush_events()?;
+        if keep_bad_rows {
+            self.flush_bad()?;
+        } else {
+            self.bad.clear();
+        }
+        let mut files = Vec::with_capacity(self.written.len());
+        for (path, file) in std::mem::take(&mut self.written) {
+            let tmp = tmp_path(&path);
+            if file.kind == FileKind::BadRows && !keep_bad_rows {
+                fs::remove_file(&tmp).at(|| format!("removing {}", tmp.display()))?;
+                continue;
+            }
+            fs::rename(&tmp, &path).at(|| format!("renaming {} into place", tmp.display()))?;
+            files.push(file);
+        }
+        #[cfg(test)]
+        if _crash {
+            return Err(crate::Error::Io {
+                context: "simulated crash before the manifest".to_owned(),
+                source: std::io::Error::other("crash"),
+            });
+        }
+        if !files.is_empty() {
+            self.lake.write_commit(&Commit {
+                seq: self.next_seq,
+                batch_id: self.batch_id.clone(),
+                committed_at: Utc::now(),
+                source,
+                counts: self.counts,
+                files,
+            })?;
+        }
+        Ok(self.counts)
+    }
+
+    /// Commits the batch for a stream source (HTTP intake, event bus).
+    pub fn commit(self, source: Source) -> Result<IngestReport> {
+        self.finish(source, true, false)
+    }
+}
+
+fn id_hash(id: &str) -> u128 {
+    xxh3_128(id.as_bytes())
+}
+
+impl Lake {
+    /// Every committed event id, hashed (xxh3-128: collisions are out of reach at any lake size).
+    fn load_id_index(&self) -> Result<HashSet<u128>> {
+        let files = self.committed_files(FileKind::Events)?;
+        let per_file: Vec<Vec<u128>> = files
+            .par_iter()
+            .map(|path| {
+                let df = LazyFrame::scan_parquet(
+                    PlRefPath::try_from_path(path).at(|| path.display().to_string())?,
+                    ScanArgsParquet {
+                        hive_options: HiveOptions::new_disabled(),
+                        ..Default::default()
+                    },
+                )
+                .and_then(|lf| lf.select([col("event_id")]).collect())
+                .at(|| format!("reading event ids of {}", path.display()))?;
+                let ids = df
+                    .column("event_id")
+                    .and_then(|c| c.str().cloned())
+                    .at(|| format!("reading event ids of {}", path.display()))?;
+                Ok(ids.iter().flatten().map(id_hash).collect())
+            })
+            .collect::<Result<_>>()?;
+        let mut set = HashSet::with_capacity(per_file.iter().map(Vec::len).sum());
+        for ids in per_file {
+            set.extend(ids);
+        }
+        Ok(set)
+    }
+
+    /// Ingests one JSON Lines file (gzip detected by its magic bytes), streaming.
+    /// `progress` is called with the bytes of the file read so far.
+    pub fn ingest_file(
+        &self,
+        path: &Path,
+        opts: &IngestOptions,
+        progress: &dyn Fn(u64),
+    ) -> Result<IngestReport> {
+        let mut batch = Batch::begin(self, opts.flush_rows)?;
+        let source_name = path.display().to_string();
+        let (mut reader, hasher) = open_input(path)?;
+        let mut line_no: u64 = 0;
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk: Vec<(u64, Vec<u8>)> = Vec::with_capacity(opts.chunk_lines);
+            while chunk.len() < opts.chunk_lines {
+                buf.clear();
+                let n = reader
+                    .read_until(b'\n', &mut buf)
+                    .at(|| format!("reading {source_name} at line {}", line_no + 1))?;
+                if n == 0 {
+                    break;
+                }
+                line_no += 1;
+                if buf.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                chunk.push((line_no, std::mem::take(&mut buf)));
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let parsed: Vec<(u64, Vec<u8>, std::result::Result<Event, String>)> = chunk
+                .into_par_iter()
+                .map(|(no, bytes)| {
+                    let r = match std::str::from_utf8(&bytes) {
+                        Ok(text) => parse_line(text.trim_end()).map_err(|e| e.reason()),
+                        Err(e) => Err(format!("line: not valid UTF-8 ({e})")),
+                    };
+                    (no, bytes, r)
+                })
+                .collect();
+            let now = Utc::now();
+            for (no, bytes, r) in parsed {
+                match r {
+                    Ok(event) => {
+                        batch.push_event(event)?;
+                    }
+                    Err(reason) => batch.push_invalid(BadRow {
+                        line: String::from_utf8_lossy(&bytes).trim_end().to_owned(),
+                        source: source_name.clone(),
+                        line_number: no as i64,
+                        reason,
+                        rejected_at: now,
+                    })?,
+                }
+            }
+            progress(hasher.borrow().1);
+        }
+        let (digest, bytes) = {
+            let h = hasher.borrow();
+            (digest_hex(&h.0), h.1)
+        };
+        // A file committed before has its bad rows stored already: storing them again would
+        // make a re-ingest change the lake.
+        let keep_bad = !self.has_source_digest(&digest)?;
+        let source = Source::File {
+            path: source_name,
+            digest,
+            bytes,
+        };
+        #[cfg(test)]
+        let crash = opts.crash_before_manifest;
+        #[cfg(not(test))]
+        let crash = false;
+        batch.finish(source, keep_bad, crash)
+    }
+}
+
+fn digest_hex(h: &Xxh3) -> String {
+    format!("{:032x}", h.digest128())
+}
+
+/// The digest (xxh3-128, hex) and size of a file's bytes, as an ingest records its source:
+/// lets a scheduler tell whether a file was already ingested without ingesting it.
+pub fn file_digest(path: &Path) -> Result<(String, u64)> {
+    let mut file = File::open(path).at(|| format!("opening {}", path.display()))?;
+    let mut h = Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .at(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((digest_hex(&h), total))
+}
+
+type HashState = Rc<RefCell<(Xxh3, u64)>>;
+
+/// Hashes and counts the raw bytes of the file as they are read.
+struct HashingReader<R> {
+    inner: R,
+    state: HashState,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut s = self.state.borrow_mut();
+        s.0.update(&buf[..n]);
+        s.1 += n as u64;
+        Ok(n)
+    }
+}
+
+fn open_input(path: &Path) -> Result<(Box<dyn BufRead>, HashState)> {
+    let mut file = File::open(path).at(|| format!("opening {}", path.display()))?;
+    let mut magic = [0u8; 2];
+    let got = file
+        .read(&mut magic)
+        .and_then(|n| file.rewind().map(|()| n))
+        .at(|| format!("reading {}", path.display()))?;
+    let state: HashState = Rc::new(RefCell::new((Xxh3::new(), 0)));
+    let raw = HashingReader {
+        inner: file,
+        state: state.clone(),
+    };
+    let reader: Box<dyn BufRead> = if got == 2 && magic == [0x1f, 0x8b] {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw)),
+        ))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 20, raw))
+    };
+    Ok((reader, state))
+}
+
+/// The UTC (date, hour) partition of a timestamp.
+fn partition_of(t: DateTime<Utc>) -> (NaiveDate, u32) {
+    (t.date_naive(), t.hour())
+}

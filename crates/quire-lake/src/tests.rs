@@ -1,0 +1,362 @@
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use super::*;
+
+fn event(id: &str, ts: &str, ty: &str, extra: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","event_type":"{ty}","event_timestamp":"{ts}","user_id":"usr_1","device":"mobile"{extra}}}"#
+    )
+}
+
+fn sample_lines() -> Vec<String> {
+    vec![
+        event("e1", "2025-10-01T07:00:00Z", "page_view", r#","page":"home""#),
+        event("e2", "2025-10-01T09:30:00+02:00", "checkout_started", ""),
+        String::new(),
+        "not json at all".to_owned(),
+        event(
+            "e3",
+            "2025-10-01T08:15:00Z",
+            "order_placed",
+            r#","order_id":"o1","items":[{"book_id":"bk_1","quantity":2,"unit_price":5.0},{"book_id":"bk_2","quantity":1,"unit_price":3.5}],"total_price":13.5,"promo_code":"FALL""#,
+        ),
+        event("e1", "2025-10-01T07:00:00Z", "page_view", r#","page":"home""#),
+        event(
+            "e4",
+            "2025-10-02T23:59:59.999Z",
+            "search_performed",
+            r#","search_id":"s1","query":"dragons","results_count":2,"ranker":"bm25","results":["bk_1","bk_2"],"result_scores":[2.0,1.0],"is_test":true"#,
+        ),
+        event(
+            "e5",
+            "2025-10-01T08:00:00Z",
+            "order_placed",
+            r#","order_id":"o2","items":[{"book_id":"bk_1","quantity":0,"unit_price":5.0}],"total_price":5.0"#,
+        ),
+    ]
+}
+
+fn write_file(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, lines.join("\n") + "\n").expect("write input");
+    path
+}
+
+fn no_progress(_: u64) {}
+
+fn all_events(lake: &Lake) -> DataFrame {
+    lake.scan_events()
+        .expect("scan")
+        .sort(["event_id"], Default::default())
+        .collect()
+        .expect("collect")
+}
+
+#[test]
+fn ingest_counts_partitions_and_types() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let input = write_file(dir.path(), "a.jsonl", &sample_lines());
+    let r = lake
+        .ingest_file(&input, &IngestOptions::default(), &no_progress)
+        .expect("ingest");
+    assert_eq!(
+        r,
+        IngestReport {
+            lines: 7,
+            valid: 5,
+            invalid: 2,
+            duplicates: 1,
+            test: 1
+        }
+    );
+    // hive partitions by UTC date and hour: 09:30+02:00 is 07:30Z
+    let mut parts: Vec<String> = lake
+        .committed_files(FileKind::Events)
+        .expect("files")
+        .iter()
+        .map(|p| {
+            p.parent()
+                .expect("hour dir")
+                .strip_prefix(lake.events_dir())
+                .expect("under events")
+                .display()
+                .to_string()
+        })
+        .collect();
+    parts.sort();
+    assert_eq!(
+        parts,
+        [
+            "date=2025-10-01/hour=07",
+            "date=2025-10-01/hour=08",
+            "date=2025-10-02/hour=23"
+        ]
+    );
+    let df = all_events(&lake);
+    assert_eq!(df.schema().as_ref(), &events_schema());
+    assert_eq!(df.height(), 4);
+    let ids: Vec<&str> = df.column("event_id").unwrap().str().unwrap().iter().flatten().collect();
+    assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
+    let ts = df.column("event_timestamp").unwrap().datetime().unwrap().physical().get(1);
+    assert_eq!(
+        ts,
+        Some(
+            chrono::DateTime::parse_from_rfc3339("2025-10-01T07:30:00Z")
+                .unwrap()
+                .timestamp_millis()
+        )
+    );
+    // the order's items survive as a list of structs
+    let items = df
+        .clone()
+        .lazy()
+        .filter(col("event_id").eq(lit("e3")))
+        .select([col("items").list().len().alias("n"), col("promo_code")])
+        .collect()
+        .unwrap();
+    assert_eq!(items.column("n").unwrap().get(0).unwrap(), AnyValue::UInt32(2));
+    let tests: Vec<bool> = df.column("is_test").unwrap().bool().unwrap().iter().flatten().collect();
+    assert_eq!(tests, [false, false, false, true]);
+
+    let bad = lake.bad_rows(None, None).expect("bad rows");
+    assert_eq!(bad.len(), 2);
+    assert_eq!(bad[0].line, "not json at all");
+    assert_eq!(bad[0].line_number, 4);
+    assert!(bad[0].reason.starts_with("line: not valid JSON"), "{}", bad[0].reason);
+    assert_eq!(bad[1].line_number, 8);
+    assert_eq!(bad[1].reason, "order_placed.items[0].quantity: must be an integer >= 1");
+    assert_eq!(bad[1].source, input.display().to_string());
+}
+
+#[test]
+fn reingest_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let input = write_file(dir.path(), "a.jsonl", &sample_lines());
+    lake.ingest_file(&input, &IngestOptions::default(), &no_progress)
+        .expect("first");
+    let before = all_events(&lake);
+    let commits = lake.commits().expect("commits").len();
+    let r = lake
+        .ingest_file(&input, &IngestOptions::default(), &no_progress)
+        .expect("second");
+    assert_eq!((r.valid, r.duplicates, r.invalid), (5, 5, 2));
+    assert!(before.equals_missing(&all_events(&lake)));
+    assert_eq!(lake.commits().expect("commits").len(), commits, "no new commit");
+    assert_eq!(lake.bad_rows(None, None).expect("bad").len(), 2, "bad rows not doubled");
+
+    // another file with one new event and one already known
+    let more = write_file(
+        dir.path(),
+        "b.jsonl",
+        &[
+            event("e1", "2025-10-01T07:00:00Z", "page_view", r#","page":"home""#),
+            event("e9", "2025-10-03T00:00:00Z", "page_view", r#","page":"cart""#),
+        ],
+    );
+    let r = lake
+        .ingest_file(&more, &IngestOptions::default(), &no_progress)
+        .expect("third");
+    assert_eq!((r.lines, r.valid, r.duplicates), (2, 2, 1));
+    assert_eq!(all_events(&lake).height(), 5);
+}
+
+#[test]
+fn small_flushes_and_gzip_give_the_same_lake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = Lake::open(dir.path().join("plain")).expect("open");
+    let input = write_file(dir.path(), "a.jsonl", &sample_lines());
+    plain
+        .ingest_file(&input, &IngestOptions::default(), &no_progress)
+        .expect("ingest");
+
+    let gz_path = dir.path().join("a.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        fs::File::create(&gz_path).expect("create"),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&fs::read(&input).expect("read")).expect("gz");
+    enc.finish().expect("finish");
+    let gz = Lake::open(dir.path().join("gz")).expect("open");
+    let opts = IngestOptions {
+        flush_rows: 1,
+        chunk_lines: 2,
+        ..IngestOptions::default()
+    };
+    let r = gz.ingest_file(&gz_path, &opts, &no_progress).expect("ingest gz");
+    assert_eq!((r.valid, r.invalid, r.duplicates), (5, 2, 1));
+    let cols = |l: &Lake| {
+        all_events(l)
+            .drop("ingested_at")
+            .expect("drop")
+    };
+    assert!(cols(&plain).equals_missing(&cols(&gz)));
+    assert_eq!(gz.committed_files(FileKind::Events).expect("files").len(), 4);
+}
+
+#[test]
+fn crash_before_manifest_then_rerun_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let input = write_file(dir.path(), "a.jsonl", &sample_lines());
+    let crash = IngestOptions {
+        crash_before_manifest: true,
+        ..IngestOptions::default()
+    };
+    lake.ingest_file(&input, &crash, &no_progress)
+        .expect_err("simulated crash");
+    // data files were renamed into place, but nothing is committed: readers see nothing
+    assert!(lake.commits().expect("commits").is_empty());
+    assert_eq!(all_events(&lake).height(), 0);
+    assert!(lake.bad_rows(None, None).expect("bad").is_empty());
+
+    let r = lake
+        .ingest_file(&input, &IngestOptions::default(), &no_progress)
+        .expect("rerun");
+    assert_eq!((r.valid, r.duplicates), (5, 1));
+    assert_eq!(all_events(&lake).height(), 4);
+    assert_eq!(lake.bad_rows(None, None).expect("bad").len(), 2);
+    // the orphans are gone: every parquet file on disk is committed
+    let committed = lake.committed_files(FileKind::Events).expect("files").len();
+    let mut on_disk = 0;
+    for d in fs::read_dir(lake.events_dir()).unwrap() {
+        for h in fs::read_dir(d.unwrap().path()).unwrap() {
+            on_disk += fs::read_dir(h.unwrap().path()).unwrap().count();
+        }
+    }
+    assert_eq!(on_disk, committed);
+}
+
+#[test]
+fn unreadable_input_names_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let missing = dir.path().join("nope.jsonl");
+    let e = lake
+        .ingest_file(&missing, &IngestOptions::default(), &no_progress)
+        .expect_err("missing");
+    assert!(e.to_string().contains("nope.jsonl"), "{e}");
+}
+
+#[test]
+fn invalid_utf8_is_a_bad_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let path = dir.path().join("bin.jsonl");
+    fs::write(&path, b"{\"event_id\": \"\xff\xfe\"}\n").expect("write");
+    let r = lake
+        .ingest_file(&path, &IngestOptions::default(), &no_progress)
+        .expect("ingest");
+    assert_eq!((r.lines, r.invalid), (1, 1));
+    let bad = lake.bad_rows(None, None).expect("bad");
+    assert!(bad[0].reason.starts_with("line: not valid UTF-8"), "{}", bad[0].reason);
+}
+
+fn write_csv(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, text).expect("write csv");
+    p
+}
+
+#[test]
+fn dims_load_types_and_replaces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let books = write_csv(
+        dir.path(),
+        "books.csv",
+        "book_id,title,author,genre,series,series_index,price,unit_cost,publication_year,average_rating,ratings_count\n\
+         bk_1,\"Dune, Part 1\",Frank Herbert,Science Fiction,Dune,1,9.99,4.5,1965,4.2,100\n\
+         bk_2,Solo,A. Author,History,,,12.5,6,,3.9,7\n",
+    );
+    assert_eq!(lake.load_dim(DimTable::Books, &books).expect("load"), 2);
+    let df = lake
+        .scan_dim(DimTable::Books)
+        .expect("scan")
+        .expect("loaded")
+        .collect()
+        .expect("collect");
+    assert_eq!(df.column("series_index").unwrap().dtype(), &DataType::Int64);
+    assert_eq!(df.column("series").unwrap().null_count(), 1);
+    assert_eq!(df.column("title").unwrap().str().unwrap().get(0), Some("Dune, Part 1"));
+    assert_eq!(df.column("price").unwrap().f64().unwrap().get(1), Some(12.5));
+
+    let users = write_csv(dir.path(), "users.csv", "user_id,signup_date,country\nusr_1,2025-09-01,DE\n");
+    assert_eq!(lake.load_dim(DimTable::Users, &users).expect("users"), 1);
+    let u = lake.scan_dim(DimTable::Users).unwrap().unwrap().collect().unwrap();
+    assert_eq!(u.column("signup_date").unwrap().dtype(), &DataType::Date);
+
+    // a reload replaces the table
+    let books2 = write_csv(
+        dir.path(),
+        "books2.csv",
+        "book_id,title,author,genre,series,series_index,price,unit_cost,publication_year,average_rating,ratings_count\n\
+         bk_3,T,A,Poetry,,,1,0.5,2001,4,1\n",
+    );
+    assert_eq!(lake.load_dim(DimTable::Books, &books2).expect("reload"), 1);
+
+    // Parquet in, same table out
+    let pq = dir.path().join("books.parquet");
+    let mut df3 = lake.scan_dim(DimTable::Books).unwrap().unwrap().collect().unwrap();
+    write_parquet_atomic(&mut df3, &pq).expect("write parquet");
+    assert_eq!(lake.load_dim(DimTable::Books, &pq).expect("parquet"), 1);
+}
+
+#[test]
+fn dims_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let check = |name: &str, text: &str, table: DimTable, expected: &str| {
+        let p = write_csv(dir.path(), name, text);
+        let e = lake.load_dim(table, &p).expect_err(expected).to_string();
+        assert_eq!(e, format!("{}: {expected}", p.display()));
+    };
+    check(
+        "s1.csv",
+        "date,channel,spend\n2025-10-01,paid,10\n2025-10-02,paid,ten\n",
+        DimTable::MarketingSpend,
+        "line 3: column spend: cannot read \"ten\" as a number",
+    );
+    check(
+        "s2.csv",
+        "date,channel,spend\n2025-10-01,tv,10\n",
+        DimTable::MarketingSpend,
+        "line 2: column channel: must be one of organic, paid, social, direct, email, referral, got \"tv\"",
+    );
+    check(
+        "s3.csv",
+        "date,channel,spend\n2025-13-01,paid,10\n",
+        DimTable::MarketingSpend,
+        "line 2: column date: cannot read \"2025-13-01\" as a date (YYYY-MM-DD)",
+    );
+    check(
+        "s4.csv",
+        "date,channel,spend\n2025-10-01,paid,-1\n",
+        DimTable::MarketingSpend,
+        "line 2: column spend: must be >= 0, got -1",
+    );
+    check(
+        "u1.csv",
+        "user_id,country\nusr_1,DE\n",
+        DimTable::Users,
+        "missing column signup_date (a users table needs user_id, signup_date, country)",
+    );
+    check(
+        "u2.csv",
+        "user_id,signup_date,country\nusr_1,2025-01-01,DE\nusr_1,2025-01-02,FR\n",
+        DimTable::Users,
+        "duplicate user_id usr_1 at lines 2 and 3",
+    );
+    check(
+        "u3.csv",
+        "user_id,signup_date,country\n,2025-01-01,DE\n",
+        DimTable::Users,
+        "line 2: column user_id: a value is required",
+    );
+    assert!(lake.scan_dim(DimTable::Users).unwrap().is_none(), "nothing loaded on error");
+}

@@ -1,0 +1,368 @@
+//! The main job (`quire pipeline run`, what `make run` calls): every step of Quire in
+//! dependency order — simulate (when no input is given) → ingest → dimensions → warehouse and
+//! KPIs — each skipped when its inputs did not change since it last ran.
+//!
+//! A step's inputs are summarised as a fingerprint (content digests of its input files, the
+//! lake's commit log, its configuration); the fingerprints of the last successful run are kept in
+//! `<work>/pipeline-state.json`. A step whose fingerprint matches and whose outputs exist is
+//! skipped. Later layers (features, training, recommendations) add their steps here.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use quire_kpi::{DateRange, Dims};
+use quire_lake::{DimTable, IngestOptions, Lake, file_digest};
+use quire_sim::SimConfig;
+use serde::{Deserialize, Serialize};
+
+/// Errors of the pipeline, each naming the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("step {step}: {source}")]
+    Lake {
+        step: &'static str,
+        #[source]
+        source: quire_lake::Error,
+    },
+    #[error("step {step}: {source}")]
+    Kpi {
+        step: &'static str,
+        #[source]
+        source: quire_kpi::Error,
+    },
+    #[error("step simulate: {0}")]
+    Sim(#[from] quire_sim::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+trait StepContext<T> {
+    fn step(self, step: &'static str) -> Result<T>;
+}
+
+impl<T> StepContext<T> for std::result::Result<T, quire_lake::Error> {
+    fn step(self, step: &'static str) -> Result<T> {
+        self.map_err(|source| Error::Lake { step, source })
+    }
+}
+
+impl<T> StepContext<T> for std::result::Result<T, quire_kpi::Error> {
+    fn step(self, step: &'static str) -> Result<T> {
+        self.map_err(|source| Error::Kpi { step, source })
+    }
+}
+
+/// Dimension files to load; `None` means "take the simulator's when it ran".
+#[derive(Debug, Clone, Default)]
+pub struct DimFiles {
+    pub books: Option<PathBuf>,
+    pub users: Option<PathBuf>,
+    pub marketing_spend: Option<PathBuf>,
+}
+
+/// What to run on.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Working directory for the pipeline's own files (simulated input, state, reports).
+    pub work_dir: PathBuf,
+    /// The lake and warehouse root.
+    pub lake: PathBuf,
+    /// Event files to ingest; empty means "simulate a bookstore first".
+    pub inputs: Vec<PathBuf>,
+    pub dims: DimFiles,
+    pub sim: SimConfig,
+    /// Run every step even when its inputs did not change.
+    pub force: bool,
+    /// Show progress bars (on stderr).
+    pub progress: bool,
+}
+
+/// Whether a step ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ran,
+    Skipped,
+}
+
+/// One step's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step: &'static str,
+    pub status: Status,
+    pub detail: String,
+    pub seconds: f64,
+}
+
+/// The pipeline's outcome and where its outputs are.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineReport {
+    pub steps: Vec<StepReport>,
+    /// (what, where)
+    pub locations: Vec<(String, PathBuf)>,
+    /// The KPI report of the whole lake (also written to `<work>/reports/kpis.json`).
+    pub kpis: serde_json::Value,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    fingerprints: BTreeMap<String, String>,
+}
+
+struct Runner {
+    state_path: PathBuf,
+    state: State,
+    force: bool,
+    progress: bool,
+    steps: Vec<StepReport>,
+}
+
+impl Runner {
+    fn load(work_dir: &Path, force: bool, progress: bool) -> Result<Self> {
+        let state_path = work_dir.join("pipeline-state.json");
+        // A state file that cannot be read only costs a re-run of every step.
+        let state = fs::read(&state_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(Self {
+            state_path,
+            state,
+            force,
+            progress,
+            steps: Vec::new(),
+        })
+    }
+
+    fn spinner(&self, step: &str) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {prefix:>10} {wide_msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        pb.set_prefix(step.to_owned());
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    }
+
+    /// Runs `f` unless the step's fingerprint is unchanged and `outputs_exist`.
+    fn step(
+        &mut self,
+        name: &'static str,
+        fingerprint: String,
+        outputs_exist: bool,
+        f: impl FnOnce(&ProgressBar) -> Result<String>,
+    ) -> Result<Status> {
+        let started = Instant::now();
+        let unchanged = self.state.fingerprints.get(name) == Some(&fingerprint);
+        if unchanged && outputs_exist && !self.force {
+            self.steps.push(StepReport {
+                step: name,
+                status: Status::Skipped,
+                detail: "inputs unchanged".to_owned(),
+                seconds: 0.0,
+            });
+            return Ok(Status::Skipped);
+        }
+        let pb = self.spinner(name);
+        let detail = f(&pb)?;
+        pb.finish_and_clear();
+        self.state.fingerprints.insert(name.to_owned(), fingerprint);
+        self.save()?;
+        tracing::info!(step = name, %detail, "step done");
+        self.steps.push(StepReport {
+            step: name,
+            status: Status::Ran,
+            detail,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        Ok(Status::Ran)
+    }
+
+    fn save(&self) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
+        fs::write(&self.state_path, bytes).map_err(|source| Error::Io {
+            context: format!("writing {}", self.state_path.display()),
+            source,
+        })
+    }
+}
+
+fn digests(files: &[&Path]) -> std::result::Result<String, quire_lake::Error> {
+    let mut parts = Vec::new();
+    for f in files {
+        let (d, n) = file_digest(f)?;
+        parts.push(format!("{}={d}:{n}", f.display()));
+    }
+    Ok(parts.join(";"))
+}
+
+/// Runs the pipeline.
+pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
+    fs::create_dir_all(&cfg.work_dir).map_err(|source| Error::Io {
+        context: format!("creating {}", cfg.work_dir.display()),
+        source,
+    })?;
+    let mut runner = Runner::load(&cfg.work_dir, cfg.force, cfg.progress)?;
+    let lake = Lake::open(&cfg.lake).step("open lake")?;
+    let mut locations = vec![("lake (events, hive-partitioned Parquet)".to_owned(), lake.events_dir())];
+
+    // 1. simulate, when no input is given
+    let sim_dir = cfg.work_dir.join("sim");
+    let (inputs, dims) = if cfg.inputs.is_empty() {
+        let s = &cfg.sim;
+        let events_name = if s.gzip { "events.jsonl.gz" } else { "events.jsonl" };
+        let events = sim_dir.join(events_name);
+        let exists = events.exists() && sim_dir.join("books.csv").exists();
+        let fp = format!(
+            "days={} users={} seed={} start={} gzip={} sim={}",
+            s.days,
+            s.users,
+            s.seed,
+            s.start,
+            s.gzip,
+            quire_sim::VERSION
+        );
+        runner.step("simulate", fp, exists, |pb| {
+            pb.set_message(format!("{} users over {} days", s.users, s.days));
+            let summary = quire_sim::simulate(s, &sim_dir, &|d| {
+                pb.set_message(format!("day {d} of {}", s.days));
+            })?;
+            Ok(format!(
+                "{} lines ({} events, {} orders) in {:.1}s",
+                summary.lines, summary.events, summary.orders, summary.seconds
+            ))
+        })?;
+        locations.push(("simulated input and truth.json".to_owned(), sim_dir.clone()));
+        let dims = DimFiles {
+            books: Some(cfg.dims.books.clone().unwrap_or(sim_dir.join("books.csv"))),
+            users: Some(cfg.dims.users.clone().unwrap_or(sim_dir.join("users.csv"))),
+            marketing_spend: Some(
+                cfg.dims
+                    .marketing_spend
+                    .clone()
+                    .unwrap_or(sim_dir.join("marketing_spend.csv")),
+            ),
+        };
+        (vec![events], dims)
+    } else {
+        (cfg.inputs.clone(), cfg.dims.clone())
+    };
+
+    // 2. ingest: a file whose bytes were committed before is skipped by the lake itself
+    let input_refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let fp = digests(&input_refs).step("ingest")?;
+    let commits_before = lake.commits().step("ingest")?.len();
+    runner.step("ingest", fp, commits_before > 0, |pb| {
+        let mut lines = Vec::new();
+        for path in &inputs {
+            let (digest, _) = file_digest(path).step("ingest")?;
+            if lake.has_source_digest(&digest).step("ingest")? {
+                lines.push(format!("{} already in the lake", path.display()));
+                continue;
+            }
+            pb.set_message(path.display().to_string());
+            let r = lake
+                .ingest_file(path, &IngestOptions::default(), &|bytes| {
+                    pb.set_message(format!("{} ({} MB read)", path.display(), bytes >> 20));
+                })
+                .step("ingest")?;
+            lines.push(format!(
+                "{}: {} lines, {} valid, {} invalid, {} duplicates, {} test",
+                path.display(),
+                r.lines,
+                r.valid,
+                r.invalid,
+                r.duplicates,
+                r.test
+            ));
+        }
+        Ok(lines.join("; "))
+    })?;
+    locations.push(("bad rows (quire badrows)".to_owned(), lake.badrows_dir()));
+
+    // 3. dimensions
+    let dim_files: Vec<(DimTable, &PathBuf)> = [
+        (DimTable::Books, dims.books.as_ref()),
+        (DimTable::Users, dims.users.as_ref()),
+        (DimTable::MarketingSpend, dims.marketing_spend.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(t, p)| p.map(|p| (t, p)))
+    .collect();
+    let dim_refs: Vec<&Path> = dim_files.iter().map(|(_, p)| p.as_path()).collect();
+    let dims_fp = digests(&dim_refs).step("dims")?;
+    let dims_exist = dim_files.iter().all(|(t, _)| lake.dim_path(*t).exists());
+    runner.step("dims", dims_fp.clone(), dims_exist, |_| {
+        let mut loaded = Vec::new();
+        for (table, path) in &dim_files {
+            let rows = lake.load_dim(*table, path).step("dims")?;
+            loaded.push(format!("{} {rows} rows", table.name()));
+        }
+        Ok(loaded.join(", "))
+    })?;
+
+    // 4. warehouse models and the KPI report
+    let commits = lake.commits().step("warehouse")?;
+    let wh_fp = format!(
+        "commits={} last={} dims={dims_fp} kpi={}",
+        commits.len(),
+        commits.last().map(|c| c.batch_id.as_str()).unwrap_or(""),
+        quire_kpi::VERSION
+    );
+    let reports = cfg.work_dir.join("reports");
+    let kpis_path = reports.join("kpis.json");
+    let warehouse = lake.warehouse_dir();
+    runner.step("warehouse", wh_fp, kpis_path.exists(), |pb| {
+        let dims = Dims {
+            books: lake.scan_dim(DimTable::Books).step("warehouse")?,
+            marketing_spend: lake.scan_dim(DimTable::MarketingSpend).step("warehouse")?,
+        };
+        pb.set_message("staging, facts, aggregates");
+        let models = quire_kpi::build_models(lake.scan_events().step("warehouse")?, &dims)
+            .step("warehouse")?;
+        let summary = quire_kpi::materialize(&models, &warehouse).step("warehouse")?;
+        pb.set_message("KPI report");
+        let report = quire_kpi::kpi_report(
+            lake.scan_events().step("warehouse")?,
+            &dims,
+            DateRange::default(),
+            10,
+        )
+        .step("warehouse")?;
+        fs::create_dir_all(&reports).map_err(|source| Error::Io {
+            context: format!("creating {}", reports.display()),
+            source,
+        })?;
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        fs::write(&kpis_path, json).map_err(|source| Error::Io {
+            context: format!("writing {}", kpis_path.display()),
+            source,
+        })?;
+        Ok(format!("{summary}"))
+    })?;
+    locations.push(("warehouse (staging, facts, aggregates, dims)".to_owned(), warehouse));
+    locations.push(("KPI report (quire kpis --json)".to_owned(), kpis_path.clone()));
+    let kpis = fs::read(&kpis_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+
+    Ok(PipelineReport {
+        steps: runner.steps,
+        locations,
+        kpis,
+    })
+}

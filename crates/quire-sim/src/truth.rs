@@ -1,0 +1,380 @@
+//! `truth.json`: the planted effects, their true sizes and what the run realized.
+
+use serde::{Serialize, Serializer};
+
+use crate::emit::{DayStats, MALFORMED_KINDS};
+use crate::session::{UserKind, UserState};
+use crate::world::{EFFECTS, Effects, SegmentParams, World};
+
+#[derive(Debug, Serialize)]
+pub struct Truth<'a> {
+    pub generator: &'static str,
+    pub config: TruthConfig,
+    pub segments: &'a [SegmentParams],
+    /// Segment of every logged-in user (`usr_<n>`), as in users.csv.
+    pub users: UserSegments<'a>,
+    /// Test accounts (`is_test: true`), with their segments.
+    pub test_users: UserSegments<'a>,
+    pub effects: &'static Effects,
+    pub experiment: Experiment,
+    pub gateway_books: Gateway,
+    pub bought_together: BoughtTogether,
+    pub series_order: SeriesOrder,
+    pub recommendation_click_effect: CausalEffect,
+    pub review_effect: CausalEffect,
+    pub promotion: PromotionTruth,
+    pub data_quality: DataQuality,
+    pub volumes: Volumes,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TruthConfig {
+    pub days: u32,
+    pub users: u32,
+    pub seed: u64,
+    pub start: String,
+}
+
+/// Serializes `user_id → segment` in user order.
+#[derive(Debug)]
+pub struct UserSegments<'a>(pub Vec<&'a UserState>);
+
+impl Serialize for UserSegments<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|u| (&u.user_id, u.profile.segment)))
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ArmStats {
+    pub users: u64,
+    pub conversions: u64,
+    pub cvr: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Experiment {
+    pub name: &'static str,
+    pub control: &'static str,
+    pub treatment: &'static str,
+    pub assignment: &'static str,
+    pub mechanism: &'static str,
+    /// Realized user-level conversion (non-test users, logged-in and anonymous), as
+    /// `quire analyze abtest` defines it.
+    pub bm25: ArmStats,
+    pub ltr: ArmStats,
+    pub abs_diff: Option<f64>,
+    pub rel_lift: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Gateway {
+    pub book_ids: Vec<String>,
+    pub session_rate_multiplier: f64,
+    pub mechanism: &'static str,
+    pub gateway_first_users: u64,
+    pub other_first_users: u64,
+    /// Realized orders per user-day after the day of the first purchase.
+    pub later_orders_per_user_day_gateway: Option<f64>,
+    pub later_orders_per_user_day_other: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pair {
+    pub antecedent: String,
+    pub consequent: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BoughtTogether {
+    pub probability: f64,
+    pub pairs: Vec<Pair>,
+    pub orders_with_an_antecedent: u64,
+    pub orders_with_a_full_pair: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SeriesOrder {
+    pub in_order_probability: f64,
+    pub next_volume_session_probability: f64,
+    /// Purchases of a volume whose previous catalog volume was owned or bought with it.
+    pub in_order_purchases: u64,
+    pub out_of_order_purchases: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CausalEffect {
+    pub order_logit_shift: f64,
+    pub definition: &'static str,
+    /// True average effect on session conversion over all sessions (probability points).
+    pub ate_on_session_cvr: Option<f64>,
+    /// True average effect on session conversion over treated sessions.
+    pub att_on_session_cvr: Option<f64>,
+    /// What a naive comparison shows: cvr(treated) − cvr(untreated).
+    pub naive_cvr_diff: Option<f64>,
+    pub sessions: u64,
+    pub treated_sessions: u64,
+    pub cvr_treated: Option<f64>,
+    pub cvr_untreated: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PromoDay {
+    pub date: String,
+    pub phase: &'static str,
+    pub promoted_units: u64,
+    pub same_genre_other_units: u64,
+    pub other_units: u64,
+    pub orders_with_code: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PromotionTruth {
+    pub promo_code: &'static str,
+    pub discount_rate: f64,
+    pub start_date: String,
+    pub end_date: String,
+    pub dip_end_date: String,
+    pub genres: Vec<&'static str>,
+    pub book_ids: Vec<String>,
+    pub sales_add_logit: f64,
+    pub cannibalization_add_logit: f64,
+    pub pull_forward_add_logit: f64,
+    pub code_use_probability: f64,
+    pub mechanism: &'static str,
+    pub daily: Vec<PromoDay>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DataQuality {
+    pub test_events: u64,
+    pub duplicate_lines: u64,
+    pub retried_orders: u64,
+    pub late_events: u64,
+    pub late_delay_minutes: [u32; 2],
+    pub offset_timestamps: u64,
+    pub offsets: [&'static str; 5],
+    pub malformed: std::collections::BTreeMap<&'static str, u64>,
+    pub order_returns: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Volumes {
+    pub lines: u64,
+    pub events: u64,
+    pub orders: u64,
+    pub sessions: u64,
+    /// users × days.
+    pub user_days: u64,
+    /// events / user_days (anonymous visitors' events included).
+    pub events_per_user_day: f64,
+    pub session_cvr: Option<f64>,
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+/// Counts from the written file, for the volume section.
+#[derive(Debug, Clone, Copy)]
+pub struct FileCounts {
+    pub lines: u64,
+    pub events: u64,
+    pub test_events: u64,
+    pub orders: u64,
+}
+
+pub fn build<'a>(
+    world: &'a World,
+    users: &'a [UserState],
+    daily: &[DayStats],
+    counts: FileCounts,
+) -> Truth<'a> {
+    let mut total = DayStats::default();
+    for d in daily {
+        total.add(d);
+    }
+    let book_id = |b: u32| format!("bk_{}", world.catalog.books[b as usize].id);
+    let date = |d: u32| world.date(d).format("%Y-%m-%d").to_string();
+
+    let mut arms = [0, 1].map(|a| [total.anon_exposed[a], total.anon_converted[a]]);
+    let mut gw = [[0u64; 2]; 2];
+    let mut gw_days = [0u64; 2];
+    for u in users.iter().filter(|u| u.kind == UserKind::Registered) {
+        let arm = usize::from(u.profile.ltr);
+        arms[arm][0] += u64::from(u.exposed);
+        arms[arm][1] += u64::from(u.converted);
+        if let Some(first) = u.first_purchase_day {
+            let g = usize::from(!u.gateway_first);
+            gw[g][0] += 1;
+            gw[g][1] += u64::from(u.orders_after_first);
+            gw_days[g] += world.days.saturating_sub(first + 1) as u64;
+        }
+    }
+    let arm = |a: usize| ArmStats {
+        users: arms[a][0],
+        conversions: arms[a][1],
+        cvr: ratio(arms[a][1] as f64, arms[a][0] as f64),
+    };
+    let (bm25, ltr) = (arm(0), arm(1));
+    let abs_diff = ltr.cvr.zip(bm25.cvr).map(|(t, c)| t - c);
+    let rel_lift = abs_diff.zip(bm25.cvr).and_then(|(d, c)| ratio(d, c));
+
+    let causal =
+        |shift, definition, ate_sum: f64, att_sum: f64, treated: u64, treated_orders: u64| {
+            let untreated = total.sessions - treated;
+            let cvr_t = ratio(treated_orders as f64, treated as f64);
+            let cvr_u = ratio((total.orders - treated_orders) as f64, untreated as f64);
+            CausalEffect {
+                order_logit_shift: shift,
+                definition,
+                ate_on_session_cvr: ratio(ate_sum, total.sessions as f64),
+                att_on_session_cvr: ratio(att_sum, treated as f64),
+                naive_cvr_diff: cvr_t.zip(cvr_u).map(|(t, u)| t - u),
+                sessions: total.sessions,
+                treated_sessions: treated,
+                cvr_treated: cvr_t,
+                cvr_untreated: cvr_u,
+            }
+        };
+    let p = &world.promo;
+    let daily_promo = daily
+        .iter()
+        .enumerate()
+        .map(|(d, s)| {
+            let d = d as u32;
+            PromoDay {
+                date: date(d),
+                phase: if d < p.first_day {
+                    "before"
+                } else if d <= p.last_day {
+                    "promo"
+                } else if d <= p.dip_last_day {
+                    "dip"
+                } else {
+                    "after"
+                },
+                promoted_units: s.promoted_units,
+                same_genre_other_units: s.same_genre_units,
+                other_units: s.other_units,
+                orders_with_code: s.promo_code_orders,
+            }
+        })
+        .collect();
+    let registered: Vec<&UserState> = users
+        .iter()
+        .filter(|u| u.kind == UserKind::Registered)
+        .collect();
+    let user_days = world.users as u64 * world.days as u64;
+    Truth {
+        generator: concat!("quire-sim ", env!("CARGO_PKG_VERSION")),
+        config: TruthConfig {
+            days: world.days,
+            users: world.users,
+            seed: world.seed,
+            start: world.start.format("%Y-%m-%d").to_string(),
+        },
+        segments: &world.segments,
+        users: UserSegments(registered),
+        test_users: UserSegments(users.iter().filter(|u| u.kind == UserKind::Test).collect()),
+        effects: &EFFECTS,
+        experiment: Experiment {
+            name: "search_ranker",
+            control: "bm25",
+            treatment: "ltr",
+            assignment: "per user_id, 50/50: low bit of SplitMix64(FNV-1a(\"search_ranker:\" + user_id))",
+            mechanism: "ltr re-ranks the top 40 BM25 hits by the user's true relevance plus N(0, ltr_noise_sd) noise; clicks follow position bias x relevance, so ltr users click and buy more",
+            bm25,
+            ltr,
+            abs_diff,
+            rel_lift,
+        },
+        gateway_books: Gateway {
+            book_ids: world.gateway_books.iter().map(|&b| book_id(b)).collect(),
+            session_rate_multiplier: EFFECTS.gateway_session_multiplier,
+            mechanism: "a logged-in user whose first order contains a gateway book has session_rate_multiplier x the sessions per day from the day after (per-session conversion unchanged)",
+            gateway_first_users: gw[0][0],
+            other_first_users: gw[1][0],
+            later_orders_per_user_day_gateway: ratio(gw[0][1] as f64, gw_days[0] as f64),
+            later_orders_per_user_day_other: ratio(gw[1][1] as f64, gw_days[1] as f64),
+        },
+        bought_together: BoughtTogether {
+            probability: EFFECTS.pair_probability,
+            pairs: world
+                .pairs
+                .iter()
+                .map(|&(a, b)| Pair {
+                    antecedent: book_id(a),
+                    consequent: book_id(b),
+                })
+                .collect(),
+            orders_with_an_antecedent: total.pair_a_orders,
+            orders_with_a_full_pair: total.pair_ab_orders,
+        },
+        series_order: SeriesOrder {
+            in_order_probability: EFFECTS.series_in_order_probability,
+            next_volume_session_probability: EFFECTS.series_next_volume_probability,
+            in_order_purchases: total.series_in_order,
+            out_of_order_purchases: total.series_out_of_order,
+        },
+        recommendation_click_effect: causal(
+            EFFECTS.rec_click_order_logit,
+            "a session with >= 1 recommendation_clicked gets order_logit_shift at the order decision (after checkout_started), cart held fixed; high-intent sessions click more (rec_click_intent_slope), which confounds the naive comparison; ate/att are exact expectations over the simulated sessions",
+            total.rec_ate_sum,
+            total.rec_att_sum,
+            total.rec_click_sessions,
+            total.rec_click_orders,
+        ),
+        review_effect: causal(
+            EFFECTS.review_order_logit,
+            "a session with >= 1 review_viewed gets order_logit_shift at the order decision, cart held fixed; high-intent sessions read reviews more",
+            total.review_ate_sum,
+            total.review_att_sum,
+            total.review_sessions,
+            total.review_orders,
+        ),
+        promotion: PromotionTruth {
+            promo_code: p.promo_code,
+            discount_rate: p.discount_rate,
+            start_date: date(p.first_day),
+            end_date: date(p.last_day),
+            dip_end_date: date(p.dip_last_day),
+            genres: p
+                .genres
+                .iter()
+                .map(|&g| crate::catalog::GENRES[g as usize])
+                .collect(),
+            book_ids: p.books.iter().map(|&b| book_id(b)).collect(),
+            sales_add_logit: EFFECTS.promo_add_logit,
+            cannibalization_add_logit: EFFECTS.cannibalization_logit,
+            pull_forward_add_logit: EFFECTS.pull_forward_logit,
+            code_use_probability: EFFECTS.promo_code_use,
+            mechanism: "in the window promoted books get sales_add_logit x segment promo_response on add-to-cart, are shown on the home page and in email landings and are 20% off with the code; non-promoted books of the promoted genres get cannibalization_add_logit; from the day after the window to dip_end_date promoted books get pull_forward_add_logit",
+            daily: daily_promo,
+        },
+        data_quality: DataQuality {
+            test_events: counts.test_events,
+            duplicate_lines: total.duplicates,
+            retried_orders: total.retried_orders,
+            late_events: total.late_events,
+            late_delay_minutes: [5, 90],
+            offset_timestamps: total.offset_timestamps,
+            offsets: ["+02:00", "-05:00", "+05:30", "+01:00", "-08:00"],
+            malformed: MALFORMED_KINDS
+                .iter()
+                .zip(total.malformed)
+                .map(|(k, n)| (*k, n))
+                .collect(),
+            order_returns: total.returns,
+        },
+        volumes: Volumes {
+            lines: counts.lines,
+            events: counts.events,
+            orders: counts.orders,
+            sessions: total.sessions,
+            user_days,
+            events_per_user_day: ratio(counts.events as f64, user_days as f64).unwrap_or(0.0),
+            session_cvr: ratio(total.orders as f64, total.sessions as f64),
+        },
+    }
+}

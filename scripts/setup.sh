@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Idempotent set-up for `make run` / `make test`: quick when everything is already there.
+# Installs only what is missing; every step says what it does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the build, the tests or the main job need (none yet beyond the toolchain;
+# later layers add Redis, PostgreSQL, clang, Chromium here).
+APT_PACKAGES=(gcc make)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }

@@ -1,0 +1,90 @@
+//! `quire`: the one command line of Quire (contracts/cli.md).
+//!
+//! Human-readable output by default; `--json` prints exactly one JSON document on stdout, while
+//! logs and progress go to stderr. Exit code 0 on success, otherwise non-zero with a one-line
+//! reason on stderr.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+mod commands;
+mod output;
+
+#[derive(Parser)]
+#[command(name = "quire", version, about = "Bookstore clickstream → KPIs, models and predictions")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The lake location, shared by every command that reads or writes it.
+#[derive(Args, Clone)]
+pub struct LakeArg {
+    /// Lake and warehouse root
+    #[arg(long, env = "QUIRE_LAKE", default_value = ".quire/lake")]
+    pub lake: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate and append events (JSON Lines, optionally gzip) to the lake
+    Ingest(commands::IngestArgs),
+    /// Dimension tables (books, users, marketing spend)
+    Dims {
+        #[command(subcommand)]
+        command: commands::DimsCommand,
+    },
+    /// Replay the lake and compute the KPIs of contracts/kpis.md
+    Kpis(commands::KpisArgs),
+    /// List rejected lines with their reasons
+    Badrows(commands::BadrowsArgs),
+    /// Build the warehouse models (staging, facts, aggregates) from the lake
+    Warehouse {
+        #[command(subcommand)]
+        command: commands::WarehouseCommand,
+    },
+    /// Simulate a bookstore: events, dimension CSVs and the planted truths
+    Simulate(commands::SimulateArgs),
+    /// The main job, end to end
+    Pipeline {
+        #[command(subcommand)]
+        command: commands::PipelineCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("QUIRE_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of contexts, outermost first.
+            let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+            eprintln!("quire: {}", msg.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Ingest(a) => commands::ingest(a),
+        Command::Dims { command } => commands::dims(command),
+        Command::Kpis(a) => commands::kpis(a),
+        Command::Badrows(a) => commands::badrows(a),
+        Command::Warehouse { command } => commands::warehouse(command),
+        Command::Simulate(a) => commands::simulate(a),
+        Command::Pipeline { command } => commands::pipeline(command),
+    }
+}

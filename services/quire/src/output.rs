@@ -1,0 +1,110 @@
+//! Printing: JSON documents on stdout, and tables for people.
+
+use anyhow::Result;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Prints exactly one JSON document on stdout.
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A plain table.
+pub fn table<H, R, C>(header: H, rows: impl IntoIterator<Item = R>) -> Table
+where
+    H: IntoIterator<Item = &'static str>,
+    R: IntoIterator<Item = C>,
+    C: Into<comfy_table::Cell>,
+{
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header);
+    for r in rows {
+        t.add_row(r);
+    }
+    t
+}
+
+fn money(v: &Value) -> String {
+    v.as_f64().map_or("-".to_owned(), |x| format!("{x:.2}"))
+}
+
+fn pct(v: &Value) -> String {
+    v.as_f64().map_or("-".to_owned(), |x| format!("{:.1}%", x * 100.0))
+}
+
+fn int(v: &Value) -> String {
+    v.as_i64()
+        .map(|x| x.to_string())
+        .or_else(|| v.as_f64().map(|x| format!("{x:.0}")))
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// The KPI report (kpis.md shape) as tables.
+pub fn print_kpis(report: &Value) {
+    let empty = Vec::new();
+    let daily = report["daily"].as_array().unwrap_or(&empty);
+    if daily.is_empty() {
+        println!("no sessions or orders in the range");
+        return;
+    }
+    let rows = daily.iter().map(|d| {
+        [
+            d["date"].as_str().unwrap_or("-").to_owned(),
+            money(&d["gmv"]),
+            money(&d["net_gmv"]),
+            money(&d["revenue"]),
+            int(&d["orders"]),
+            money(&d["aov"]),
+            int(&d["sessions"]),
+            format!("{}/{}", int(&d["new_users"]), int(&d["returning_users"])),
+            pct(&d["cvr"]),
+            pct(&d["bounce_rate"]),
+            pct(&d["cart_abandonment_rate"]),
+            pct(&d["search_usage"]),
+            pct(&d["rec_ctr"]),
+            money(&d["cac"]),
+        ]
+    });
+    println!(
+        "{}",
+        table(
+            [
+                "date", "gmv", "net gmv", "revenue", "orders", "aov", "sessions", "new/ret",
+                "cvr", "bounce", "cart aband.", "search use", "rec ctr", "cac",
+            ],
+            rows,
+        )
+    );
+    println!("clv (historical): {}", money(&report["clv_historical"]));
+    if let Some(top) = report["top_books_by_units"].as_array() {
+        let rows = top
+            .iter()
+            .map(|b| [b["book_id"].as_str().unwrap_or("-").to_owned(), int(&b["units"])]);
+        println!("{}", table(["top book", "units"], rows));
+    }
+}
+
+/// One line per headline figure of the whole lake, for the pipeline's closing report.
+pub fn print_kpi_headline(report: &Value) {
+    let Some(daily) = report["daily"].as_array() else {
+        return;
+    };
+    let sum = |k: &str| daily.iter().filter_map(|d| d[k].as_f64()).sum::<f64>();
+    let days = daily.len();
+    if days == 0 {
+        return;
+    }
+    println!(
+        "\n{} days: gmv {:.2}, net gmv {:.2}, revenue {:.2}, {} orders, {} sessions; clv {}",
+        days,
+        sum("gmv"),
+        sum("net_gmv"),
+        sum("revenue"),
+        sum("orders"),
+        sum("sessions"),
+        money(&report["clv_historical"])
+    );
+}
