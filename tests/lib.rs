@@ -51,5 +51,6 @@ pub fn quire_ok(cwd: &Path, args: &[&str]) -> String {
 #[track_caller]
 pub fn quire_json(cwd: &Path, args: &[&str]) -> serde_json::Value {
     let out = quire_ok(cwd, args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("quire {args:?}: not one JSON document ({e}): {out}"))
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("quire {args:?}: not one JSON document ({e}): {out}"))
 }

@@ -22,7 +22,10 @@ fn simulate_ingest_dims_kpis() {
     let sim = simulate(dir);
     assert!(sim["events"].as_u64().expect("events") > 1_000, "{sim}");
 
-    let ingest = quire_json(dir, &["ingest", "--lake", "lake", "sim/events.jsonl", "--json"]);
+    let ingest = quire_json(
+        dir,
+        &["ingest", "--lake", "lake", "sim/events.jsonl", "--json"],
+    );
     let keys: Vec<&str> = ingest
         .as_object()
         .expect("object")
@@ -30,28 +33,56 @@ fn simulate_ingest_dims_kpis() {
         .map(String::as_str)
         .collect();
     assert_eq!(keys, ["duplicates", "invalid", "lines", "test", "valid"]);
-    assert_eq!(ingest["lines"], sim["lines"], "every simulated line is read");
-    assert_eq!(ingest["invalid"], sim["malformed"], "exactly the malformed lines are bad rows");
+    assert_eq!(
+        ingest["lines"], sim["lines"],
+        "every simulated line is read"
+    );
+    assert_eq!(
+        ingest["invalid"], sim["malformed"],
+        "exactly the malformed lines are bad rows"
+    );
     assert!(ingest["duplicates"].as_u64().expect("n") >= sim["duplicates"].as_u64().expect("n"));
 
     // the same file again changes nothing
-    let again = quire_json(dir, &["ingest", "--lake", "lake", "sim/events.jsonl", "--json"]);
+    let again = quire_json(
+        dir,
+        &["ingest", "--lake", "lake", "sim/events.jsonl", "--json"],
+    );
     assert_eq!(again["valid"], ingest["valid"]);
     assert_eq!(again["duplicates"], ingest["valid"]);
 
-    let bad = quire_json(dir, &["badrows", "--lake", "lake", "--limit", "1000", "--json"]);
+    let bad = quire_json(
+        dir,
+        &["badrows", "--lake", "lake", "--limit", "1000", "--json"],
+    );
     let bad = bad.as_array().expect("array");
-    assert_eq!(bad.len() as u64, ingest["invalid"].as_u64().expect("n"), "bad rows stored once");
+    assert_eq!(
+        bad.len() as u64,
+        ingest["invalid"].as_u64().expect("n"),
+        "bad rows stored once"
+    );
     for row in bad {
-        assert!(row["reason"].as_str().expect("reason").contains(':'), "{row}");
+        assert!(
+            row["reason"].as_str().expect("reason").contains(':'),
+            "{row}"
+        );
         assert!(row["line_number"].as_i64().expect("line") >= 1);
     }
 
     let dims = quire_json(
         dir,
         &[
-            "dims", "load", "--lake", "lake", "--books", "sim/books.csv", "--users",
-            "sim/users.csv", "--marketing-spend", "sim/marketing_spend.csv", "--json",
+            "dims",
+            "load",
+            "--lake",
+            "lake",
+            "--books",
+            "sim/books.csv",
+            "--users",
+            "sim/users.csv",
+            "--marketing-spend",
+            "sim/marketing_spend.csv",
+            "--json",
         ],
     );
     assert_eq!(dims["books"], 10_000);
@@ -61,34 +92,79 @@ fn simulate_ingest_dims_kpis() {
     let daily = k["daily"].as_array().expect("daily");
     assert!(daily.len() >= 3, "{} days", daily.len());
     for key in [
-        "date", "gmv", "net_gmv", "orders", "aov", "revenue", "units", "sessions", "users",
-        "new_users", "returning_users", "bounce_rate", "cvr", "funnel", "cart_abandonment_rate",
-        "search_usage", "search_cvr", "non_search_cvr", "no_results_rate", "rec_ctr",
-        "rec_driven_gmv", "cac", "sessions_by_source", "sessions_by_device",
+        "date",
+        "gmv",
+        "net_gmv",
+        "orders",
+        "aov",
+        "revenue",
+        "units",
+        "sessions",
+        "users",
+        "new_users",
+        "returning_users",
+        "bounce_rate",
+        "cvr",
+        "funnel",
+        "cart_abandonment_rate",
+        "search_usage",
+        "search_cvr",
+        "non_search_cvr",
+        "no_results_rate",
+        "rec_ctr",
+        "rec_driven_gmv",
+        "cac",
+        "sessions_by_source",
+        "sessions_by_device",
     ] {
-        assert!(daily[0].get(key).is_some(), "daily entry lacks {key}: {}", daily[0]);
+        assert!(
+            daily[0].get(key).is_some(),
+            "daily entry lacks {key}: {}",
+            daily[0]
+        );
     }
-    for key in ["landed", "viewed_product", "added_to_cart", "started_checkout", "purchased"] {
+    for key in [
+        "landed",
+        "viewed_product",
+        "added_to_cart",
+        "started_checkout",
+        "purchased",
+    ] {
         assert!(daily[0]["funnel"].get(key).is_some(), "funnel lacks {key}");
     }
     assert!(k["clv_historical"].as_f64().expect("clv") > 0.0);
     let hourly = k["hourly_gmv"].as_array().expect("hourly");
     let by_hours: f64 = hourly.iter().map(|h| h["gmv"].as_f64().expect("gmv")).sum();
     let by_days: f64 = daily.iter().map(|d| d["gmv"].as_f64().expect("gmv")).sum();
-    assert!((by_hours - by_days).abs() < 1e-6 * by_days.max(1.0), "{by_hours} vs {by_days}");
+    assert!(
+        (by_hours - by_days).abs() < 1e-6 * by_days.max(1.0),
+        "{by_hours} vs {by_days}"
+    );
     assert!(!k["top_books_by_units"].as_array().expect("top").is_empty());
 
     // a date range narrows the days
     let first = daily[0]["date"].as_str().expect("date").to_owned();
-    let one = quire_json(dir, &["kpis", "--lake", "lake", "--from", &first, "--to", &first, "--json"]);
+    let one = quire_json(
+        dir,
+        &[
+            "kpis", "--lake", "lake", "--from", &first, "--to", &first, "--json",
+        ],
+    );
     assert_eq!(one["daily"].as_array().expect("daily").len(), 1);
-    assert_eq!(one["daily"][0], daily[0], "a day's figures do not depend on the range");
+    assert_eq!(
+        one["daily"][0], daily[0],
+        "a day's figures do not depend on the range"
+    );
 
     // the warehouse layers are materialized as Parquet
     quire_ok(dir, &["warehouse", "build", "--lake", "lake"]);
     for table in [
-        "staging/stg_events", "facts/fct_sessions", "facts/fct_orders", "facts/fct_order_items",
-        "aggregates/agg_daily_kpis", "aggregates/agg_hourly_gmv",
+        "staging/stg_events",
+        "facts/fct_sessions",
+        "facts/fct_orders",
+        "facts/fct_order_items",
+        "aggregates/agg_daily_kpis",
+        "aggregates/agg_hourly_gmv",
     ] {
         let p = dir.join("lake/warehouse").join(format!("{table}.parquet"));
         assert!(p.exists(), "{} missing", p.display());
@@ -128,10 +204,17 @@ fn hand_written_events_give_hand_computed_kpis() {
          bk_1,One,A,Fantasy,,,10,4,2001,4.1,10\n",
     )
     .expect("write books");
-    quire_ok(dir, &["dims", "load", "--lake", "lake", "--books", "books.csv"]);
+    quire_ok(
+        dir,
+        &["dims", "load", "--lake", "lake", "--books", "books.csv"],
+    );
     let k = quire_json(dir, &["kpis", "--lake", "lake", "--json"]);
     let d = &k["daily"][0];
-    assert_eq!(k["daily"].as_array().expect("daily").len(), 1, "the return's day has no sessions or orders");
+    assert_eq!(
+        k["daily"].as_array().expect("daily").len(),
+        1,
+        "the return's day has no sessions or orders"
+    );
     assert_eq!(d["date"], "2025-10-01");
     assert_eq!(d["gmv"], 25.0);
     assert_eq!(d["orders"], 1);
@@ -148,7 +231,10 @@ fn hand_written_events_give_hand_computed_kpis() {
     assert_eq!(d["sessions_by_device"]["mobile"], 1);
     assert_eq!(k["hourly_gmv"][0]["hour"], "2025-10-01T10:00:00Z");
     assert_eq!(k["hourly_gmv"][0]["net_gmv"], 0.0);
-    assert_eq!(k["top_books_by_units"][0], serde_json::json!({"book_id": "bk_1", "units": 2}));
+    assert_eq!(
+        k["top_books_by_units"][0],
+        serde_json::json!({"book_id": "bk_1", "units": 2})
+    );
 }
 
 #[test]
@@ -160,8 +246,22 @@ fn errors_are_one_line_and_name_the_file() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("missing.jsonl"), "{err}");
 
-    fs::write(tmp.path().join("spend.csv"), "date,channel,spend\n2025-10-01,tv,3\n").expect("write");
-    let out = quire(tmp.path(), &["dims", "load", "--lake", "lake", "--marketing-spend", "spend.csv"]);
+    fs::write(
+        tmp.path().join("spend.csv"),
+        "date,channel,spend\n2025-10-01,tv,3\n",
+    )
+    .expect("write");
+    let out = quire(
+        tmp.path(),
+        &[
+            "dims",
+            "load",
+            "--lake",
+            "lake",
+            "--marketing-spend",
+            "spend.csv",
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spend.csv: line 2: column channel"), "{err}");
@@ -172,7 +272,16 @@ fn pipeline_runs_then_skips_unchanged_steps() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let args = [
-        "pipeline", "run", "--work", "w", "--lake", "w/lake", "--days", "2", "--sim-users", "200",
+        "pipeline",
+        "run",
+        "--work",
+        "w",
+        "--lake",
+        "w/lake",
+        "--days",
+        "2",
+        "--sim-users",
+        "200",
         "--json",
     ];
     let first = quire_json(dir, &args);

@@ -76,7 +76,10 @@ fn every_event_type_parses() {
             "add_to_cart",
             json!({"book_id": "bk_1", "quantity": 1, "unit_price": 9.99}),
         ),
-        with("remove_from_cart", json!({"book_id": "bk_1", "quantity": 1})),
+        with(
+            "remove_from_cart",
+            json!({"book_id": "bk_1", "quantity": 1}),
+        ),
         envelope("checkout_started"),
         valid_order(),
         with(
@@ -100,7 +103,8 @@ fn envelope_fields_and_defaults() {
     v["unknown_future_field"] = json!({"anything": [1, 2]});
     let e = parse_value(&v).expect("valid");
     assert_eq!(
-        e.event_timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        e.event_timestamp
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "2025-10-01T07:32:45.123Z"
     );
     assert_eq!(e.traffic_source, Some(TrafficSource::Email));
@@ -138,7 +142,10 @@ fn null_optional_fields_are_absent() {
 fn not_json() {
     let e = parse_line(r#"{"event_id": "ev_1", "event_type": "#).expect_err("truncated");
     assert_eq!(e.field, "line");
-    assert!(e.rule.starts_with("not valid JSON (EOF while parsing"), "{e}");
+    assert!(
+        e.rule.starts_with("not valid JSON (EOF while parsing"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -149,7 +156,10 @@ fn not_an_object() {
 
 #[test]
 fn missing_event_type() {
-    rejects(remove(envelope("page_view"), "event_type"), "event_type: is required");
+    rejects(
+        remove(envelope("page_view"), "event_type"),
+        "event_type: is required",
+    );
 }
 
 #[test]
@@ -280,7 +290,10 @@ fn number_rules() {
     v["discount"] = json!("5");
     rejects(v, "order_placed.discount: must be a number >= 0");
     rejects(
-        with("order_returned", json!({"order_id": "o", "refund_amount": 0})),
+        with(
+            "order_returned",
+            json!({"order_id": "o", "refund_amount": 0}),
+        ),
         "order_returned.refund_amount: must be a number > 0",
     );
     rejects(

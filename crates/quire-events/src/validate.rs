@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::{
-    Device, Event, EventType, Invalid, Module, OrderItem, Page, Payload, Ranker, TrafficSource,
-    Via,
+    Device, Event, EventType, Invalid, Module, OrderItem, Page, Payload, Ranker, TrafficSource, Via,
 };
 
 const MAX_ID_CHARS: usize = 128;
@@ -50,8 +49,11 @@ pub fn parse_value(value: &Value) -> Result<Event, Invalid> {
     let event_timestamp = f.timestamp("event_timestamp")?;
     let user_id = f.id("user_id")?;
     let device = f.enumerated("device", Device::parse, Device::expected)?;
-    let traffic_source =
-        f.opt_enumerated("traffic_source", TrafficSource::parse, TrafficSource::expected)?;
+    let traffic_source = f.opt_enumerated(
+        "traffic_source",
+        TrafficSource::parse,
+        TrafficSource::expected,
+    )?;
     let is_test = f.opt_bool("is_test")?.unwrap_or(false);
     let experiments = f.opt_string_map("experiments")?;
     let payload = payload(event_type, &f)?;
@@ -231,10 +233,7 @@ impl Fields<'_> {
     ) -> Result<T, Invalid> {
         let s = self.string(field)?;
         parse(s).ok_or_else(|| {
-            self.invalid(
-                field,
-                format!("must be one of {}, got \"{s}\"", expected()),
-            )
+            self.invalid(field, format!("must be one of {}, got \"{s}\"", expected()))
         })
     }
 
@@ -282,7 +281,13 @@ impl Fields<'_> {
             .ok_or_else(|| self.invalid(field, format!("must be an integer >= {min}")))
     }
 
-    fn number(&self, field: &str, v: &Value, rule: &str, ok: fn(f64) -> bool) -> Result<f64, Invalid> {
+    fn number(
+        &self,
+        field: &str,
+        v: &Value,
+        rule: &str,
+        ok: fn(f64) -> bool,
+    ) -> Result<f64, Invalid> {
         v.as_f64()
             .filter(|n| ok(*n))
             .ok_or_else(|| self.invalid(field, rule))

@@ -17,6 +17,25 @@
 //! [`kpi_report`] turns them into the `quire kpis --json` object ([`KpiReport`]) and
 //! [`hourly_gmv`] is the hourly GMV shared with the live path.
 //!
+//! Columns of the models (all days and hours UTC; `date` is Date, `hour` Datetime(ms, UTC)):
+//! - `fct_sessions`: session_id, user_id, date, hour, session_start, session_end, device,
+//!   traffic_source, n_events, has_product_view, has_add_to_cart, has_checkout, has_order,
+//!   has_search, has_rec_click, is_bounce, is_new_user_session, is_first_session;
+//! - `fct_orders`: order_id, event_id, user_id, session_id, order_timestamp, date, hour,
+//!   total_price, discount, promo_code, fees, refunds (capped), net, units, cogs, rec_driven;
+//! - `fct_order_items`: order_id, user_id, order_timestamp, date, book_id, quantity,
+//!   unit_price, line_gmv, unit_cost (null if unknown), line_cogs (unknown cost = 0);
+//! - `agg_daily_kpis`: date and every per-day metric (funnel as `funnel_<step>`, rates as
+//!   `funnel_rate_<step>`, maps as lists of structs), plus fees, cogs, new_customers and
+//!   marketing_spend;
+//! - `agg_hourly_gmv`: hour, gmv, net_gmv, orders;
+//! - `agg_book_leaderboard_{units,gmv}`: date, rank, book_id, units, gmv, views,
+//!   add_to_carts, view_to_cart_rate.
+//!
+//! Event-level site metrics (`no_results_rate`, `rec_ctr`) count events by their own UTC day;
+//! session metrics count sessions by the day they start; money counts orders by the day of
+//! their standing `order_placed`.
+//!
 //! Session ids are `"{user_id}#{session_start as epoch milliseconds}"`: deterministic, and the
 //! same in the replay and the live path whenever the session's first event is in both frames.
 
@@ -37,8 +56,13 @@ pub use models::{
 };
 pub use report::{
     BookUnits, DailyKpis, Funnel, FunnelRates, HourlyGmv, KpiReport, hourly_gmv, kpi_report,
+    kpi_report_from_models,
 };
 pub use staging::{SESSION_GAP_MS, sessionize, stage_events};
+
+/// The version of the KPI definitions implemented here; part of the fingerprint of anything
+/// derived from them (bump the suffix when a definition or a model's columns change).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+kpi.1");
 
 /// The errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -7,13 +7,10 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::staging::{
-    ORDER_PLACED, ORDER_RETURNED, REC_BEFORE, SESSION_KEY, is_type, session_id_expr,
+    NEW_SESSION, ORDER_PLACED, ORDER_RETURNED, REC_BEFORE, SESSION_KEY, is_type, session_id_expr,
     stage_events, staged_of, staged_session_events, ts, with_sessions,
 };
 use crate::{Dims, Error, Result};
-
-const ORDER_EVENT_IDS: &str = "_order_event_ids";
-const ORDER_REC_BEFORE: &str = "_order_rec_before";
 
 /// Every model of the warehouse, as lazy frames. The expensive parts (sessionization, orders,
 /// items) are computed once by [`build_models`]; the frames here wrap those results.
@@ -70,10 +67,24 @@ fn count(e: Expr) -> Expr {
     e.sum().cast(DataType::Int64)
 }
 
-/// One row per session, with the internal columns `_session_key`, `_order_event_ids`,
-/// `_order_rec_before` (the session's `order_placed` event ids and whether a recommendation
-/// click came before each). Collected once: this is the one sort of the event stream.
-fn sessions_with_orders(raw: LazyFrame) -> Result<DataFrame> {
+/// The session flags: event type → `fct_sessions` column.
+const SESSION_FLAGS: [(&str, &str); 6] = [
+    ("product_view", "has_product_view"),
+    ("add_to_cart", "has_add_to_cart"),
+    ("checkout_started", "has_checkout"),
+    (ORDER_PLACED, "has_order"),
+    ("search_performed", "has_search"),
+    ("recommendation_clicked", "has_rec_click"),
+];
+
+/// The sessions (one row per session, in user then time order) and the sessions of the
+/// `order_placed` events (`event_id`, `session_id`, `rec_driven`: a `recommendation_clicked`
+/// precedes the order in its session).
+///
+/// This is the one sort of the event stream. No group-by: the sorted events are cut into
+/// sessions with cumulative sums, and only the first and last row of each session and the
+/// order rows are collected.
+pub(crate) fn sessions_and_order_sessions(raw: LazyFrame) -> Result<(DataFrame, DataFrame)> {
     let needed = [
         "event_id",
         "event_type",
@@ -85,42 +96,131 @@ fn sessions_with_orders(raw: LazyFrame) -> Result<DataFrame> {
         "ingested_at",
     ];
     let src = col("traffic_source");
-    let placed = || is_type(ORDER_PLACED);
-    Ok(with_sessions(staged_session_events(raw.select(needed.map(col))))
-        .group_by([col(SESSION_KEY)])
-        .agg([
-            col("user_id").first(),
-            col("session_start").first(),
-            ts().max().alias("session_end"),
-            col("device").first(),
-            src.clone()
-                .filter(src.clone().is_not_null().and(src.neq(lit(""))))
-                .first()
-                .alias("traffic_source"),
-            len().cast(DataType::Int64).alias("n_events"),
-            is_type("product_view").any(false).alias("has_product_view"),
-            is_type("add_to_cart").any(false).alias("has_add_to_cart"),
-            is_type("checkout_started").any(false).alias("has_checkout"),
-            placed().any(false).alias("has_order"),
-            is_type("search_performed").any(false).alias("has_search"),
-            is_type("recommendation_clicked")
-                .any(false)
-                .alias("has_rec_click"),
-            col("event_id").filter(placed()).alias(ORDER_EVENT_IDS),
-            col(REC_BEFORE).filter(placed()).alias(ORDER_REC_BEFORE),
-        ])
-        .sort([SESSION_KEY], Default::default())
+    let valid_src = src.clone().is_not_null().and(src.clone().neq(lit("")));
+    let backward = |e: Expr| e.fill_null_with_strategy(FillNullStrategy::Backward(None));
+    let cum = |name: &str| format!("_cum_{name}");
+    let is_last = col(NEW_SESSION)
+        .shift(lit(-1))
+        .fill_null(lit(true))
+        .alias("_is_last");
+    let mut per_row: Vec<Expr> = SESSION_FLAGS
+        .iter()
+        .map(|(ty, name)| {
+            is_type(ty)
+                .cast(DataType::UInt32)
+                .cum_sum(false)
+                .alias(cum(name))
+        })
+        .collect();
+    per_row.extend([
+        is_last,
+        // The first non-empty traffic_source at or after each row, and its session.
+        backward(
+            when(valid_src.clone())
+                .then(col(SESSION_KEY))
+                .otherwise(lit(NULL)),
+        )
+        .alias("_src_key"),
+        backward(when(valid_src).then(src).otherwise(lit(NULL))).alias("_src"),
+    ]);
+    let sparse = with_sessions(staged_session_events(raw.select(needed.map(col))))
+        .with_row_index("_row", None)
+        .with_columns(per_row)
+        .filter(
+            col(NEW_SESSION)
+                .or(col("_is_last"))
+                .or(is_type(ORDER_PLACED)),
+        )
+        .drop(by_name(
+            ["traffic_source", "is_test", "ingested_at"],
+            true,
+            false,
+        ))
+        .collect()?
+        .lazy();
+
+    let mut start_cols = vec![
+        col(SESSION_KEY),
+        col("user_id"),
+        col("session_start"),
+        col("device"),
+        when(col("_src_key").eq(col(SESSION_KEY)))
+            .then(col("_src"))
+            .otherwise(lit("direct"))
+            .alias("traffic_source"),
+        col("_row").alias("_start_row"),
+    ];
+    // Counts strictly before the session's first event.
+    start_cols.extend(SESSION_FLAGS.iter().map(|(ty, name)| {
+        (col(cum(name)) - is_type(ty).cast(DataType::UInt32)).alias(format!("_before_{name}"))
+    }));
+    let starts = sparse
+        .clone()
+        .filter(col(NEW_SESSION))
+        .select(start_cols)
+        .collect()?;
+    let mut end_cols = vec![ts().alias("session_end"), col("_row").alias("_end_row")];
+    end_cols.extend(SESSION_FLAGS.iter().map(|(_, name)| col(cum(name))));
+    let ends = sparse
+        .clone()
+        .filter(col("_is_last"))
+        .select(end_cols)
+        .collect()?;
+    if starts.height() != ends.height() {
+        return Err(Error::Shape {
+            table: "fct_sessions",
+            reason: format!(
+                "{} session starts but {} session ends",
+                starts.height(),
+                ends.height()
+            ),
+        });
+    }
+    let mut flags: Vec<Expr> = SESSION_FLAGS
+        .iter()
+        .map(|(_, name)| {
+            col(cum(name))
+                .gt(col(format!("_before_{name}")))
+                .alias(*name)
+        })
+        .collect();
+    let user_changed = col("user_id")
+        .neq(col("user_id").shift(lit(1)))
+        .fill_null(lit(true));
+    flags.extend([
+        session_id_expr(col("user_id"), col("session_start")).alias("session_id"),
+        date_of(col("session_start")).alias("date"),
+        hour_of(col("session_start")).alias("hour"),
+        (col("_end_row") - col("_start_row") + lit(1))
+            .cast(DataType::Int64)
+            .alias("n_events"),
+        user_changed.clone().alias("is_first_session"),
+    ]);
+    let forward = |e: Expr| e.fill_null_with_strategy(FillNullStrategy::Forward(None));
+    let sessions = starts
+        .hstack(ends.columns())?
+        .lazy()
+        .with_columns(flags)
         .with_columns([
-            session_id_expr(col("user_id"), col("session_start")).alias("session_id"),
-            date_of(col("session_start")).alias("date"),
-            hour_of(col("session_start")).alias("hour"),
-            col("traffic_source").fill_null(lit("direct")),
             col("n_events").eq(lit(1)).alias("is_bounce"),
+            // Sessions are in user order: the user's first session date, carried forward.
+            col("date")
+                .eq(forward(
+                    when(user_changed).then(col("date")).otherwise(lit(NULL)),
+                ))
+                .alias("is_new_user_session"),
         ])
-        .with_columns([col("date")
-            .eq(col("date").min().over([col("user_id")])?)
-            .alias("is_new_user_session")])
-        .collect()?)
+        .select(SESSION_COLUMNS.map(col))
+        .collect()?;
+    let order_sessions = sparse
+        .filter(is_type(ORDER_PLACED))
+        .select([
+            col("event_id"),
+            session_id_expr(col("user_id"), col("session_start")).alias("session_id"),
+            col(REC_BEFORE).alias("rec_driven"),
+        ])
+        .collect()?;
+    Ok((sessions, order_sessions))
 }
 
 /// The published columns of `fct_sessions`.
@@ -232,15 +332,12 @@ fn order_items(orders: LazyFrame, books: Option<LazyFrame>) -> LazyFrame {
         .with_columns([item("book_id"), item("quantity"), item("unit_price")])
         .drop(cols(["items"]))
         .with_columns([
-            (col("quantity").cast(DataType::Float64) * col("unit_price")).alias("line_gmv")
+            (col("quantity").cast(DataType::Float64) * col("unit_price")).alias("line_gmv"),
         ]);
     let with_cost = match books {
         Some(books) => {
             let costs = books
-                .select([
-                    col("book_id"),
-                    col("unit_cost").cast(DataType::Float64),
-                ])
+                .select([col("book_id"), col("unit_cost").cast(DataType::Float64)])
                 .group_by([col("book_id")])
                 .agg([col("unit_cost").first()]);
             items.join(costs, [col("book_id")], [col("book_id")], left())
@@ -259,7 +356,7 @@ fn order_items(orders: LazyFrame, books: Option<LazyFrame>) -> LazyFrame {
 
 /// Per UTC day (of the event), event type and module: `n` events and `zero_results`
 /// (searches with `results_count` = 0), for searches and recommendations.
-fn site_events(raw: LazyFrame) -> LazyFrame {
+pub(crate) fn site_events(raw: LazyFrame) -> LazyFrame {
     staged_of(
         raw,
         &[
@@ -332,41 +429,35 @@ fn daily_kpis(
     spend: Option<LazyFrame>,
 ) -> Result<LazyFrame> {
     let s = |c: &str| col(c);
-    let sess_daily = sessions
-        .clone()
-        .group_by([col("date")])
-        .agg([
-            len().cast(DataType::Int64).alias("sessions"),
-            s("user_id").n_unique().cast(DataType::Int64).alias("users"),
-            s("user_id")
-                .filter(s("is_new_user_session"))
-                .n_unique()
-                .cast(DataType::Int64)
-                .alias("new_users"),
-            count(s("is_bounce")).alias("_bounces"),
-            count(s("has_product_view")).alias("funnel_viewed_product"),
-            count(s("has_add_to_cart")).alias("funnel_added_to_cart"),
-            count(s("has_checkout")).alias("funnel_started_checkout"),
-            count(s("has_order")).alias("funnel_purchased"),
-            count(s("has_search")).alias("_search_sessions"),
-            count(s("has_search").and(s("has_order"))).alias("_search_purchased"),
-            count(s("has_add_to_cart").and(s("has_order").not())).alias("_abandoned"),
-        ]);
-    let orders_daily = orders
-        .clone()
-        .group_by([col("date")])
-        .agg([
-            s("total_price").sum().alias("gmv"),
-            s("net").sum().alias("net_gmv"),
-            len().cast(DataType::Int64).alias("orders"),
-            s("fees").sum().alias("_fees"),
-            s("cogs").sum().alias("_cogs"),
-            s("units").sum().cast(DataType::Int64).alias("units"),
-            s("total_price")
-                .filter(s("rec_driven"))
-                .sum()
-                .alias("rec_driven_gmv"),
-        ]);
+    let sess_daily = sessions.clone().group_by([col("date")]).agg([
+        len().cast(DataType::Int64).alias("sessions"),
+        s("user_id").n_unique().cast(DataType::Int64).alias("users"),
+        s("user_id")
+            .filter(s("is_new_user_session"))
+            .n_unique()
+            .cast(DataType::Int64)
+            .alias("new_users"),
+        count(s("is_bounce")).alias("_bounces"),
+        count(s("has_product_view")).alias("funnel_viewed_product"),
+        count(s("has_add_to_cart")).alias("funnel_added_to_cart"),
+        count(s("has_checkout")).alias("funnel_started_checkout"),
+        count(s("has_order")).alias("funnel_purchased"),
+        count(s("has_search")).alias("_search_sessions"),
+        count(s("has_search").and(s("has_order"))).alias("_search_purchased"),
+        count(s("has_add_to_cart").and(s("has_order").not())).alias("_abandoned"),
+    ]);
+    let orders_daily = orders.clone().group_by([col("date")]).agg([
+        s("total_price").sum().alias("gmv"),
+        s("net").sum().alias("net_gmv"),
+        len().cast(DataType::Int64).alias("orders"),
+        s("fees").sum().alias("_fees"),
+        s("cogs").sum().alias("_cogs"),
+        s("units").sum().cast(DataType::Int64).alias("units"),
+        s("total_price")
+            .filter(s("rec_driven"))
+            .sum()
+            .alias("rec_driven_gmv"),
+    ]);
     let new_customers = orders
         .group_by([col("user_id")])
         .agg([col("date").min()])
@@ -386,7 +477,10 @@ fn daily_kpis(
         .group_by([col("date")])
         .agg([s("rec_shown").sum(), s("rec_clicked").sum()]);
     let days = concat(
-        [sess_daily.clone().select([col("date")]), orders_daily.clone().select([col("date")])],
+        [
+            sess_daily.clone().select([col("date")]),
+            orders_daily.clone().select([col("date")]),
+        ],
         UnionArgs::default(),
     )?
     .unique(None, UniqueKeepStrategy::Any);
@@ -473,8 +567,7 @@ fn daily_kpis(
             ratio(s("_bounces"), s("sessions")).alias("bounce_rate"),
             ratio(s("funnel_purchased"), s("sessions")).alias("cvr"),
             s("sessions").alias("funnel_landed"),
-            ratio(s("funnel_viewed_product"), s("sessions"))
-                .alias("funnel_rate_viewed_product"),
+            ratio(s("funnel_viewed_product"), s("sessions")).alias("funnel_rate_viewed_product"),
             ratio(s("funnel_added_to_cart"), s("funnel_viewed_product"))
                 .alias("funnel_rate_added_to_cart"),
             ratio(s("funnel_started_checkout"), s("funnel_added_to_cart"))
@@ -526,7 +619,10 @@ const DAILY_COLUMNS: [(&str, &str); 37] = [
     ("funnel_purchased", "funnel_purchased"),
     ("funnel_rate_viewed_product", "funnel_rate_viewed_product"),
     ("funnel_rate_added_to_cart", "funnel_rate_added_to_cart"),
-    ("funnel_rate_started_checkout", "funnel_rate_started_checkout"),
+    (
+        "funnel_rate_started_checkout",
+        "funnel_rate_started_checkout",
+    ),
     ("funnel_rate_purchased", "funnel_rate_purchased"),
     ("cart_abandonment_rate", "cart_abandonment_rate"),
     ("search_usage", "search_usage"),
@@ -584,38 +680,23 @@ fn leaderboard(items: LazyFrame, views: LazyFrame, by: &str) -> Result<LazyFrame
 /// Builds every model. Sessionization, the standing orders and their items are computed
 /// (collected) here, once; the aggregates stay lazy over those results.
 pub fn build_models(raw: LazyFrame, dims: &Dims) -> Result<Models> {
-    let sessions = sessions_with_orders(raw.clone())?;
+    let (sessions, order_sessions) = sessions_and_order_sessions(raw.clone())?;
     let books = dims.books.clone();
     let orders = standing_orders(raw.clone()).collect()?;
     let items = order_items(orders.clone().lazy(), books).collect()?;
-    let per_order = items
-        .clone()
-        .lazy()
-        .group_by([col("order_id")])
-        .agg([
-            col("quantity").sum().cast(DataType::Int64).alias("units"),
-            col("line_cogs").sum().alias("cogs"),
-        ]);
-    let order_sessions = sessions
-        .clone()
-        .lazy()
-        .select([col("session_id"), col(ORDER_EVENT_IDS), col(ORDER_REC_BEFORE)])
-        .explode(
-            cols([ORDER_EVENT_IDS, ORDER_REC_BEFORE]),
-            ExplodeOptions {
-                empty_as_null: false,
-                keep_nulls: false,
-            },
-        )
-        .select([
-            col(ORDER_EVENT_IDS).alias("event_id"),
-            col("session_id"),
-            col(ORDER_REC_BEFORE).alias("rec_driven"),
-        ]);
+    let per_order = items.clone().lazy().group_by([col("order_id")]).agg([
+        col("quantity").sum().cast(DataType::Int64).alias("units"),
+        col("line_cogs").sum().alias("cogs"),
+    ]);
     let fct_orders = orders
         .lazy()
         .join(per_order, [col("order_id")], [col("order_id")], left())
-        .join(order_sessions, [col("event_id")], [col("event_id")], left())
+        .join(
+            order_sessions.lazy(),
+            [col("event_id")],
+            [col("event_id")],
+            left(),
+        )
         .select([
             col("order_id"),
             col("event_id"),
@@ -637,14 +718,7 @@ pub fn build_models(raw: LazyFrame, dims: &Dims) -> Result<Models> {
         .sort(["order_timestamp", "event_id"], Default::default())
         .collect()?
         .lazy();
-    let fct_sessions = sessions
-        .lazy()
-        .with_columns([col("session_start")
-            .eq(col("session_start").min().over([col("user_id")])?)
-            .alias("is_first_session")])
-        .select(SESSION_COLUMNS.map(col))
-        .collect()?
-        .lazy();
+    let fct_sessions = sessions.lazy();
     let site = site_events(raw.clone()).collect()?.lazy();
     let fct_order_items = items.lazy().select([
         col("order_id"),
@@ -796,8 +870,11 @@ mod tests {
                 58.0,
                 &[("bk_a", 3, 5.0), ("bk_b", 2, 20.0), ("bk_c", 3, 1.0)],
             ),
-            ev("o2", "order_placed", "2025-10-02T10:00:00Z", "u2")
-                .order("o2", 1.0, &[("bk_c", 1, 1.0)]),
+            ev("o2", "order_placed", "2025-10-02T10:00:00Z", "u2").order(
+                "o2",
+                1.0,
+                &[("bk_c", 1, 1.0)],
+            ),
         ]
     }
 
@@ -815,7 +892,10 @@ mod tests {
         );
         let gmv = m.agg_book_leaderboard_gmv.collect().unwrap();
         assert_eq!(strs(&gmv, "book_id"), ["bk_b", "bk_a", "bk_c", "bk_c"]);
-        assert_eq!(f64s(&gmv, "gmv"), [Some(40.0), Some(15.0), Some(3.0), Some(1.0)]);
+        assert_eq!(
+            f64s(&gmv, "gmv"),
+            [Some(40.0), Some(15.0), Some(3.0), Some(1.0)]
+        );
         assert_eq!(i64s(&gmv, "rank"), [Some(1), Some(2), Some(3), Some(1)]);
     }
 
@@ -851,7 +931,10 @@ mod tests {
         assert_eq!(i64s(&s, "n_events"), [Some(3), Some(1)]);
         assert_eq!(
             i64s(&s, "session_end"),
-            [Some(ms("2025-10-01T10:20:00Z")), Some(ms("2025-10-02T10:00:00Z"))]
+            [
+                Some(ms("2025-10-01T10:20:00Z")),
+                Some(ms("2025-10-02T10:00:00Z"))
+            ]
         );
         assert_eq!(strs(&s, "device"), ["mobile", "desktop"]);
         assert_eq!(strs(&s, "traffic_source"), ["direct", "email"]);

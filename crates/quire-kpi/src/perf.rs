@@ -1,5 +1,6 @@
 //! A timing smoke test over synthetic events (ignored by default):
-//! `QUIRE_KPI_PERF_EVENTS=1000000 cargo test -p quire-kpi --release perf -- --ignored --nocapture`.
+//! `QUIRE_KPI_PERF_EVENTS=1000000 cargo test -p quire-kpi perf -- --ignored --nocapture`
+//! (add `QUIRE_KPI_PERF_PARQUET=<file>` to write the events once, then time a Parquet scan).
 
 use std::time::Instant;
 
@@ -33,8 +34,12 @@ fn synthetic(n: i64) -> LazyFrame {
     let is_order = kind.clone().eq(lit(0));
     let str_of = |e: Expr| e.cast(DataType::String);
     let base_ms = 1_759_276_800_000i64; // 2025-10-01T00:00:00Z
-    let ts = (lit(base_ms) + (i() / lit(users)) * lit(7 * 60 * 1000) + (i() % lit(users)) * lit(997))
-        .cast(DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC)));
+    let ts =
+        (lit(base_ms) + (i() / lit(users)) * lit(37 * 60 * 1000) + (i() % lit(users)) * lit(997))
+            .cast(DataType::Datetime(
+                TimeUnit::Milliseconds,
+                Some(TimeZone::UTC),
+            ));
     let item = |book: Expr| {
         as_struct(vec![
             concat_str([lit("bk_"), str_of(book)], "", false).alias("book_id"),
@@ -71,10 +76,44 @@ fn synthetic(n: i64) -> LazyFrame {
                 .then(concat_list([item(i() % lit(500)), item(i() % lit(300))]).unwrap())
                 .otherwise(lit(NULL))
                 .alias("items"),
-            when(is_order.clone()).then(lit(20.0)).otherwise(lit(NULL)).alias("total_price"),
-            when(is_order).then(lit(1.0)).otherwise(lit(NULL)).alias("fees"),
+            when(is_order.clone())
+                .then(lit(20.0))
+                .otherwise(lit(NULL))
+                .alias("total_price"),
+            when(is_order)
+                .then(lit(1.0))
+                .otherwise(lit(NULL))
+                .alias("fees"),
             lit(5.0).alias("refund_amount"),
+            lit(0.0).alias("discount"),
+            lit(NULL).cast(DataType::String).alias("promo_code"),
         ])
+}
+
+/// Times each model's query and `kpi_report` over a scan of the events, as the replay does.
+fn time_report(raw: LazyFrame) {
+    let t = Instant::now();
+    let (sessions, orders) = crate::models::sessions_and_order_sessions(raw.clone()).unwrap();
+    eprintln!(
+        "sessions: {:?} ({} sessions, {} order events)",
+        t.elapsed(),
+        sessions.height(),
+        orders.height()
+    );
+    let t = Instant::now();
+    let orders = crate::models::standing_orders(raw.clone())
+        .collect()
+        .unwrap();
+    eprintln!("orders: {:?} ({} orders)", t.elapsed(), orders.height());
+    let t = Instant::now();
+    crate::models::site_events(raw.clone()).collect().unwrap();
+    eprintln!("site events: {:?}", t.elapsed());
+    let t = Instant::now();
+    let r = kpi_report(raw.clone(), &Dims::default(), DateRange::default(), 10).unwrap();
+    eprintln!("kpi_report: {:?} ({} days)", t.elapsed(), r.daily.len());
+    let t = Instant::now();
+    build_models(raw, &Dims::default()).unwrap();
+    eprintln!("build_models: {:?}", t.elapsed());
 }
 
 #[test]
@@ -84,14 +123,25 @@ fn perf_smoke() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000i64);
-    let raw = synthetic(n).collect().unwrap();
-    eprintln!("{} events, {:.0} MB", raw.height(), raw.estimated_size() as f64 / 1e6);
-    let t = Instant::now();
-    let m = build_models(raw.clone().lazy(), &Dims::default()).unwrap();
-    eprintln!("build_models: {:?}", t.elapsed());
-    let t = Instant::now();
-    let r = kpi_report(raw.lazy(), &Dims::default(), DateRange::default(), 10).unwrap();
-    eprintln!("kpi_report: {:?} ({} days)", t.elapsed(), r.daily.len());
-    let sessions = m.fct_sessions.select([len()]).collect().unwrap();
-    eprintln!("sessions: {sessions}");
+    // With QUIRE_KPI_PERF_PARQUET=<file>: the first run writes the events there, the next
+    // runs scan that file (as the replay scans the lake).
+    let Ok(path) = std::env::var("QUIRE_KPI_PERF_PARQUET") else {
+        let raw = synthetic(n).collect().unwrap();
+        eprintln!("{} events in memory", raw.height());
+        return time_report(raw.lazy());
+    };
+    let path = std::path::PathBuf::from(path);
+    if !path.exists() {
+        let mut df = synthetic(n).collect().unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        ParquetWriter::new(file).finish(&mut df).unwrap();
+        eprintln!("wrote {} events to {}", df.height(), path.display());
+        return;
+    }
+    let scan = LazyFrame::scan_parquet(
+        PlRefPath::try_from_path(&path).unwrap(),
+        ScanArgsParquet::default(),
+    )
+    .unwrap();
+    time_report(scan);
 }

@@ -7,7 +7,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::models::{hourly_of_orders, ratio, rec_by_module, sessions_by, standing_orders};
-use crate::{DateRange, Dims, Error, Result, build_models};
+use crate::{DateRange, Dims, Error, Models, Result, build_models};
 
 /// GMV per UTC hour of the orders in `raw` (lake schema): `hour` (Datetime(ms, UTC),
 /// truncated to the hour), `gmv`, `net_gmv` (refunds of the frame, capped per order),
@@ -199,7 +199,16 @@ pub fn kpi_report(
     range: DateRange,
     top_n: usize,
 ) -> Result<KpiReport> {
-    let models = build_models(raw, dims)?;
+    kpi_report_from_models(&build_models(raw, dims)?, range, top_n)
+}
+
+/// [`kpi_report`] from models already built by [`build_models`] (e.g. by a warehouse build
+/// that also writes them), so the events are not sessionized twice.
+pub fn kpi_report_from_models(
+    models: &Models,
+    range: DateRange,
+    top_n: usize,
+) -> Result<KpiReport> {
     let in_range = range.contains(col("date"));
     let daily_df = models
         .agg_daily_kpis
@@ -322,18 +331,19 @@ fn daily_rows(
         money("rec_driven_gmv")?,
     );
     let int = |n: &str| c.i64(n);
-    let (orders, units, sessions, users) =
-        (int("orders")?, int("units")?, int("sessions")?, int("users")?);
+    let (orders, units, sessions, users) = (
+        int("orders")?,
+        int("units")?,
+        int("sessions")?,
+        int("users")?,
+    );
     let (new_users, returning_users) = (int("new_users")?, int("returning_users")?);
     let (landed, viewed, added) = (
         int("funnel_landed")?,
         int("funnel_viewed_product")?,
         int("funnel_added_to_cart")?,
     );
-    let (checkout, purchased) = (
-        int("funnel_started_checkout")?,
-        int("funnel_purchased")?,
-    );
+    let (checkout, purchased) = (int("funnel_started_checkout")?, int("funnel_purchased")?);
     let rate = |n: &str| c.f64(n);
     let (aov, bounce_rate, cvr) = (rate("aov")?, rate("bounce_rate")?, rate("cvr")?);
     let (r_viewed, r_added, r_checkout, r_purchased) = (
@@ -441,8 +451,14 @@ mod tests {
         assert_eq!((d1.gmv, d1.aov, d1.cvr), (0.0, None, Some(1.0)));
         assert_eq!(d1.funnel.purchased, 1);
         let d2 = day(&r, "2025-10-02");
-        assert_eq!((d2.sessions, d2.orders, d2.gmv, d2.aov), (0, 1, 20.0, Some(20.0)));
-        assert_eq!((d2.cvr, d2.bounce_rate, d2.search_usage), (None, None, None));
+        assert_eq!(
+            (d2.sessions, d2.orders, d2.gmv, d2.aov),
+            (0, 1, 20.0, Some(20.0))
+        );
+        assert_eq!(
+            (d2.cvr, d2.bounce_rate, d2.search_usage),
+            (None, None, None)
+        );
         assert_eq!(d2.funnel_rates.viewed_product, None);
         assert!(d2.sessions_by_source.is_empty());
     }
@@ -574,11 +590,17 @@ mod tests {
             },
         );
         let d = day(&r, "2025-10-01");
-        assert_eq!((d.gmv, d.net_gmv, d.revenue, d.rec_driven_gmv), (0.0, 0.0, 0.0, 0.0));
+        assert_eq!(
+            (d.gmv, d.net_gmv, d.revenue, d.rec_driven_gmv),
+            (0.0, 0.0, 0.0, 0.0)
+        );
         assert_eq!((d.orders, d.units), (0, 0));
         assert_eq!((d.aov, d.cac), (None, None));
         assert_eq!((d.cvr, d.cart_abandonment_rate), (Some(0.0), Some(1.0)));
-        assert_eq!((d.search_usage, d.search_cvr, d.non_search_cvr), (Some(0.0), None, Some(0.0)));
+        assert_eq!(
+            (d.search_usage, d.search_cvr, d.non_search_cvr),
+            (Some(0.0), None, Some(0.0))
+        );
         assert_eq!((d.no_results_rate, d.rec_ctr), (None, None));
         assert!(d.rec_ctr_by_module.is_empty());
         assert_eq!(d.funnel_rates.viewed_product, Some(0.0));
@@ -600,9 +622,15 @@ mod tests {
             &Dims::default(),
         );
         let d1 = day(&r, "2025-10-01");
-        assert_eq!((d1.sessions, d1.users, d1.new_users, d1.returning_users), (2, 1, 1, 0));
+        assert_eq!(
+            (d1.sessions, d1.users, d1.new_users, d1.returning_users),
+            (2, 1, 1, 0)
+        );
         let d2 = day(&r, "2025-10-02");
-        assert_eq!((d2.sessions, d2.users, d2.new_users, d2.returning_users), (3, 2, 1, 1));
+        assert_eq!(
+            (d2.sessions, d2.users, d2.new_users, d2.returning_users),
+            (3, 2, 1, 1)
+        );
     }
 
     #[test]
@@ -817,12 +845,18 @@ mod tests {
             pv("b2", "2025-10-02T00:10:00Z", "u2"),
             // In the range.
             pv("c1", "2025-10-02T10:00:00Z", "u1"),
-            ev("c2", "order_placed", "2025-10-02T10:01:00Z", "u1")
-                .order("o2", 30.0, &[("bk_2", 3, 10.0)]),
+            ev("c2", "order_placed", "2025-10-02T10:01:00Z", "u1").order(
+                "o2",
+                30.0,
+                &[("bk_2", 3, 10.0)],
+            ),
             // After the range: a return of o2 and another order.
             ev("r1", "order_returned", "2025-10-04T10:00:00Z", "u1").ret("o2", 12.0),
-            ev("d1", "order_placed", "2025-10-04T10:00:00Z", "u3")
-                .order("o3", 99.0, &[("bk_9", 9, 11.0)]),
+            ev("d1", "order_placed", "2025-10-04T10:00:00Z", "u3").order(
+                "o3",
+                99.0,
+                &[("bk_9", 9, 11.0)],
+            ),
         ];
         let dims = Dims {
             books: None,
@@ -852,10 +886,16 @@ mod tests {
     #[test]
     fn top_books_by_units_ties_by_book_id_and_stop_at_top_n() {
         let events = [
-            ev("e1", "order_placed", "2025-10-01T10:00:00Z", "u1")
-                .order("o1", 1.0, &[("bk_c", 2, 1.0), ("bk_a", 1, 1.0), ("bk_b", 2, 1.0)]),
-            ev("e2", "order_placed", "2025-10-02T10:00:00Z", "u2")
-                .order("o2", 1.0, &[("bk_a", 2, 1.0), ("bk_d", 1, 1.0)]),
+            ev("e1", "order_placed", "2025-10-01T10:00:00Z", "u1").order(
+                "o1",
+                1.0,
+                &[("bk_c", 2, 1.0), ("bk_a", 1, 1.0), ("bk_b", 2, 1.0)],
+            ),
+            ev("e2", "order_placed", "2025-10-02T10:00:00Z", "u2").order(
+                "o2",
+                1.0,
+                &[("bk_a", 2, 1.0), ("bk_d", 1, 1.0)],
+            ),
         ];
         let r = kpi_report(lake(&events), &Dims::default(), DateRange::default(), 3).unwrap();
         let got: Vec<(&str, i64)> = r
@@ -872,12 +912,16 @@ mod tests {
             &[
                 // First non-empty source wins; device is the first event's.
                 pv("a1", "2025-10-01T10:00:00Z", "u1").device("mobile"),
-                pv("a2", "2025-10-01T10:01:00Z", "u1").src("").device("desktop"),
+                pv("a2", "2025-10-01T10:01:00Z", "u1")
+                    .src("")
+                    .device("desktop"),
                 pv("a3", "2025-10-01T10:02:00Z", "u1").src("paid"),
                 pv("a4", "2025-10-01T10:03:00Z", "u1").src("social"),
                 // No source at all: direct.
                 pv("b1", "2025-10-01T10:00:00Z", "u2"),
-                pv("c1", "2025-10-01T10:00:00Z", "u3").src("paid").device("tablet"),
+                pv("c1", "2025-10-01T10:00:00Z", "u3")
+                    .src("paid")
+                    .device("tablet"),
             ],
             &Dims::default(),
         );
@@ -909,7 +953,12 @@ mod tests {
         };
         assert_eq!(
             keys(&json),
-            ["clv_historical", "daily", "hourly_gmv", "top_books_by_units"]
+            [
+                "clv_historical",
+                "daily",
+                "hourly_gmv",
+                "top_books_by_units"
+            ]
         );
         let day = &json["daily"][0];
         let mut expected = vec![
@@ -944,11 +993,22 @@ mod tests {
         assert_eq!(keys(day), expected);
         assert_eq!(
             keys(&day["funnel"]),
-            ["added_to_cart", "landed", "purchased", "started_checkout", "viewed_product"]
+            [
+                "added_to_cart",
+                "landed",
+                "purchased",
+                "started_checkout",
+                "viewed_product"
+            ]
         );
         assert_eq!(
             keys(&day["funnel_rates"]),
-            ["added_to_cart", "purchased", "started_checkout", "viewed_product"]
+            [
+                "added_to_cart",
+                "purchased",
+                "started_checkout",
+                "viewed_product"
+            ]
         );
         assert_eq!(day["date"], "2025-10-01");
         assert_eq!(day["gmv"], 12.5);

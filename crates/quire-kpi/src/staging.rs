@@ -12,6 +12,7 @@ pub(crate) const ORDER_RETURNED: &str = "order_returned";
 pub(crate) const NEW_SESSION: &str = "_new_session";
 pub(crate) const SESSION_KEY: &str = "_session_key";
 pub(crate) const REC_BEFORE: &str = "_rec_before";
+const USER_CODE: &str = "_user_code";
 
 pub(crate) fn is_type(t: &str) -> Expr {
     col("event_type").eq(lit(t))
@@ -56,10 +57,18 @@ pub(crate) fn staged_session_events(raw: LazyFrame) -> LazyFrame {
 /// `_new_session` (first event of a session), `_session_key` (UInt32, 1-based, in sort
 /// order), `session_start` and `_rec_before` (a `recommendation_clicked` precedes this event
 /// in its session). The input must not contain `order_returned` events.
+///
+/// Users are sorted by an integer code (a categorical mapping local to this query, users in
+/// no particular order) rather than by the `user_id` text: only contiguity per user matters,
+/// and the numeric key makes the one big sort about twice as fast.
 pub(crate) fn with_sessions(events: LazyFrame) -> LazyFrame {
     let ts_ms = ts().cast(DataType::Int64);
-    let user_changed = col("user_id")
-        .neq(col("user_id").shift(lit(1)))
+    let users = DataType::from_categories(Categories::random(
+        "quire-kpi-users".into(),
+        CategoricalPhysical::U32,
+    ));
+    let user_changed = col(USER_CODE)
+        .neq(col(USER_CODE).shift(lit(1)))
         .fill_null(lit(true));
     let gap = (ts_ms.clone() - ts_ms.shift(lit(1)))
         .gt(lit(SESSION_GAP_MS))
@@ -69,8 +78,9 @@ pub(crate) fn with_sessions(events: LazyFrame) -> LazyFrame {
     let clicks_before = rec_click.clone().cum_sum(false) - rec_click;
     let forward = |e: Expr| e.fill_null_with_strategy(FillNullStrategy::Forward(None));
     events
+        .with_columns([col("user_id").cast(users).to_physical().alias(USER_CODE)])
         .sort(
-            ["user_id", "event_timestamp", "event_id"],
+            [USER_CODE, "event_timestamp", "event_id"],
             SortMultipleOptions::default(),
         )
         .with_columns([user_changed.or(gap).alias(NEW_SESSION)])
@@ -80,8 +90,7 @@ pub(crate) fn with_sessions(events: LazyFrame) -> LazyFrame {
                 .cum_sum(false)
                 .cast(DataType::UInt32)
                 .alias(SESSION_KEY),
-            forward(when(col(NEW_SESSION)).then(ts()).otherwise(lit(NULL)))
-                .alias("session_start"),
+            forward(when(col(NEW_SESSION)).then(ts()).otherwise(lit(NULL))).alias("session_start"),
             clicks_before
                 .clone()
                 .gt(forward(
@@ -91,6 +100,7 @@ pub(crate) fn with_sessions(events: LazyFrame) -> LazyFrame {
                 ))
                 .alias(REC_BEFORE),
         ])
+        .drop(by_name([USER_CODE], true, false))
 }
 
 /// The session id `"{user_id}#{session_start epoch ms}"`.
@@ -107,7 +117,8 @@ pub(crate) fn session_id_expr(user: Expr, start: Expr) -> Expr {
 }
 
 /// Sessionized staged events: every staged event but `order_returned` (a back-office event
-/// that belongs to no session), sorted by `user_id`, `event_timestamp`, `event_id`, with
+/// that belongs to no session), grouped by user (users in no particular order), each user's
+/// events sorted by `event_timestamp` then `event_id`, with
 /// `session_id` (`"{user_id}#{session_start epoch ms}"`), `session_start` (time of the
 /// session's first event) and `is_session_start` added.
 ///

@@ -35,14 +35,29 @@ pub(crate) fn schema() -> Schema {
 
 pub(crate) fn frame(rows: &[BadRow]) -> PolarsResult<DataFrame> {
     let n = rows.len();
-    let ts: Vec<i64> = rows.iter().map(|r| r.rejected_at.timestamp_millis()).collect();
+    let ts: Vec<i64> = rows
+        .iter()
+        .map(|r| r.rejected_at.timestamp_millis())
+        .collect();
     DataFrame::new(
         n,
         vec![
-            Column::new("line".into(), rows.iter().map(|r| r.line.as_str()).collect::<Vec<_>>()),
-            Column::new("source".into(), rows.iter().map(|r| r.source.as_str()).collect::<Vec<_>>()),
-            Column::new("line_number".into(), rows.iter().map(|r| r.line_number).collect::<Vec<_>>()),
-            Column::new("reason".into(), rows.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>()),
+            Column::new(
+                "line".into(),
+                rows.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "source".into(),
+                rows.iter().map(|r| r.source.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "line_number".into(),
+                rows.iter().map(|r| r.line_number).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "reason".into(),
+                rows.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(),
+            ),
             Int64Chunked::from_vec("rejected_at".into(), ts)
                 .into_series()
                 .cast(&ts_type())?
@@ -63,10 +78,22 @@ impl Lake {
         }
         let df = lf.collect().at(|| "reading the bad rows".to_owned())?;
         let get = |name: &str| df.column(name).at(|| format!("bad rows column {name}"));
-        let line = get("line")?.str().at(|| "bad rows: line".to_owned())?.clone();
-        let source = get("source")?.str().at(|| "bad rows: source".to_owned())?.clone();
-        let number = get("line_number")?.i64().at(|| "bad rows: line_number".to_owned())?.clone();
-        let reason = get("reason")?.str().at(|| "bad rows: reason".to_owned())?.clone();
+        let line = get("line")?
+            .str()
+            .at(|| "bad rows: line".to_owned())?
+            .clone();
+        let source = get("source")?
+            .str()
+            .at(|| "bad rows: source".to_owned())?
+            .clone();
+        let number = get("line_number")?
+            .i64()
+            .at(|| "bad rows: line_number".to_owned())?
+            .clone();
+        let reason = get("reason")?
+            .str()
+            .at(|| "bad rows: reason".to_owned())?
+            .clone();
         let at = get("rejected_at")?
             .datetime()
             .at(|| "bad rows: rejected_at".to_owned())?

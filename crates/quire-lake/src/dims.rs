@@ -282,7 +282,9 @@ fn report_first_problem(table: DimTable, file: &Path, df: &DataFrame) -> Result<
                 kind.name()
             )
         })?;
-        consider("missing", &|_| format!("column {name}: a value is required"))?;
+        consider("missing", &|_| {
+            format!("column {name}: a value is required")
+        })?;
         consider("min", &|v| {
             format!(
                 "column {name}: must be >= {}, got {}",
@@ -311,10 +313,7 @@ fn check_unique(table: DimTable, file: &Path, df: &DataFrame, line_offset: IdxSi
         .clone()
         .lazy()
         .with_row_index("__row", Some(line_offset))
-        .filter(
-            as_struct(key.iter().map(|k| col(*k)).collect())
-                .is_duplicated(),
-        )
+        .filter(as_struct(key.iter().map(|k| col(*k)).collect()).is_duplicated())
         .limit(2)
         .collect()
         .at(ctx)?;

@@ -91,8 +91,12 @@ pub fn events_frame(events: &[&Event], ingested_at: DateTime<Utc>) -> PolarsResu
     let mut c = Columns::default();
     let mut results = ListStringChunkedBuilder::new("results".into(), n, 0);
     let mut book_ids = ListStringChunkedBuilder::new("book_ids".into(), n, 0);
-    let mut scores =
-        ListPrimitiveChunkedBuilder::<Float64Type>::new("result_scores".into(), n, 0, DataType::Float64);
+    let mut scores = ListPrimitiveChunkedBuilder::<Float64Type>::new(
+        "result_scores".into(),
+        n,
+        0,
+        DataType::Float64,
+    );
     // Order items: flattened once, then each order's list is a slice of the flat column.
     let mut item_book: Vec<&str> = Vec::new();
     let mut item_qty: Vec<i64> = Vec::new();
@@ -144,7 +148,10 @@ pub fn events_frame(events: &[&Event], ingested_at: DateTime<Utc>) -> PolarsResu
                 row.book_id = Some(book_id);
                 row.position = Some(*position);
             }
-            Payload::RecommendationShown { module, book_ids: list } => {
+            Payload::RecommendationShown {
+                module,
+                book_ids: list,
+            } => {
                 row.module = Some(module.as_str());
                 book_ids.append_values_iter(list.iter().map(String::as_str));
                 has_lists.1 = true;

@@ -141,14 +141,24 @@ impl<'l> Batch<'l> {
 
     fn data_file(&mut self, dir: PathBuf, kind: FileKind, rows: u64) -> Result<PathBuf> {
         fs::create_dir_all(&dir).at(|| format!("creating {}", dir.display()))?;
-        let path = dir.join(format!("part-{}-{:05}.parquet", self.batch_id, self.written.len()));
+        let path = dir.join(format!(
+            "part-{}-{:05}.parquet",
+            self.batch_id,
+            self.written.len()
+        ));
         let rel = path
             .strip_prefix(self.lake.root())
             .unwrap_or(&path)
             .to_string_lossy()
             .into_owned();
-        self.written
-            .push((path.clone(), CommitFile { path: rel, kind, rows }));
+        self.written.push((
+            path.clone(),
+            CommitFile {
+                path: rel,
+                kind,
+                rows,
+            },
+        ));
         Ok(tmp_path(&path))
     }
 
@@ -159,7 +169,10 @@ impl<'l> Batch<'l> {
         let events = std::mem::take(&mut self.events);
         let mut parts: BTreeMap<(NaiveDate, u32), Vec<&Event>> = BTreeMap::new();
         for e in &events {
-            parts.entry(partition_of(e.event_timestamp)).or_default().push(e);
+            parts
+                .entry(partition_of(e.event_timestamp))
+                .or_default()
+                .push(e);
         }
         let now = Utc::now();
         for ((date, hour), part) in parts {
@@ -181,7 +194,11 @@ impl<'l> Batch<'l> {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.bad);
-        let tmp = self.data_file(self.lake.badrows_dir(), FileKind::BadRows, rows.len() as u64)?;
+        let tmp = self.data_file(
+            self.lake.badrows_dir(),
+            FileKind::BadRows,
+            rows.len() as u64,
+        )?;
         let mut df = badrows::frame(&rows).at(|| "building the bad rows".to_owned())?;
         write_parquet(&mut df, &tmp)
     }

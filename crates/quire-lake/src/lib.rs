@@ -121,8 +121,7 @@ impl Lake {
             .write(true)
             .open(&path)
             .at(|| format!("opening {}", path.display()))?;
-        file.lock()
-            .at(|| format!("locking {}", path.display()))?;
+        file.lock().at(|| format!("locking {}", path.display()))?;
         Ok(file)
     }
 
@@ -199,8 +198,7 @@ pub(crate) fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
         .with_compression(ParquetCompression::Zstd(None))
         .finish(df)
         .at(|| format!("writing {}", path.display()))?;
-    file.sync_all()
-        .at(|| format!("syncing {}", path.display()))
+    file.sync_all().at(|| format!("syncing {}", path.display()))
 }
 
 /// The in-progress name of a file: `<name>.tmp`, which no `*.parquet` glob matches.

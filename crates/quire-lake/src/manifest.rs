@@ -72,9 +72,10 @@ impl Lake {
 
     /// Whether a file with this digest was already committed in full.
     pub fn has_source_digest(&self, digest: &str) -> Result<bool> {
-        Ok(self.commits()?.iter().any(
-            |c| matches!(&c.source, Source::File { digest: d, .. } if d == digest),
-        ))
+        Ok(self
+            .commits()?
+            .iter()
+            .any(|c| matches!(&c.source, Source::File { digest: d, .. } if d == digest)))
     }
 
     pub(crate) fn write_commit(&self, commit: &Commit) -> Result<()> {

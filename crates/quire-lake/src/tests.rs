@@ -14,7 +14,12 @@ fn event(id: &str, ts: &str, ty: &str, extra: &str) -> String {
 
 fn sample_lines() -> Vec<String> {
     vec![
-        event("e1", "2025-10-01T07:00:00Z", "page_view", r#","page":"home""#),
+        event(
+            "e1",
+            "2025-10-01T07:00:00Z",
+            "page_view",
+            r#","page":"home""#,
+        ),
         event("e2", "2025-10-01T09:30:00+02:00", "checkout_started", ""),
         String::new(),
         "not json at all".to_owned(),
@@ -24,7 +29,12 @@ fn sample_lines() -> Vec<String> {
             "order_placed",
             r#","order_id":"o1","items":[{"book_id":"bk_1","quantity":2,"unit_price":5.0},{"book_id":"bk_2","quantity":1,"unit_price":3.5}],"total_price":13.5,"promo_code":"FALL""#,
         ),
-        event("e1", "2025-10-01T07:00:00Z", "page_view", r#","page":"home""#),
+        event(
+            "e1",
+            "2025-10-01T07:00:00Z",
+            "page_view",
+            r#","page":"home""#,
+        ),
         event(
             "e4",
             "2025-10-02T23:59:59.999Z",
@@ -100,9 +110,22 @@ fn ingest_counts_partitions_and_types() {
     let df = all_events(&lake);
     assert_eq!(df.schema().as_ref(), &events_schema());
     assert_eq!(df.height(), 4);
-    let ids: Vec<&str> = df.column("event_id").unwrap().str().unwrap().iter().flatten().collect();
+    let ids: Vec<&str> = df
+        .column("event_id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
     assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
-    let ts = df.column("event_timestamp").unwrap().datetime().unwrap().physical().get(1);
+    let ts = df
+        .column("event_timestamp")
+        .unwrap()
+        .datetime()
+        .unwrap()
+        .physical()
+        .get(1);
     assert_eq!(
         ts,
         Some(
@@ -119,17 +142,34 @@ fn ingest_counts_partitions_and_types() {
         .select([col("items").list().len().alias("n"), col("promo_code")])
         .collect()
         .unwrap();
-    assert_eq!(items.column("n").unwrap().get(0).unwrap(), AnyValue::UInt32(2));
-    let tests: Vec<bool> = df.column("is_test").unwrap().bool().unwrap().iter().flatten().collect();
+    assert_eq!(
+        items.column("n").unwrap().get(0).unwrap(),
+        AnyValue::UInt32(2)
+    );
+    let tests: Vec<bool> = df
+        .column("is_test")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
     assert_eq!(tests, [false, false, false, true]);
 
     let bad = lake.bad_rows(None, None).expect("bad rows");
     assert_eq!(bad.len(), 2);
     assert_eq!(bad[0].line, "not json at all");
     assert_eq!(bad[0].line_number, 4);
-    assert!(bad[0].reason.starts_with("line: not valid JSON"), "{}", bad[0].reason);
+    assert!(
+        bad[0].reason.starts_with("line: not valid JSON"),
+        "{}",
+        bad[0].reason
+    );
     assert_eq!(bad[1].line_number, 8);
-    assert_eq!(bad[1].reason, "order_placed.items[0].quantity: must be an integer >= 1");
+    assert_eq!(
+        bad[1].reason,
+        "order_placed.items[0].quantity: must be an integer >= 1"
+    );
     assert_eq!(bad[1].source, input.display().to_string());
 }
 
@@ -147,16 +187,34 @@ fn reingest_changes_nothing() {
         .expect("second");
     assert_eq!((r.valid, r.duplicates, r.invalid), (5, 5, 2));
     assert!(before.equals_missing(&all_events(&lake)));
-    assert_eq!(lake.commits().expect("commits").len(), commits, "no new commit");
-    assert_eq!(lake.bad_rows(None, None).expect("bad").len(), 2, "bad rows not doubled");
+    assert_eq!(
+        lake.commits().expect("commits").len(),
+        commits,
+        "no new commit"
+    );
+    assert_eq!(
+        lake.bad_rows(None, None).expect("bad").len(),
+        2,
+        "bad rows not doubled"
+    );
 
     // another file with one new event and one already known
     let more = write_file(
         dir.path(),
         "b.jsonl",
         &[
-            event("e1", "2025-10-01T07:00:00Z", "page_view", r#","page":"home""#),
-            event("e9", "2025-10-03T00:00:00Z", "page_view", r#","page":"cart""#),
+            event(
+                "e1",
+                "2025-10-01T07:00:00Z",
+                "page_view",
+                r#","page":"home""#,
+            ),
+            event(
+                "e9",
+                "2025-10-03T00:00:00Z",
+                "page_view",
+                r#","page":"cart""#,
+            ),
         ],
     );
     let r = lake
@@ -188,15 +246,16 @@ fn small_flushes_and_gzip_give_the_same_lake() {
         chunk_lines: 2,
         ..IngestOptions::default()
     };
-    let r = gz.ingest_file(&gz_path, &opts, &no_progress).expect("ingest gz");
+    let r = gz
+        .ingest_file(&gz_path, &opts, &no_progress)
+        .expect("ingest gz");
     assert_eq!((r.valid, r.invalid, r.duplicates), (5, 2, 1));
-    let cols = |l: &Lake| {
-        all_events(l)
-            .drop("ingested_at")
-            .expect("drop")
-    };
+    let cols = |l: &Lake| all_events(l).drop("ingested_at").expect("drop");
     assert!(cols(&plain).equals_missing(&cols(&gz)));
-    assert_eq!(gz.committed_files(FileKind::Events).expect("files").len(), 4);
+    assert_eq!(
+        gz.committed_files(FileKind::Events).expect("files").len(),
+        4
+    );
 }
 
 #[test]
@@ -254,7 +313,11 @@ fn invalid_utf8_is_a_bad_row() {
         .expect("ingest");
     assert_eq!((r.lines, r.invalid), (1, 1));
     let bad = lake.bad_rows(None, None).expect("bad");
-    assert!(bad[0].reason.starts_with("line: not valid UTF-8"), "{}", bad[0].reason);
+    assert!(
+        bad[0].reason.starts_with("line: not valid UTF-8"),
+        "{}",
+        bad[0].reason
+    );
 }
 
 fn write_csv(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -283,12 +346,27 @@ fn dims_load_types_and_replaces() {
         .expect("collect");
     assert_eq!(df.column("series_index").unwrap().dtype(), &DataType::Int64);
     assert_eq!(df.column("series").unwrap().null_count(), 1);
-    assert_eq!(df.column("title").unwrap().str().unwrap().get(0), Some("Dune, Part 1"));
-    assert_eq!(df.column("price").unwrap().f64().unwrap().get(1), Some(12.5));
+    assert_eq!(
+        df.column("title").unwrap().str().unwrap().get(0),
+        Some("Dune, Part 1")
+    );
+    assert_eq!(
+        df.column("price").unwrap().f64().unwrap().get(1),
+        Some(12.5)
+    );
 
-    let users = write_csv(dir.path(), "users.csv", "user_id,signup_date,country\nusr_1,2025-09-01,DE\n");
+    let users = write_csv(
+        dir.path(),
+        "users.csv",
+        "user_id,signup_date,country\nusr_1,2025-09-01,DE\n",
+    );
     assert_eq!(lake.load_dim(DimTable::Users, &users).expect("users"), 1);
-    let u = lake.scan_dim(DimTable::Users).unwrap().unwrap().collect().unwrap();
+    let u = lake
+        .scan_dim(DimTable::Users)
+        .unwrap()
+        .unwrap()
+        .collect()
+        .unwrap();
     assert_eq!(u.column("signup_date").unwrap().dtype(), &DataType::Date);
 
     // a reload replaces the table
@@ -302,7 +380,12 @@ fn dims_load_types_and_replaces() {
 
     // Parquet in, same table out
     let pq = dir.path().join("books.parquet");
-    let mut df3 = lake.scan_dim(DimTable::Books).unwrap().unwrap().collect().unwrap();
+    let mut df3 = lake
+        .scan_dim(DimTable::Books)
+        .unwrap()
+        .unwrap()
+        .collect()
+        .unwrap();
     write_parquet_atomic(&mut df3, &pq).expect("write parquet");
     assert_eq!(lake.load_dim(DimTable::Books, &pq).expect("parquet"), 1);
 }
@@ -358,5 +441,8 @@ fn dims_errors_name_file_line_and_column() {
         DimTable::Users,
         "line 2: column user_id: a value is required",
     );
-    assert!(lake.scan_dim(DimTable::Users).unwrap().is_none(), "nothing loaded on error");
+    assert!(
+        lake.scan_dim(DimTable::Users).unwrap().is_none(),
+        "nothing loaded on error"
+    );
 }

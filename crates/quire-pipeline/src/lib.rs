@@ -217,13 +217,20 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
     })?;
     let mut runner = Runner::load(&cfg.work_dir, cfg.force, cfg.progress)?;
     let lake = Lake::open(&cfg.lake).step("open lake")?;
-    let mut locations = vec![("lake (events, hive-partitioned Parquet)".to_owned(), lake.events_dir())];
+    let mut locations = vec![(
+        "lake (events, hive-partitioned Parquet)".to_owned(),
+        lake.events_dir(),
+    )];
 
     // 1. simulate, when no input is given
     let sim_dir = cfg.work_dir.join("sim");
     let (inputs, dims) = if cfg.inputs.is_empty() {
         let s = &cfg.sim;
-        let events_name = if s.gzip { "events.jsonl.gz" } else { "events.jsonl" };
+        let events_name = if s.gzip {
+            "events.jsonl.gz"
+        } else {
+            "events.jsonl"
+        };
         let events = sim_dir.join(events_name);
         let exists = events.exists() && sim_dir.join("books.csv").exists();
         let fp = format!(
@@ -335,13 +342,8 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
             .step("warehouse")?;
         let summary = quire_kpi::materialize(&models, &warehouse).step("warehouse")?;
         pb.set_message("KPI report");
-        let report = quire_kpi::kpi_report(
-            lake.scan_events().step("warehouse")?,
-            &dims,
-            DateRange::default(),
-            10,
-        )
-        .step("warehouse")?;
+        let report = quire_kpi::kpi_report_from_models(&models, DateRange::default(), 10)
+            .step("warehouse")?;
         fs::create_dir_all(&reports).map_err(|source| Error::Io {
             context: format!("creating {}", reports.display()),
             source,
@@ -351,10 +353,17 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
             context: format!("writing {}", kpis_path.display()),
             source,
         })?;
-        Ok(format!("{summary}"))
+        let rows: usize = summary.rows.values().sum();
+        Ok(format!("{} tables, {rows} rows", summary.rows.len()))
     })?;
-    locations.push(("warehouse (staging, facts, aggregates, dims)".to_owned(), warehouse));
-    locations.push(("KPI report (quire kpis --json)".to_owned(), kpis_path.clone()));
+    locations.push((
+        "warehouse (staging, facts, aggregates, dims)".to_owned(),
+        warehouse,
+    ));
+    locations.push((
+        "KPI report (quire kpis --json)".to_owned(),
+        kpis_path.clone(),
+    ));
     let kpis = fs::read(&kpis_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())

@@ -78,6 +78,10 @@ use crate::emit::{DayStats, Ids, Kind, Out, Rec};
 use crate::session::{Scratch, UserKind, UserState, simulate_day};
 use crate::world::{DAY_MS, SOURCES, World};
 
+/// The generator's version: bumped whenever the same config would write different files, so
+/// schedulers (the pipeline) know to simulate again.
+pub const VERSION: u32 = 1;
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Debug, thiserror::Error)]

@@ -56,7 +56,9 @@ pub fn ingest(a: IngestArgs) -> Result<()> {
             ProgressBar::hidden()
         };
         let r = lake
-            .ingest_file(file, &IngestOptions::default(), &|bytes| pb.set_position(bytes))
+            .ingest_file(file, &IngestOptions::default(), &|bytes| {
+                pb.set_position(bytes)
+            })
             .with_context(|| format!("ingesting {}", file.display()))?;
         pb.finish_and_clear();
         total.lines += r.lines;
@@ -72,12 +74,21 @@ pub fn ingest(a: IngestArgs) -> Result<()> {
         "{}",
         table(
             ["lines", "valid", "invalid", "duplicates", "test"],
-            [[total.lines, total.valid, total.invalid, total.duplicates, total.test]
-                .map(|n| n.to_string())],
+            [[
+                total.lines,
+                total.valid,
+                total.invalid,
+                total.duplicates,
+                total.test
+            ]
+            .map(|n| n.to_string())],
         )
     );
     if total.invalid > 0 {
-        println!("invalid lines are kept with their reasons: quire badrows --lake {}", a.lake.lake.display());
+        println!(
+            "invalid lines are kept with their reasons: quire badrows --lake {}",
+            a.lake.lake.display()
+        );
     }
     Ok(())
 }
@@ -115,7 +126,11 @@ pub fn dims(cmd: DimsCommand) -> Result<()> {
     for (table, file, slot) in [
         (DimTable::Books, books, &mut report.books),
         (DimTable::Users, users, &mut report.users),
-        (DimTable::MarketingSpend, marketing_spend, &mut report.marketing_spend),
+        (
+            DimTable::MarketingSpend,
+            marketing_spend,
+            &mut report.marketing_spend,
+        ),
     ] {
         if let Some(file) = file {
             *slot = Some(
@@ -226,7 +241,10 @@ pub fn badrows(a: BadrowsArgs) -> Result<()> {
             ]
         })
         .collect();
-    println!("{}", table(["where", "reason", "line", "rejected at"], shown));
+    println!(
+        "{}",
+        table(["where", "reason", "line", "rejected at"], shown)
+    );
     Ok(())
 }
 
@@ -249,7 +267,8 @@ pub fn warehouse(cmd: WarehouseCommand) -> Result<()> {
     if json {
         return print_json(&summary);
     }
-    println!("{summary}");
+    let rows = summary.rows.iter().map(|(t, n)| [t.clone(), n.to_string()]);
+    println!("{}", table(["table", "rows"], rows));
     println!("written under {}", l.warehouse_dir().display());
     Ok(())
 }

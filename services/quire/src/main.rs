@@ -16,7 +16,11 @@ mod commands;
 mod output;
 
 #[derive(Parser)]
-#[command(name = "quire", version, about = "Bookstore clickstream → KPIs, models and predictions")]
+#[command(
+    name = "quire",
+    version,
+    about = "Bookstore clickstream → KPIs, models and predictions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

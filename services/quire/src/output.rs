@@ -32,7 +32,8 @@ fn money(v: &Value) -> String {
 }
 
 fn pct(v: &Value) -> String {
-    v.as_f64().map_or("-".to_owned(), |x| format!("{:.1}%", x * 100.0))
+    v.as_f64()
+        .map_or("-".to_owned(), |x| format!("{:.1}%", x * 100.0))
 }
 
 fn int(v: &Value) -> String {
@@ -72,17 +73,32 @@ pub fn print_kpis(report: &Value) {
         "{}",
         table(
             [
-                "date", "gmv", "net gmv", "revenue", "orders", "aov", "sessions", "new/ret",
-                "cvr", "bounce", "cart aband.", "search use", "rec ctr", "cac",
+                "date",
+                "gmv",
+                "net gmv",
+                "revenue",
+                "orders",
+                "aov",
+                "sessions",
+                "new/ret",
+                "cvr",
+                "bounce",
+                "cart aband.",
+                "search use",
+                "rec ctr",
+                "cac",
             ],
             rows,
         )
     );
     println!("clv (historical): {}", money(&report["clv_historical"]));
     if let Some(top) = report["top_books_by_units"].as_array() {
-        let rows = top
-            .iter()
-            .map(|b| [b["book_id"].as_str().unwrap_or("-").to_owned(), int(&b["units"])]);
+        let rows = top.iter().map(|b| {
+            [
+                b["book_id"].as_str().unwrap_or("-").to_owned(),
+                int(&b["units"]),
+            ]
+        });
         println!("{}", table(["top book", "units"], rows));
     }
 }
