@@ -164,7 +164,7 @@ const CHUNK: usize = 128;
 
 enum Sink {
     Plain(BufWriter<File>),
-    Gz(GzEncoder<BufWriter<File>>),
+    Gz(Box<GzEncoder<BufWriter<File>>>),
 }
 
 impl Sink {
@@ -238,7 +238,7 @@ pub fn simulate(cfg: &SimConfig, out_dir: &Path, progress: &dyn Fn(u32)) -> Resu
     let file = File::create(&events_path).map_err(io_err(&events_path))?;
     let buffered = BufWriter::with_capacity(1 << 20, file);
     let mut sink = if cfg.gzip {
-        Sink::Gz(GzEncoder::new(buffered, Compression::fast()))
+        Sink::Gz(Box::new(GzEncoder::new(buffered, Compression::fast())))
     } else {
         Sink::Plain(buffered)
     };
