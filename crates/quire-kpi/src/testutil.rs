@@ -2,54 +2,9 @@
 
 use polars::prelude::*;
 
-fn ts_type() -> DataType {
-    DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC))
-}
-
-fn item_type() -> DataType {
-    DataType::Struct(vec![
-        Field::new("book_id".into(), DataType::String),
-        Field::new("quantity".into(), DataType::Int64),
-        Field::new("unit_price".into(), DataType::Float64),
-    ])
-}
-
-/// The lake's event schema (`docs/lake.md`), in column order.
+/// The lake's event schema (`docs/lake.md`), from the crate that writes the lake.
 pub fn lake_schema() -> Schema {
-    use DataType::*;
-    let list_str = List(Box::new(String));
-    Schema::from_iter([
-        Field::new("event_id".into(), String),
-        Field::new("event_type".into(), String),
-        Field::new("event_timestamp".into(), ts_type()),
-        Field::new("user_id".into(), String),
-        Field::new("device".into(), String),
-        Field::new("traffic_source".into(), String),
-        Field::new("is_test".into(), Boolean),
-        Field::new("experiments".into(), String),
-        Field::new("page".into(), String),
-        Field::new("book_id".into(), String),
-        Field::new("via".into(), String),
-        Field::new("search_id".into(), String),
-        Field::new("query".into(), String),
-        Field::new("results_count".into(), Int64),
-        Field::new("ranker".into(), String),
-        Field::new("results".into(), list_str.clone()),
-        Field::new("result_scores".into(), List(Box::new(Float64))),
-        Field::new("module".into(), String),
-        Field::new("book_ids".into(), list_str),
-        Field::new("position".into(), Int64),
-        Field::new("quantity".into(), Int64),
-        Field::new("unit_price".into(), Float64),
-        Field::new("order_id".into(), String),
-        Field::new("items".into(), List(Box::new(item_type()))),
-        Field::new("total_price".into(), Float64),
-        Field::new("discount".into(), Float64),
-        Field::new("promo_code".into(), String),
-        Field::new("fees".into(), Float64),
-        Field::new("refund_amount".into(), Float64),
-        Field::new("ingested_at".into(), ts_type()),
-    ])
+    quire_lake::events_schema()
 }
 
 /// Epoch milliseconds of an RFC 3339 timestamp.
