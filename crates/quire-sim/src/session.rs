@@ -575,6 +575,44 @@ impl Sess<'_> {
             self.out.stats.sessions += 1;
         }
 
+        // Bounce: some visits leave after their landing page; low intent bounces more.
+        let bounce = sigmoid(-1.6 - 1.2 * self.intent).clamp(0.03, 0.6);
+        let ordered = if rng.gen_bool(bounce) {
+            self.page_view(rng, if src == ORGANIC { "search" } else { "home" });
+            false
+        } else {
+            self.visit(src, start, rng)
+        };
+        if self.not_test() {
+            let st = &mut self.out.stats;
+            if self.rec_clicked {
+                st.rec_click_sessions += 1;
+                st.rec_click_orders += u64::from(ordered);
+            }
+            if self.review_read {
+                st.review_sessions += 1;
+                st.review_orders += u64::from(ordered);
+            }
+        }
+        self.st.last_event_ms = self.st.last_event_ms.max(self.t);
+        if self.st.kind == UserKind::Anon {
+            let arm = usize::from(self.st.profile.ltr);
+            if self.st.exposed {
+                self.out.stats.anon_exposed[arm] += 1;
+            }
+            if self.st.converted {
+                self.out.stats.anon_converted[arm] += 1;
+            }
+            self.st.exposed = false;
+            self.st.converted = false;
+        }
+    }
+
+    /// A visit that does not bounce: landing, browsing, and perhaps checkout. Returns whether
+    /// it ordered.
+    fn visit(&mut self, src: usize, start: i64, rng: &mut ChaCha8Rng) -> bool {
+        let w = self.world;
+        let p = &self.st.profile;
         // Landing.
         let fav = p.fav_genres[0];
         match src {
@@ -647,30 +685,7 @@ impl Sess<'_> {
                 break;
             }
         }
-        let ordered = self.checkout(rng);
-        if self.not_test() {
-            let st = &mut self.out.stats;
-            if self.rec_clicked {
-                st.rec_click_sessions += 1;
-                st.rec_click_orders += u64::from(ordered);
-            }
-            if self.review_read {
-                st.review_sessions += 1;
-                st.review_orders += u64::from(ordered);
-            }
-        }
-        self.st.last_event_ms = self.st.last_event_ms.max(self.t);
-        if self.st.kind == UserKind::Anon {
-            let arm = usize::from(self.st.profile.ltr);
-            if self.st.exposed {
-                self.out.stats.anon_exposed[arm] += 1;
-            }
-            if self.st.converted {
-                self.out.stats.anon_converted[arm] += 1;
-            }
-            self.st.exposed = false;
-            self.st.converted = false;
-        }
+        self.checkout(rng)
     }
 
     fn pick_genre(&self, rng: &mut ChaCha8Rng) -> u8 {
