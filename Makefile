@@ -33,12 +33,18 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# cargo-nextest when the machine has it (one summary line at the end), else cargo test.
 test: setup lint
 	$(CARGO) build -p quire
-	$(CARGO) test --workspace
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  echo "$(CARGO) nextest run --workspace"; $(CARGO) nextest run --workspace; \
+	else \
+	  echo "$(CARGO) test --workspace"; $(CARGO) test --workspace; \
+	fi
 
 bench: setup
-	$(CARGO) build --release -p quire -p quire-benches --all-targets
+	$(CARGO) build --release -p quire
+	$(CARGO) bench -p quire-benches
 	scripts/bench.sh
 
 clean:
