@@ -9,7 +9,7 @@
 #   BENCH_SMALL=1         quick harness check: BENCH_EVENTS defaults to 200000
 #   BENCH_DAYS            simulated days                   (default 30)
 #   BENCH_USERS           simulated users                  (default: calibrated for BENCH_EVENTS)
-#   BENCH_SEED, BENCH_REPS (default 3), BENCH_DUCKDB_THREADS (default: all cores)
+#   BENCH_SEED, BENCH_REPS (default 5), BENCH_DUCKDB_THREADS (default: all cores)
 #   QUIRE_BIN             the binary (default ${CARGO_TARGET_DIR:-target}/release/quire)
 # Extra arguments are passed to benches/kpi_replay/run.py (e.g. --skip-generate).
 set -euo pipefail

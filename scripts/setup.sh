@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the build, the tests or the main job need (none yet beyond the toolchain;
-# later layers add Redis, PostgreSQL, clang, Chromium here).
-APT_PACKAGES=(gcc make)
+# Debian packages the build, the tests or the main job need. PostgreSQL: the registry's tests
+# run against a real server that they start themselves (the default registry is SQLite).
+APT_PACKAGES=(gcc make postgresql)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

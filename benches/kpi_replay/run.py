@@ -382,7 +382,8 @@ def markdown(fig: Figures) -> str:
         f"{m.get('loadavg_at_start', 0):.1f} at the start, "
         f"{m.get('loadavg_before_replay', 0):.1f} before the replay, "
         f"{m.get('loadavg_at_end', 0):.1f} at the end (other work on the machine skews times).",
-        f"Versions: {c.get('quire_version')}, DuckDB {c.get('duckdb_version')} "
+        f"Versions: {c.get('quire_version')} (source tree {c.get('source_commit')}), "
+        f"DuckDB {c.get('duckdb_version')} "
         f"(Python package, {c.get('duckdb_threads')} threads), Python {c.get('python')}.",
         f"Data: `quire simulate --days {c.get('days')} --users {num(c.get('users'))} "
         f"--seed {c.get('seed')}` → {num(s.get('events'))} events "
@@ -473,6 +474,12 @@ def versions(args, fig: Figures) -> None:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         fig.config["quire_version"] = "quire (version unknown)"
+    try:  # read-only: which source tree the run belongs to
+        rev = subprocess.run(["git", "-C", str(BENCHES), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        rev = "unknown"
+    fig.config["source_commit"] = rev
     probe = ("import duckdb, os; c = duckdb.connect(); "
              + (f"c.execute('SET threads = {args.threads}'); " if args.threads else "")
              + "print(duckdb.__version__, c.execute(\"SELECT current_setting('threads')\")"
@@ -510,7 +517,7 @@ def main() -> int:
     ap.add_argument("--calibration-users", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=env_int("BENCH_SEED", 42),
                     help="simulation seed (env BENCH_SEED)")
-    ap.add_argument("--reps", type=int, default=env_int("BENCH_REPS", 3),
+    ap.add_argument("--reps", type=int, default=env_int("BENCH_REPS", 5),
                     help="replay repetitions per tool (env BENCH_REPS)")
     ap.add_argument("--threads", type=int, default=env_int("BENCH_DUCKDB_THREADS", 0),
                     help="DuckDB threads; 0 = DuckDB's default, all cores "
