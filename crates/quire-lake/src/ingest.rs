@@ -175,6 +175,7 @@ impl<'l> Batch<'l> {
                 .push(e);
         }
         let now = Utc::now();
+        let mut jobs = Vec::with_capacity(parts.len());
         for ((date, hour), part) in parts {
             let dir = self
                 .lake
@@ -182,11 +183,15 @@ impl<'l> Batch<'l> {
                 .join(format!("date={date}"))
                 .join(format!("hour={hour:02}"));
             let tmp = self.data_file(dir, FileKind::Events, part.len() as u64)?;
+            jobs.push((date, hour, part, tmp));
+        }
+        // Partitions are written in parallel: with many small partitions the time goes to
+        // building frames, compressing and fsyncing each file, not to one big write.
+        jobs.into_par_iter().try_for_each(|(date, hour, part, tmp)| {
             let mut df = events_frame(&part, now)
                 .at(|| format!("building the events of {date} hour {hour:02}"))?;
-            write_parquet(&mut df, &tmp)?;
-        }
-        Ok(())
+            write_parquet(&mut df, &tmp)
+        })
     }
 
     fn flush_bad(&mut self) -> Result<()> {
