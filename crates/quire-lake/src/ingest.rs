@@ -187,11 +187,12 @@ impl<'l> Batch<'l> {
         }
         // Partitions are written in parallel: with many small partitions the time goes to
         // building frames, compressing and fsyncing each file, not to one big write.
-        jobs.into_par_iter().try_for_each(|(date, hour, part, tmp)| {
-            let mut df = events_frame(&part, now)
-                .at(|| format!("building the events of {date} hour {hour:02}"))?;
-            write_parquet(&mut df, &tmp)
-        })
+        jobs.into_par_iter()
+            .try_for_each(|(date, hour, part, tmp)| {
+                let mut df = events_frame(&part, now)
+                    .at(|| format!("building the events of {date} hour {hour:02}"))?;
+                write_parquet(&mut df, &tmp)
+            })
     }
 
     fn flush_bad(&mut self) -> Result<()> {

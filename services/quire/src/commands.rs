@@ -415,5 +415,7 @@ pub fn pipeline(cmd: PipelineCommand) -> Result<()> {
     for (what, path) in &report.locations {
         println!("  {:<48} {}", what, path.display());
     }
+    let lake = a.lake.lake.display();
+    println!("\nNext: quire kpis --lake {lake}   ·   quire badrows --lake {lake}");
     Ok(())
 }
