@@ -1,0 +1,163 @@
+//! The local, content-addressed artifact store.
+//!
+//! An artifact lives at `<root>/sha256/<first two hex digits>/<remaining 62 hex digits>`; its
+//! address is its digest, so storing the same bytes twice stores them once, and reading checks
+//! the bytes against the digest the registry recorded.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Where an artifact is and what it must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    /// `file://` URI of the stored bytes.
+    pub uri: String,
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: i64,
+}
+
+/// An artifact under a name within a model version (`model.txt`, `model.onnx`, `features.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedArtifact {
+    pub name: String,
+    #[serde(flatten)]
+    pub artifact: ArtifactRef,
+}
+
+/// A content-addressed store rooted at a local directory (`models/` by default; the caller
+/// chooses).
+#[derive(Debug, Clone)]
+pub struct ArtifactStore {
+    root: PathBuf,
+}
+
+impl ArtifactStore {
+    /// Opens (and creates) the store at `root`; relative roots are made absolute against the
+    /// current directory so the URIs it hands out stay valid.
+    pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        let root = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
+        tokio::fs::create_dir_all(&root)
+            .await
+            .map_err(|e| Error::io(&root, e))?;
+        Ok(ArtifactStore { root })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Stores `bytes` and returns their reference.
+    pub async fn put(&self, bytes: &[u8]) -> Result<ArtifactRef> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let path = self.path_for(&sha256)?;
+        let size = i64::try_from(bytes.len()).map_err(|_| {
+            Error::InvalidParameter(format!("artifact of {} bytes is too large", bytes.len()))
+        })?;
+        if tokio::fs::try_exists(&path)
+            .await
+            .map_err(|e| Error::io(&path, e))?
+        {
+            return Ok(ArtifactRef {
+                uri: file_uri(&path),
+                sha256,
+                size,
+            });
+        }
+        let dir = path.parent().unwrap_or(&self.root);
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| Error::io(dir, e))?;
+        // Write beside the target, then rename: readers never see a partial file.
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            &sha256[2..],
+            uuid::Uuid::new_v4().simple()
+        ));
+        tokio::fs::write(&tmp, bytes)
+            .await
+            .map_err(|e| Error::io(&tmp, e))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(ArtifactRef {
+            uri: file_uri(&path),
+            sha256,
+            size,
+        })
+    }
+
+    /// Stores the file at `path`.
+    pub async fn put_file(&self, path: impl AsRef<Path>) -> Result<ArtifactRef> {
+        let path = path.as_ref();
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| Error::io(path, e))?;
+        self.put(&bytes).await
+    }
+
+    /// Reads an artifact, refusing it when its bytes do not hash to the recorded digest.
+    pub async fn get(&self, artifact: &ArtifactRef) -> Result<Vec<u8>> {
+        let path = local_path(&artifact.uri)?;
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| Error::io(&path, e))?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if !actual.eq_ignore_ascii_case(&artifact.sha256) {
+            return Err(Error::ChecksumMismatch {
+                artifact: artifact.uri.clone(),
+                expected: artifact.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn path_for(&self, sha256: &str) -> Result<PathBuf> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidParameter(format!(
+                "{sha256:?} is not a sha256 hex digest"
+            )));
+        }
+        Ok(self
+            .root
+            .join("sha256")
+            .join(&sha256[..2])
+            .join(&sha256[2..]))
+    }
+}
+
+fn file_uri(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// The local path of a `file://` URI.
+pub fn local_path(uri: &str) -> Result<PathBuf> {
+    uri.strip_prefix("file://")
+        .filter(|p| p.starts_with('/'))
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            Error::InvalidParameter(format!(
+                "artifact uri {uri:?} is not an absolute file:// uri"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_path_requires_absolute_file_uri() {
+        assert_eq!(local_path("file:///a/b").ok(), Some(PathBuf::from("/a/b")));
+        assert!(local_path("file://a/b").is_err());
+        assert!(local_path("s3://bucket/a").is_err());
+    }
+}

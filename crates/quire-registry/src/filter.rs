@@ -1,0 +1,516 @@
+//! The run search grammar (a subset of MLflow's): filters and orderings, compiled to SQL with
+//! bind parameters — values never enter the SQL text.
+//!
+//! ```text
+//! filter  := clause ( AND clause )*
+//! clause  := entity '.' key op value | attribute op value
+//! entity  := metrics | metric | params | param | tags | tag | attributes | attribute | attr | run
+//! key     := bare word ([A-Za-z0-9_.@:/-]) | `back quoted` | "double quoted"
+//! op      := = | != | < | <= | > | >= | LIKE | ILIKE
+//! value   := number | 'single quoted' | "double quoted"
+//! order   := ( entity '.' key | attribute ) [ ASC | DESC ]
+//! ```
+//! Metrics compare numbers against the latest value; params, tags and text attributes compare
+//! strings (`=`, `!=`, `LIKE`, `ILIKE`); `start_time` and `end_time` compare numbers.
+
+use crate::error::{Error, Result};
+
+/// A value bound to a `$n` placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+/// SQL text plus the values of its placeholders, in order.
+#[derive(Debug, Default)]
+pub(crate) struct SqlBuilder {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl SqlBuilder {
+    /// Records `value` and returns its placeholder.
+    pub fn bind(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Entity {
+    Metric,
+    Param,
+    Tag,
+    Attribute,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Word(String),
+    Quoted(String),
+    Backquoted(String),
+    Number(String),
+    Op(&'static str),
+    Dot,
+    Comma,
+}
+
+fn tokenize(input: &str) -> Result<Vec<Token>> {
+    let chars: Vec<char> = input.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    let invalid = |msg: String| Error::InvalidParameter(format!("{msg} in {input:?}"));
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '.' => {
+                tokens.push(Token::Dot);
+                i += 1;
+            }
+            ',' => {
+                tokens.push(Token::Comma);
+                i += 1;
+            }
+            '\'' | '"' | '`' => {
+                let mut text = String::new();
+                let mut j = i + 1;
+                loop {
+                    match chars.get(j) {
+                        None => {
+                            return Err(invalid(format!("unterminated quote at column {}", i + 1)));
+                        }
+                        // A doubled quote stands for itself.
+                        Some(&q) if q == c && chars.get(j + 1) == Some(&c) => {
+                            text.push(c);
+                            j += 2;
+                        }
+                        Some(&q) if q == c => break,
+                        Some(&other) => {
+                            text.push(other);
+                            j += 1;
+                        }
+                    }
+                }
+                tokens.push(if c == '`' {
+                    Token::Backquoted(text)
+                } else {
+                    Token::Quoted(text)
+                });
+                i = j + 1;
+            }
+            '=' => {
+                tokens.push(Token::Op("="));
+                i += 1;
+            }
+            '!' if chars.get(i + 1) == Some(&'=') => {
+                tokens.push(Token::Op("!="));
+                i += 2;
+            }
+            '<' | '>' => {
+                let eq = chars.get(i + 1) == Some(&'=');
+                tokens.push(Token::Op(match (c, eq) {
+                    ('<', true) => "<=",
+                    ('<', false) => "<",
+                    ('>', true) => ">=",
+                    _ => ">",
+                }));
+                i += if eq { 2 } else { 1 };
+            }
+            c if c.is_ascii_digit() || c == '-' || c == '+' => {
+                let start = i;
+                i += 1;
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric()
+                        || chars[i] == '.'
+                        || ((chars[i] == '-' || chars[i] == '+')
+                            && matches!(chars[i - 1], 'e' | 'E')))
+                {
+                    i += 1;
+                }
+                tokens.push(Token::Number(chars[start..i].iter().collect()));
+            }
+            c if c.is_alphanumeric() || c == '_' => {
+                let start = i;
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                tokens.push(Token::Word(chars[start..i].iter().collect()));
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unexpected character {other:?} at column {}",
+                    i + 1
+                )));
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+struct Parser<'a> {
+    input: &'a str,
+    tokens: Vec<Token>,
+    pos: usize,
+}
+
+/// A column of `runs` that filters and orderings may name.
+fn attribute_column(name: &str) -> Option<(&'static str, bool)> {
+    // (column, numeric)
+    Some(match name {
+        "run_id" | "run_uuid" => ("r.run_uuid", false),
+        "run_name" => ("r.name", false),
+        "status" => ("r.status", false),
+        "user_id" => ("r.user_id", false),
+        "artifact_uri" => ("r.artifact_uri", false),
+        "lifecycle_stage" => ("r.lifecycle_stage", false),
+        "git_commit" => ("r.git_commit", false),
+        "start_time" => ("r.start_time", true),
+        "end_time" => ("r.end_time", true),
+        _ => return None,
+    })
+}
+
+/// The table holding an entity's values per run (metrics: the latest value).
+fn table_of(ent: Entity) -> &'static str {
+    match ent {
+        Entity::Metric => "latest_metrics",
+        Entity::Param => "params",
+        Entity::Tag | Entity::Attribute => "tags",
+    }
+}
+
+fn entity(word: &str) -> Option<Entity> {
+    Some(match word.to_ascii_lowercase().as_str() {
+        "metrics" | "metric" => Entity::Metric,
+        "params" | "param" | "parameters" | "parameter" => Entity::Param,
+        "tags" | "tag" => Entity::Tag,
+        "attributes" | "attribute" | "attr" | "run" => Entity::Attribute,
+        _ => return None,
+    })
+}
+
+impl Parser<'_> {
+    fn err(&self, msg: impl std::fmt::Display) -> Error {
+        Error::InvalidParameter(format!("{msg} in {:?}", self.input))
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let t = self.tokens.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.pos)
+    }
+
+    /// `entity.key` or a bare attribute name.
+    fn identifier(&mut self) -> Result<(Entity, String)> {
+        let first = match self.next() {
+            Some(Token::Word(w)) => w,
+            other => return Err(self.err(format!("expected an identifier, found {other:?}"))),
+        };
+        if self.peek() != Some(&Token::Dot) {
+            return if attribute_column(&first).is_some() {
+                Ok((Entity::Attribute, first))
+            } else {
+                Err(self.err(format!(
+                    "unknown attribute {first:?}; prefix keys with metrics., params., tags. or attributes."
+                )))
+            };
+        }
+        let ent = entity(&first).ok_or_else(|| {
+            self.err(format!(
+                "unknown entity {first:?}; expected metrics, params, tags or attributes"
+            ))
+        })?;
+        self.pos += 1; // the dot
+        let mut key = match self.next() {
+            Some(Token::Backquoted(k) | Token::Quoted(k)) => return self.checked_key(ent, k),
+            Some(Token::Word(w) | Token::Number(w)) => w,
+            other => {
+                return Err(self.err(format!("expected a key after {first}., found {other:?}")));
+            }
+        };
+        // Bare keys may contain dots (`metrics.ndcg.5`); quote anything more exotic.
+        while self.peek() == Some(&Token::Dot) {
+            self.pos += 1;
+            match self.next() {
+                Some(Token::Word(w) | Token::Number(w)) => {
+                    key.push('.');
+                    key.push_str(&w);
+                }
+                other => return Err(self.err(format!("expected a key part, found {other:?}"))),
+            }
+        }
+        self.checked_key(ent, key)
+    }
+
+    fn checked_key(&self, ent: Entity, key: String) -> Result<(Entity, String)> {
+        if key.is_empty() {
+            return Err(self.err("empty key"));
+        }
+        if ent == Entity::Attribute && attribute_column(&key).is_none() {
+            return Err(self.err(format!("unknown attribute {key:?}")));
+        }
+        Ok((ent, key))
+    }
+}
+
+/// Appends the SQL condition for `filter` (empty means none) to `out`, joined with `AND`.
+pub(crate) fn compile_filter(filter: &str, out: &mut SqlBuilder) -> Result<()> {
+    let mut p = Parser {
+        input: filter,
+        tokens: tokenize(filter)?,
+        pos: 0,
+    };
+    if p.tokens.is_empty() {
+        return Ok(());
+    }
+    loop {
+        let (ent, key) = p.identifier()?;
+        let op = match p.next() {
+            Some(Token::Op(op)) => op,
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("like") => "LIKE",
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("ilike") => "ILIKE",
+            other => return Err(p.err(format!("expected a comparison operator, found {other:?}"))),
+        };
+        let value = p.next();
+        let numeric = match ent {
+            Entity::Metric => true,
+            Entity::Attribute => attribute_column(&key).is_some_and(|(_, n)| n),
+            Entity::Param | Entity::Tag => false,
+        };
+        let bound = if numeric {
+            if matches!(op, "LIKE" | "ILIKE") {
+                return Err(p.err(format!("{op} does not apply to the number {key:?}")));
+            }
+            match value {
+                Some(Token::Number(n)) => match n.parse::<i64>() {
+                    Ok(i) if ent == Entity::Attribute => Bind::Int(i),
+                    _ => Bind::Float(
+                        n.parse::<f64>()
+                            .map_err(|_| p.err(format!("{n:?} is not a number")))?,
+                    ),
+                },
+                other => {
+                    return Err(p.err(format!("expected a number for {key:?}, found {other:?}")));
+                }
+            }
+        } else {
+            if !matches!(op, "=" | "!=" | "LIKE" | "ILIKE") {
+                return Err(p.err(format!(
+                    "{op} does not apply to the string {key:?}; use =, !=, LIKE or ILIKE"
+                )));
+            }
+            match value {
+                Some(Token::Quoted(s)) => Bind::Text(s),
+                other => {
+                    return Err(p.err(format!(
+                        "expected a quoted string for {key:?}, found {other:?}"
+                    )));
+                }
+            }
+        };
+        let condition = |column: &str, out: &mut SqlBuilder| {
+            let placeholder = out.bind(bound.clone());
+            match op {
+                "ILIKE" => format!("LOWER({column}) LIKE LOWER({placeholder})"),
+                op => format!("{column} {op} {placeholder}"),
+            }
+        };
+        let sql = match ent {
+            Entity::Attribute => {
+                let (column, _) =
+                    attribute_column(&key).ok_or_else(|| p.err("unknown attribute"))?;
+                condition(column, out)
+            }
+            Entity::Metric | Entity::Param | Entity::Tag => {
+                let table = table_of(ent);
+                let key_ph = out.bind(Bind::Text(key));
+                let cond = condition("x.value", out);
+                format!(
+                    "EXISTS (SELECT 1 FROM {table} x WHERE x.run_uuid = r.run_uuid AND x.key = {key_ph} AND {cond})"
+                )
+            }
+        };
+        out.sql.push_str(" AND ");
+        out.sql.push_str(&sql);
+        match p.next() {
+            None => return Ok(()),
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("and") => {}
+            Some(other) => return Err(p.err(format!("expected AND, found {other:?}"))),
+        }
+    }
+}
+
+/// Compiles `order_by` clauses to SQL `ORDER BY` terms (without the keywords), missing values
+/// last on every backend.
+pub(crate) fn compile_order(order_by: &[String], out: &mut SqlBuilder) -> Result<Vec<String>> {
+    let mut terms = Vec::new();
+    for clause in order_by {
+        let mut p = Parser {
+            input: clause,
+            tokens: tokenize(clause)?,
+            pos: 0,
+        };
+        let (ent, key) = p.identifier()?;
+        let dir = match p.next() {
+            None => "ASC",
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("asc") => "ASC",
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("desc") => "DESC",
+            Some(other) => return Err(p.err(format!("expected ASC or DESC, found {other:?}"))),
+        };
+        if let Some(extra) = p.next() {
+            return Err(p.err(format!("unexpected {extra:?}")));
+        }
+        // Twice: once for the NULLs-last key, once for the value (placeholders stay sequential).
+        let mut expr = || -> Result<String> {
+            Ok(match ent {
+                Entity::Attribute => attribute_column(&key)
+                    .map(|(c, _)| c.to_owned())
+                    .ok_or_else(|| p.err("unknown attribute"))?,
+                Entity::Metric | Entity::Param | Entity::Tag => {
+                    let ph = out.bind(Bind::Text(key.clone()));
+                    format!(
+                        "(SELECT x.value FROM {} x WHERE x.run_uuid = r.run_uuid AND x.key = {ph})",
+                        table_of(ent)
+                    )
+                }
+            })
+        };
+        let null_key = expr()?;
+        terms.push(format!("CASE WHEN {null_key} IS NULL THEN 1 ELSE 0 END"));
+        let expr = expr()?;
+        terms.push(format!("{expr} {dir}"));
+    }
+    Ok(terms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(filter: &str, expected_sql: &str, expected_binds: &[Bind]) {
+        let mut out = SqlBuilder::default();
+        compile_filter(filter, &mut out).unwrap_or_else(|e| panic!("{filter:?}: {e}"));
+        assert_eq!(out.sql, expected_sql, "{filter:?}");
+        assert_eq!(out.binds, expected_binds, "{filter:?}");
+    }
+
+    fn text(s: &str) -> Bind {
+        Bind::Text(s.into())
+    }
+
+    #[test]
+    fn empty_filter_adds_nothing() {
+        check("", "", &[]);
+        check("   ", "", &[]);
+    }
+
+    #[test]
+    fn metrics_params_tags_compile_to_bound_exists() {
+        check(
+            "metrics.ndcg_5 > 0.6",
+            " AND EXISTS (SELECT 1 FROM latest_metrics x WHERE x.run_uuid = r.run_uuid AND x.key = $1 AND x.value > $2)",
+            &[text("ndcg_5"), Bind::Float(0.6)],
+        );
+        check(
+            "params.objective = 'lambdarank' and tags.`team name` ILIKE \"A%\"",
+            " AND EXISTS (SELECT 1 FROM params x WHERE x.run_uuid = r.run_uuid AND x.key = $1 AND x.value = $2) \
+             AND EXISTS (SELECT 1 FROM tags x WHERE x.run_uuid = r.run_uuid AND x.key = $3 AND LOWER(x.value) LIKE LOWER($4))",
+            &[
+                text("objective"),
+                text("lambdarank"),
+                text("team name"),
+                text("A%"),
+            ],
+        );
+        // Dotted bare keys and integral metric values.
+        check(
+            "metric.ndcg.5 >= 1",
+            " AND EXISTS (SELECT 1 FROM latest_metrics x WHERE x.run_uuid = r.run_uuid AND x.key = $1 AND x.value >= $2)",
+            &[text("ndcg.5"), Bind::Float(1.0)],
+        );
+    }
+
+    #[test]
+    fn attributes_map_to_whitelisted_columns() {
+        check(
+            "attributes.status = 'FINISHED' AND start_time < 1700000000000",
+            " AND r.status = $1 AND r.start_time < $2",
+            &[text("FINISHED"), Bind::Int(1_700_000_000_000)],
+        );
+        check("run_name != 'a'", " AND r.name != $1", &[text("a")]);
+    }
+
+    #[test]
+    fn quotes_are_values_never_sql() {
+        check(
+            "params.p = 'it''s; DROP TABLE runs --'",
+            " AND EXISTS (SELECT 1 FROM params x WHERE x.run_uuid = r.run_uuid AND x.key = $1 AND x.value = $2)",
+            &[text("p"), text("it's; DROP TABLE runs --")],
+        );
+    }
+
+    #[test]
+    fn bad_filters_are_invalid_parameters() {
+        for bad in [
+            "metrics.m > 'x'",
+            "metrics.m LIKE 1",
+            "params.p < 'x'",
+            "tags.t = 3",
+            "params.p = 'a' OR params.q = 'b'",
+            "foo.bar = 'x'",
+            "attributes.secret = 'x'",
+            "password = 'x'",
+            "metrics.m > 1e",
+            "metrics. > 1",
+            "params.p = 'open",
+            "metrics.m > 1 AND",
+            "metrics.m # 1",
+        ] {
+            let mut out = SqlBuilder::default();
+            assert!(
+                matches!(
+                    compile_filter(bad, &mut out),
+                    Err(Error::InvalidParameter(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn order_puts_missing_values_last() {
+        let mut out = SqlBuilder::default();
+        let terms = compile_order(
+            &["metrics.ndcg_5 DESC".into(), "attributes.start_time".into()],
+            &mut out,
+        )
+        .unwrap();
+        let sub1 =
+            "(SELECT x.value FROM latest_metrics x WHERE x.run_uuid = r.run_uuid AND x.key = $1)";
+        let sub2 =
+            "(SELECT x.value FROM latest_metrics x WHERE x.run_uuid = r.run_uuid AND x.key = $2)";
+        assert_eq!(
+            terms,
+            [
+                format!("CASE WHEN {sub1} IS NULL THEN 1 ELSE 0 END"),
+                format!("{sub2} DESC"),
+                "CASE WHEN r.start_time IS NULL THEN 1 ELSE 0 END".to_owned(),
+                "r.start_time ASC".to_owned(),
+            ]
+        );
+        assert_eq!(out.binds, [text("ndcg_5"), text("ndcg_5")]);
+        for bad in ["metrics.m up", "params.p ASC DESC", "nothing", ""] {
+            assert!(
+                compile_order(&[bad.into()], &mut SqlBuilder::default()).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+}

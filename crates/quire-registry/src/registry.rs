@@ -1,0 +1,1446 @@
+//! The registry: one code path over SQLite and PostgreSQL through `sqlx::Any`.
+//!
+//! Every statement is written once, with `$n` placeholders (which SQLite accepts too) and
+//! portable SQL (`ON CONFLICT`, `RETURNING`). Times are `i64` milliseconds, as in MLflow.
+//! Transactions start with a write, so SQLite takes its write lock up front and concurrent
+//! writers queue on the busy timeout instead of failing on a lock upgrade.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Executor, FromRow, Row};
+use tracing::debug;
+
+use crate::artifacts::{ArtifactRef, NamedArtifact};
+use crate::error::{Error, Result, classify};
+use crate::filter::{Bind, SqlBuilder, compile_filter, compile_order};
+use crate::model::{
+    ACTIVE, AliasMove, DELETED, Experiment, Metric, ModelVersion, NewModelVersion, NewRun,
+    RegisteredModel, Run, RunData, RunInfo, RunStatus, RunsPage, SearchRuns, ViewType,
+};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a SQLite writer waits for the write lock before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 60_000;
+/// MLflow's limits.
+const MAX_PARAM_VALUE_LEN: usize = 6000;
+const MAX_TAG_VALUE_LEN: usize = 8000;
+const MAX_RESULTS_LIMIT: i64 = 50_000;
+
+/// The database behind a [`Registry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the registry database; cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn check_key(what: &str, key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 250 {
+        return Err(Error::InvalidParameter(format!(
+            "{what} key {key:?} must have 1 to 250 characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(what: &str, key: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(Error::InvalidParameter(format!(
+            "{what} {key:?} has a value of {} characters; the limit is {max}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_alias(alias: &str) -> Result<()> {
+    let version_like = alias
+        .strip_prefix(['v', 'V'])
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()));
+    if alias.is_empty() || alias.len() > 255 || alias.eq_ignore_ascii_case("latest") || version_like
+    {
+        return Err(Error::InvalidParameter(format!(
+            "alias {alias:?} is reserved or malformed; aliases are 1 to 255 characters and not `latest` or `v<number>`"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct ExperimentRow {
+    experiment_id: i64,
+    name: String,
+    artifact_location: String,
+    lifecycle_stage: String,
+    creation_time: i64,
+    last_update_time: i64,
+}
+
+#[derive(FromRow)]
+struct RunRow {
+    run_uuid: String,
+    experiment_id: i64,
+    name: String,
+    user_id: String,
+    status: String,
+    start_time: i64,
+    end_time: Option<i64>,
+    artifact_uri: String,
+    lifecycle_stage: String,
+    source_config: Option<String>,
+    git_commit: Option<String>,
+}
+
+#[derive(FromRow)]
+struct MetricRow {
+    key: String,
+    value: f64,
+    timestamp: i64,
+    step: i64,
+}
+
+impl From<MetricRow> for Metric {
+    fn from(r: MetricRow) -> Self {
+        Metric {
+            key: r.key,
+            value: r.value,
+            timestamp: r.timestamp,
+            step: r.step,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct ModelRow {
+    name: String,
+    description: String,
+    creation_time: i64,
+    last_updated_time: i64,
+    latest_version: i64,
+}
+
+#[derive(FromRow)]
+struct VersionRow {
+    name: String,
+    version: i64,
+    description: String,
+    creation_time: i64,
+    last_updated_time: i64,
+    source: String,
+    run_id: Option<String>,
+    status: String,
+}
+
+#[derive(FromRow)]
+struct ArtifactRow {
+    artifact_name: String,
+    uri: String,
+    sha256: String,
+    size: i64,
+}
+
+#[derive(FromRow)]
+struct AliasMoveRow {
+    name: String,
+    alias: String,
+    from_version: Option<i64>,
+    to_version: Option<i64>,
+    moved_at: i64,
+    moved_by: String,
+}
+
+const EXPERIMENT_COLUMNS: &str =
+    "experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time";
+const RUN_COLUMNS: &str = "run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
+     artifact_uri, lifecycle_stage, source_config, git_commit";
+const VERSION_COLUMNS: &str =
+    "name, version, description, creation_time, last_updated_time, source, run_id, status";
+
+impl Registry {
+    /// Opens the registry at `url` and brings its schema up to date.
+    ///
+    /// `sqlite:///abs/path/registry.db` creates the file and its parent directories and uses
+    /// WAL with a busy timeout, so concurrent writers (threads or processes) wait for each
+    /// other; `postgres://user@host:port/db` connects to a server.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            if path.is_empty() || path == ":memory:" {
+                return Err(Error::InvalidParameter(format!(
+                    "registry url {url:?} names no database file; use sqlite:///abs/path/registry.db"
+                )));
+            }
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| Error::io(dir, e))?;
+            }
+            let query = if query.is_empty() {
+                "mode=rwc".to_owned()
+            } else {
+                query.to_owned()
+            };
+            (Backend::Sqlite, format!("sqlite://{path}?{query}"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(Error::InvalidParameter(format!(
+                "unsupported registry url {url:?}; expected sqlite:///path/registry.db or postgres://…"
+            )));
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(120));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(AssertSqlSafe(format!(
+                        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
+                    )))
+                    .await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // LIKE is case-sensitive on PostgreSQL; make SQLite agree.
+                    conn.execute("PRAGMA case_sensitive_like = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await?;
+        match backend {
+            Backend::Sqlite => init_sqlite(&pool).await?,
+            // PostgreSQL migrations take an advisory lock: concurrent first connects are safe.
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        debug!(?backend, "registry connected");
+        Ok(Registry { pool, backend })
+    }
+
+    /// Which database this registry lives in.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool's connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- experiments ----
+
+    /// Creates an experiment; its artifact location defaults to `mlflow-artifacts:/<id>`.
+    pub async fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+    ) -> Result<i64> {
+        if name.trim().is_empty() {
+            return Err(Error::InvalidParameter(
+                "experiment name must not be empty".into(),
+            ));
+        }
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) \
+             VALUES ($1, $2, $3, $4, $4) RETURNING experiment_id",
+        )
+        .bind(name)
+        .bind(artifact_location.unwrap_or(""))
+        .bind(ACTIVE)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| classify(e, ("experiment", name), ("experiment", name)))?;
+        if artifact_location.is_none() {
+            sqlx::query("UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2")
+                .bind(format!("mlflow-artifacts:/{id}"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn get_experiment(&self, experiment_id: i64) -> Result<Experiment> {
+        let row = sqlx::query_as::<_, ExperimentRow>(AssertSqlSafe(format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE experiment_id = $1"
+        )))
+        .bind(experiment_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("experiment", experiment_id))?;
+        self.experiment_from_row(row).await
+    }
+
+    pub async fn get_experiment_by_name(&self, name: &str) -> Result<Experiment> {
+        let row = sqlx::query_as::<_, ExperimentRow>(AssertSqlSafe(format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("experiment", name))?;
+        self.experiment_from_row(row).await
+    }
+
+    /// Experiments whose name matches the SQL `LIKE` pattern (all when `None`), by id.
+    pub async fn search_experiments(
+        &self,
+        name_like: Option<&str>,
+        view: ViewType,
+    ) -> Result<Vec<Experiment>> {
+        let rows = sqlx::query_as::<_, ExperimentRow>(AssertSqlSafe(format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments \
+             WHERE name LIKE $1 AND ($2 = 'all' OR lifecycle_stage = $2) ORDER BY experiment_id"
+        )))
+        .bind(name_like.unwrap_or("%"))
+        .bind(view_stage(view))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut experiments = Vec::with_capacity(rows.len());
+        for row in rows {
+            experiments.push(self.experiment_from_row(row).await?);
+        }
+        Ok(experiments)
+    }
+
+    async fn experiment_from_row(&self, r: ExperimentRow) -> Result<Experiment> {
+        let tags = sqlx::query("SELECT key, value FROM experiment_tags WHERE experiment_id = $1")
+            .bind(r.experiment_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("key")?, row.try_get("value")?)))
+            .collect::<Result<BTreeMap<String, String>>>()?;
+        Ok(Experiment {
+            experiment_id: r.experiment_id,
+            name: r.name,
+            artifact_location: r.artifact_location,
+            lifecycle_stage: r.lifecycle_stage,
+            creation_time: r.creation_time,
+            last_update_time: r.last_update_time,
+            tags,
+        })
+    }
+
+    /// Sets (or overwrites) an experiment tag.
+    pub async fn set_experiment_tag(
+        &self,
+        experiment_id: i64,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        check_key("experiment tag", key)?;
+        check_value("experiment tag", key, value, MAX_TAG_VALUE_LEN)?;
+        sqlx::query(
+            "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(experiment_id)
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            classify(
+                e,
+                ("experiment tag", key),
+                ("experiment", &experiment_id.to_string()),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Removes an experiment tag.
+    pub async fn delete_experiment_tag(&self, experiment_id: i64, key: &str) -> Result<()> {
+        let deleted =
+            sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2")
+                .bind(experiment_id)
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found(
+                "experiment tag",
+                format!("{experiment_id}/{key}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Marks an experiment deleted (MLflow's soft delete) or active again.
+    pub async fn set_experiment_lifecycle(&self, experiment_id: i64, deleted: bool) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE experiments SET lifecycle_stage = $1, last_update_time = $2 WHERE experiment_id = $3",
+        )
+        .bind(if deleted { DELETED } else { ACTIVE })
+        .bind(now_millis())
+        .bind(experiment_id)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("experiment", experiment_id));
+        }
+        Ok(())
+    }
+
+    // ---- runs ----
+
+    /// Starts a run (status `RUNNING`) and returns it.
+    pub async fn create_run(&self, new: NewRun) -> Result<Run> {
+        let experiment = self.get_experiment(new.experiment_id).await?;
+        if experiment.lifecycle_stage != ACTIVE {
+            return Err(Error::InvalidParameter(format!(
+                "experiment {} is deleted; runs cannot be created in it",
+                experiment.experiment_id
+            )));
+        }
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let run_name = if new.run_name.is_empty() {
+            format!("run-{}", &run_id[..8])
+        } else {
+            new.run_name
+        };
+        let mut tags = new.tags;
+        tags.push(("mlflow.runName".into(), run_name.clone()));
+        if !new.user_id.is_empty() {
+            tags.push(("mlflow.user".into(), new.user_id.clone()));
+        }
+        if let Some(commit) = &new.git_commit {
+            tags.push(("mlflow.source.git.commit".into(), commit.clone()));
+        }
+        for (k, v) in &tags {
+            check_key("tag", k)?;
+            check_value("tag", k, v, MAX_TAG_VALUE_LEN)?;
+        }
+        let artifact_uri = format!(
+            "{}/{run_id}/artifacts",
+            experiment.artifact_location.trim_end_matches('/')
+        );
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
+             artifact_uri, lifecycle_stage, source_config, git_commit) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, $10)",
+        )
+        .bind(&run_id)
+        .bind(new.experiment_id)
+        .bind(&run_name)
+        .bind(&new.user_id)
+        .bind(RunStatus::Running.as_str())
+        .bind(new.start_time.unwrap_or_else(now_millis))
+        .bind(&artifact_uri)
+        .bind(ACTIVE)
+        .bind(new.source_config.as_deref())
+        .bind(new.git_commit.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            classify(
+                e,
+                ("run", &run_id),
+                ("experiment", &new.experiment_id.to_string()),
+            )
+        })?;
+        for (k, v) in &tags {
+            upsert_tag(&mut tx, &run_id, k, v).await?;
+        }
+        tx.commit().await?;
+        self.get_run(&run_id).await
+    }
+
+    /// A run with its params, tags and the latest value of each metric.
+    pub async fn get_run(&self, run_id: &str) -> Result<Run> {
+        let row = sqlx::query_as::<_, RunRow>(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid = $1"
+        )))
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("run", run_id))?;
+        let metrics = sqlx::query_as::<_, MetricRow>(
+            "SELECT key, value, timestamp, step FROM latest_metrics WHERE run_uuid = $1 ORDER BY key",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let params = self.key_values("params", run_id).await?;
+        let tags = self.key_values("tags", run_id).await?;
+        Ok(Run {
+            info: RunInfo {
+                run_id: row.run_uuid,
+                experiment_id: row.experiment_id,
+                run_name: row.name,
+                user_id: row.user_id,
+                status: row.status.parse()?,
+                start_time: row.start_time,
+                end_time: row.end_time,
+                artifact_uri: row.artifact_uri,
+                lifecycle_stage: row.lifecycle_stage,
+                source_config: row.source_config,
+                git_commit: row.git_commit,
+            },
+            data: RunData {
+                metrics: metrics.into_iter().map(Metric::from).collect(),
+                params,
+                tags,
+            },
+        })
+    }
+
+    async fn key_values(
+        &self,
+        table: &'static str,
+        run_id: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT key, value FROM {table} WHERE run_uuid = $1"
+        )))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+            .collect()
+    }
+
+    /// Sets a run's status, end time and (when given) name.
+    pub async fn update_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        end_time: Option<i64>,
+        run_name: Option<&str>,
+    ) -> Result<RunInfo> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE runs SET status = $1, end_time = COALESCE($2, end_time), name = COALESCE($3, name) \
+             WHERE run_uuid = $4",
+        )
+        .bind(status.as_str())
+        .bind(end_time)
+        .bind(run_name)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("run", run_id));
+        }
+        if let Some(name) = run_name {
+            upsert_tag(&mut tx, run_id, "mlflow.runName", name).await?;
+        }
+        tx.commit().await?;
+        Ok(self.get_run(run_id).await?.info)
+    }
+
+    /// Marks a run deleted (MLflow's soft delete) or active again.
+    pub async fn set_run_lifecycle(&self, run_id: &str, deleted: bool) -> Result<()> {
+        let updated = sqlx::query("UPDATE runs SET lifecycle_stage = $1 WHERE run_uuid = $2")
+            .bind(if deleted { DELETED } else { ACTIVE })
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("run", run_id));
+        }
+        Ok(())
+    }
+
+    /// Logs params. A param is immutable: the same value again is a no-op, a different value
+    /// an error; the batch is all or nothing.
+    pub async fn log_params(&self, run_id: &str, params: &[(String, String)]) -> Result<()> {
+        self.log_batch(run_id, &[], params, &[]).await
+    }
+
+    /// Appends one metric value to the run's history.
+    pub async fn log_metric(&self, run_id: &str, metric: &Metric) -> Result<()> {
+        self.log_batch(run_id, std::slice::from_ref(metric), &[], &[])
+            .await
+    }
+
+    /// Sets (or overwrites) a tag.
+    pub async fn set_tag(&self, run_id: &str, key: &str, value: &str) -> Result<()> {
+        self.log_batch(run_id, &[], &[], &[(key.to_owned(), value.to_owned())])
+            .await
+    }
+
+    /// Removes a run tag (MLflow's `DeleteTag`).
+    pub async fn delete_tag(&self, run_id: &str, key: &str) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
+            .bind(run_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found("run tag", format!("{run_id}/{key}")));
+        }
+        Ok(())
+    }
+
+    /// Logs metrics, params and tags in one transaction (MLflow's `LogBatch`).
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[(String, String)],
+        tags: &[(String, String)],
+    ) -> Result<()> {
+        for m in metrics {
+            check_key("metric", &m.key)?;
+            if m.value.is_nan() {
+                return Err(Error::InvalidParameter(format!(
+                    "metric {:?} of run {run_id} is NaN; NaN values are not stored",
+                    m.key
+                )));
+            }
+        }
+        for (k, v) in params {
+            check_key("param", k)?;
+            check_value("param", k, v, MAX_PARAM_VALUE_LEN)?;
+        }
+        for (k, v) in tags {
+            check_key("tag", k)?;
+            check_value("tag", k, v, MAX_TAG_VALUE_LEN)?;
+        }
+        let mut tx = self.pool.begin().await?;
+        // A write first: it takes SQLite's write lock and checks the run exists and is active.
+        let touched = sqlx::query(
+            "UPDATE runs SET lifecycle_stage = lifecycle_stage WHERE run_uuid = $1 AND lifecycle_stage = $2",
+        )
+        .bind(run_id)
+        .bind(ACTIVE)
+        .execute(&mut *tx)
+        .await?;
+        if touched.rows_affected() == 0 {
+            return Err(Error::not_found("active run", run_id));
+        }
+        for (k, v) in params {
+            let inserted = sqlx::query(
+                "INSERT INTO params (run_uuid, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (run_uuid, key) DO NOTHING",
+            )
+            .bind(run_id)
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                let old: String =
+                    sqlx::query_scalar("SELECT value FROM params WHERE run_uuid = $1 AND key = $2")
+                        .bind(run_id)
+                        .bind(k)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if &old != v {
+                    return Err(Error::InvalidParameter(format!(
+                        "param {k:?} of run {run_id} was already logged with value {old:?}; \
+                         params are immutable, so {v:?} is refused"
+                    )));
+                }
+            }
+        }
+        for m in metrics {
+            sqlx::query(
+                "INSERT INTO metrics (run_uuid, key, value, timestamp, step) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(run_id)
+            .bind(&m.key)
+            .bind(m.value)
+            .bind(m.timestamp)
+            .bind(m.step)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (run_uuid, key) DO UPDATE \
+                 SET value = excluded.value, timestamp = excluded.timestamp, step = excluded.step \
+                 WHERE excluded.step > latest_metrics.step \
+                    OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+                    OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
+                        AND excluded.value > latest_metrics.value)",
+            )
+            .bind(run_id)
+            .bind(&m.key)
+            .bind(m.value)
+            .bind(m.timestamp)
+            .bind(m.step)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (k, v) in tags {
+            upsert_tag(&mut tx, run_id, k, v).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every logged value of one metric, by step, then timestamp, then logging order.
+    pub async fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM runs WHERE run_uuid = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            return Err(Error::not_found("run", run_id));
+        }
+        let rows = sqlx::query_as::<_, MetricRow>(
+            "SELECT key, value, timestamp, step FROM metrics WHERE run_uuid = $1 AND key = $2 \
+             ORDER BY step, timestamp, id",
+        )
+        .bind(run_id)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Metric::from).collect())
+    }
+
+    /// Searches runs (MLflow's `SearchRuns`); see [`crate::filter`] for the grammar.
+    pub async fn search_runs(&self, search: &SearchRuns) -> Result<RunsPage> {
+        let max_results = match search.max_results {
+            0 => 1000,
+            n if (1..=MAX_RESULTS_LIMIT).contains(&n) => n,
+            n => {
+                return Err(Error::InvalidParameter(format!(
+                    "max_results {n} is outside 1..={MAX_RESULTS_LIMIT}"
+                )));
+            }
+        };
+        let offset = match &search.page_token {
+            None => 0,
+            Some(t) if t.is_empty() => 0,
+            Some(t) => t
+                .parse::<i64>()
+                .ok()
+                .filter(|o| *o >= 0)
+                .ok_or_else(|| Error::InvalidParameter(format!("invalid page token {t:?}")))?,
+        };
+        let mut q = SqlBuilder {
+            sql: "SELECT r.run_uuid FROM runs r WHERE 1 = 1".into(),
+            binds: Vec::new(),
+        };
+        if !search.experiment_ids.is_empty() {
+            let placeholders: Vec<String> = search
+                .experiment_ids
+                .iter()
+                .map(|id| q.bind(Bind::Int(*id)))
+                .collect();
+            q.sql.push_str(&format!(
+                " AND r.experiment_id IN ({})",
+                placeholders.join(", ")
+            ));
+        }
+        match search.view {
+            ViewType::ActiveOnly => q.sql.push_str(" AND r.lifecycle_stage = 'active'"),
+            ViewType::DeletedOnly => q.sql.push_str(" AND r.lifecycle_stage = 'deleted'"),
+            ViewType::All => {}
+        }
+        compile_filter(&search.filter, &mut q)?;
+        let mut order = compile_order(&search.order_by, &mut q)?;
+        order.extend(["r.start_time DESC".to_owned(), "r.run_uuid ASC".to_owned()]);
+        let limit = q.bind(Bind::Int(max_results + 1));
+        let off = q.bind(Bind::Int(offset));
+        q.sql.push_str(&format!(
+            " ORDER BY {} LIMIT {limit} OFFSET {off}",
+            order.join(", ")
+        ));
+        let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(q.sql));
+        for b in q.binds {
+            query = match b {
+                Bind::Text(s) => query.bind(s),
+                Bind::Int(i) => query.bind(i),
+                Bind::Float(f) => query.bind(f),
+            };
+        }
+        let mut ids = query.fetch_all(&self.pool).await?;
+        let next_page_token = if ids.len() as i64 > max_results {
+            ids.truncate(max_results as usize);
+            Some((offset + max_results).to_string())
+        } else {
+            None
+        };
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in &ids {
+            runs.push(self.get_run(id).await?);
+        }
+        Ok(RunsPage {
+            runs,
+            next_page_token,
+        })
+    }
+
+    // ---- registered models ----
+
+    pub async fn create_registered_model(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<RegisteredModel> {
+        if name.trim().is_empty() {
+            return Err(Error::InvalidParameter(
+                "registered model name must not be empty".into(),
+            ));
+        }
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO registered_models (name, description, creation_time, last_updated_time, latest_version) \
+             VALUES ($1, $2, $3, $3, 0)",
+        )
+        .bind(name)
+        .bind(description)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| classify(e, ("registered model", name), ("registered model", name)))?;
+        self.get_registered_model(name).await
+    }
+
+    pub async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        let row = sqlx::query_as::<_, ModelRow>(
+            "SELECT name, description, creation_time, last_updated_time, latest_version \
+             FROM registered_models WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("registered model", name))?;
+        self.model_from_row(row).await
+    }
+
+    async fn model_from_row(&self, row: ModelRow) -> Result<RegisteredModel> {
+        let aliases =
+            sqlx::query("SELECT alias, version FROM registered_model_aliases WHERE name = $1")
+                .bind(&row.name)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("alias")?, r.try_get("version")?)))
+                .collect::<Result<BTreeMap<String, i64>>>()?;
+        let tags = sqlx::query("SELECT key, value FROM registered_model_tags WHERE name = $1")
+            .bind(&row.name)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+            .collect::<Result<BTreeMap<String, String>>>()?;
+        Ok(RegisteredModel {
+            name: row.name,
+            description: row.description,
+            creation_time: row.creation_time,
+            last_updated_time: row.last_updated_time,
+            latest_version: row.latest_version,
+            aliases,
+            tags,
+        })
+    }
+
+    /// Registered models whose name matches the SQL `LIKE` pattern (all when `None`), by name.
+    pub async fn search_registered_models(
+        &self,
+        name_like: Option<&str>,
+    ) -> Result<Vec<RegisteredModel>> {
+        let rows = sqlx::query_as::<_, ModelRow>(
+            "SELECT name, description, creation_time, last_updated_time, latest_version \
+             FROM registered_models WHERE name LIKE $1 ORDER BY name",
+        )
+        .bind(name_like.unwrap_or("%"))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut models = Vec::with_capacity(rows.len());
+        for row in rows {
+            models.push(self.model_from_row(row).await?);
+        }
+        Ok(models)
+    }
+
+    /// Deletes a registered model with its versions, aliases, their history and tags (the
+    /// artifacts stay in the content-addressed store).
+    pub async fn delete_registered_model(&self, name: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in [
+            "alias_history",
+            "registered_model_aliases",
+            "model_version_tags",
+            "model_version_artifacts",
+            "model_versions",
+            "registered_model_tags",
+        ] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE name = $1"
+            )))
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let deleted = sqlx::query("DELETE FROM registered_models WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found("registered model", name));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets (or overwrites) a registered model tag.
+    pub async fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
+        check_key("registered model tag", key)?;
+        check_value("registered model tag", key, value, MAX_TAG_VALUE_LEN)?;
+        sqlx::query(
+            "INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| classify(e, ("registered model tag", key), ("registered model", name)))?;
+        Ok(())
+    }
+
+    /// Removes a registered model tag.
+    pub async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM registered_model_tags WHERE name = $1 AND key = $2")
+            .bind(name)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found(
+                "registered model tag",
+                format!("{name}/{key}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Replaces a registered model's description.
+    pub async fn update_registered_model(&self, name: &str, description: &str) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE registered_models SET description = $1, last_updated_time = $2 WHERE name = $3",
+        )
+        .bind(description)
+        .bind(now_millis())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("registered model", name));
+        }
+        Ok(())
+    }
+
+    // ---- model versions ----
+
+    /// Registers the next version of a model with its artifacts (status `READY`).
+    pub async fn create_model_version(&self, new: &NewModelVersion) -> Result<ModelVersion> {
+        if let Some(run_id) = &new.run_id {
+            self.get_run(run_id).await?;
+        }
+        for a in &new.artifacts {
+            if a.name.is_empty() {
+                return Err(Error::InvalidParameter(format!(
+                    "an artifact of model {:?} has an empty name",
+                    new.name
+                )));
+            }
+        }
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        // The version number comes from a counter on the model row; the update locks it, so
+        // concurrent registrations get distinct numbers on both backends.
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE registered_models SET latest_version = latest_version + 1, last_updated_time = $1 \
+             WHERE name = $2 RETURNING latest_version",
+        )
+        .bind(now)
+        .bind(&new.name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::not_found("registered model", &new.name))?;
+        sqlx::query(
+            "INSERT INTO model_versions (name, version, description, creation_time, last_updated_time, source, run_id, status) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, 'READY')",
+        )
+        .bind(&new.name)
+        .bind(version)
+        .bind(&new.description)
+        .bind(now)
+        .bind(&new.source)
+        .bind(new.run_id.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        for a in &new.artifacts {
+            sqlx::query(
+                "INSERT INTO model_version_artifacts (name, version, artifact_name, uri, sha256, size) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&new.name)
+            .bind(version)
+            .bind(&a.name)
+            .bind(&a.artifact.uri)
+            .bind(&a.artifact.sha256)
+            .bind(a.artifact.size)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                classify(
+                    e,
+                    ("artifact", &a.name),
+                    ("model version", &format!("{}/{version}", new.name)),
+                )
+            })?;
+        }
+        tx.commit().await?;
+        self.get_model_version(&new.name, version).await
+    }
+
+    pub async fn get_model_version(&self, name: &str, version: i64) -> Result<ModelVersion> {
+        let row = sqlx::query_as::<_, VersionRow>(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions WHERE name = $1 AND version = $2"
+        )))
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("model version", format!("{name}/{version}")))?;
+        self.version_from_row(row).await
+    }
+
+    async fn version_from_row(&self, row: VersionRow) -> Result<ModelVersion> {
+        let tags = sqlx::query(
+            "SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2",
+        )
+        .bind(&row.name)
+        .bind(row.version)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+        .collect::<Result<BTreeMap<String, String>>>()?;
+        let aliases: Vec<String> = sqlx::query_scalar(
+            "SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2 ORDER BY alias",
+        )
+        .bind(&row.name)
+        .bind(row.version)
+        .fetch_all(&self.pool)
+        .await?;
+        let artifacts = sqlx::query_as::<_, ArtifactRow>(
+            "SELECT artifact_name, uri, sha256, size FROM model_version_artifacts \
+             WHERE name = $1 AND version = $2 ORDER BY artifact_name",
+        )
+        .bind(&row.name)
+        .bind(row.version)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|a| NamedArtifact {
+            name: a.artifact_name,
+            artifact: ArtifactRef {
+                uri: a.uri,
+                sha256: a.sha256,
+                size: a.size,
+            },
+        })
+        .collect();
+        Ok(ModelVersion {
+            name: row.name,
+            version: row.version,
+            description: row.description,
+            creation_time: row.creation_time,
+            last_updated_time: row.last_updated_time,
+            source: row.source,
+            run_id: row.run_id,
+            status: row.status,
+            tags,
+            aliases,
+            artifacts,
+        })
+    }
+
+    /// Model versions, optionally of one model and/or from one run, by name then version.
+    pub async fn search_model_versions(
+        &self,
+        name: Option<&str>,
+        run_id: Option<&str>,
+    ) -> Result<Vec<ModelVersion>> {
+        let rows = sqlx::query_as::<_, VersionRow>(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions \
+             WHERE ($1 = '' OR name = $1) AND ($2 = '' OR run_id = $2) ORDER BY name, version"
+        )))
+        .bind(name.unwrap_or(""))
+        .bind(run_id.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut versions = Vec::with_capacity(rows.len());
+        for row in rows {
+            versions.push(self.version_from_row(row).await?);
+        }
+        Ok(versions)
+    }
+
+    pub async fn set_model_version_tag(
+        &self,
+        name: &str,
+        version: i64,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        check_key("model version tag", key)?;
+        check_value("model version tag", key, value, MAX_TAG_VALUE_LEN)?;
+        sqlx::query(
+            "INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            classify(
+                e,
+                ("model version tag", key),
+                ("model version", &format!("{name}/{version}")),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Replaces a model version's description.
+    pub async fn update_model_version(
+        &self,
+        name: &str,
+        version: i64,
+        description: &str,
+    ) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE model_versions SET description = $1, last_updated_time = $2 \
+             WHERE name = $3 AND version = $4",
+        )
+        .bind(description)
+        .bind(now_millis())
+        .bind(name)
+        .bind(version)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found(
+                "model version",
+                format!("{name}/{version}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Deletes a model version with its tags and artifact records; aliases pointing at it are
+    /// removed and the removals recorded in the alias history. Version numbers are not reused.
+    pub async fn delete_model_version(
+        &self,
+        name: &str,
+        version: i64,
+        moved_by: &str,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        lock_model(&mut tx, name, now).await?;
+        let aliases: Vec<String> = sqlx::query_scalar(
+            "SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2 ORDER BY alias",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_all(&mut *tx)
+        .await?;
+        for alias in &aliases {
+            record_move(&mut tx, name, alias, Some(version), None, now, moved_by).await?;
+        }
+        for table in [
+            "registered_model_aliases",
+            "model_version_tags",
+            "model_version_artifacts",
+        ] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE name = $1 AND version = $2"
+            )))
+            .bind(name)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let deleted = sqlx::query("DELETE FROM model_versions WHERE name = $1 AND version = $2")
+            .bind(name)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found(
+                "model version",
+                format!("{name}/{version}"),
+            ));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a model version tag.
+    pub async fn delete_model_version_tag(
+        &self,
+        name: &str,
+        version: i64,
+        key: &str,
+    ) -> Result<()> {
+        let deleted = sqlx::query(
+            "DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found(
+                "model version tag",
+                format!("{name}/{version}/{key}"),
+            ));
+        }
+        Ok(())
+    }
+
+    // ---- aliases ----
+
+    /// Points `alias` at `version`, recording the move (no record when it already points there).
+    pub async fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: i64,
+        moved_by: &str,
+    ) -> Result<()> {
+        check_alias(alias)?;
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        lock_model(&mut tx, name, now).await?;
+        let exists: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM model_versions WHERE name = $1 AND version = $2",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if exists.is_none() {
+            return Err(Error::not_found(
+                "model version",
+                format!("{name}/{version}"),
+            ));
+        }
+        let from = current_alias(&mut tx, name, alias).await?;
+        if from == Some(version) {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3) \
+             ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+        )
+        .bind(name)
+        .bind(alias)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        record_move(&mut tx, name, alias, from, Some(version), now, moved_by).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes an alias, recording the move.
+    pub async fn delete_alias(&self, name: &str, alias: &str, moved_by: &str) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        lock_model(&mut tx, name, now).await?;
+        let from = current_alias(&mut tx, name, alias)
+            .await?
+            .ok_or_else(|| Error::not_found("alias", format!("{name}@{alias}")))?;
+        sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2")
+            .bind(name)
+            .bind(alias)
+            .execute(&mut *tx)
+            .await?;
+        record_move(&mut tx, name, alias, Some(from), None, now, moved_by).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The version an alias points at.
+    pub async fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2",
+        )
+        .bind(name)
+        .bind(alias)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("alias", format!("{name}@{alias}")))?;
+        self.get_model_version(name, version).await
+    }
+
+    /// Every move of an alias, oldest first: which version served when.
+    pub async fn alias_history(&self, name: &str, alias: &str) -> Result<Vec<AliasMove>> {
+        let rows = sqlx::query_as::<_, AliasMoveRow>(
+            "SELECT name, alias, from_version, to_version, moved_at, moved_by FROM alias_history \
+             WHERE name = $1 AND alias = $2 ORDER BY id",
+        )
+        .bind(name)
+        .bind(alias)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AliasMove {
+                name: r.name,
+                alias: r.alias,
+                from_version: r.from_version,
+                to_version: r.to_version,
+                moved_at: r.moved_at,
+                moved_by: r.moved_by,
+            })
+            .collect())
+    }
+}
+
+/// Switches a SQLite registry to WAL and migrates it. Processes opening a fresh file at the
+/// same moment race here (switching to WAL cannot wait on the busy timeout, and two migrators
+/// may both see an empty schema), so a lost race is retried; the winner's work is then seen.
+async fn init_sqlite(pool: &AnyPool) -> Result<()> {
+    const ATTEMPTS: u64 = 10;
+    let mut attempt = 0;
+    loop {
+        let result = async {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(pool)
+                .await?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                pool.execute("PRAGMA journal_mode = WAL").await?;
+            }
+            SQLITE_MIGRATIONS.run(pool).await?;
+            Ok::<(), Error>(())
+        }
+        .await;
+        match result {
+            Err(e) if attempt + 1 < ATTEMPTS && lost_init_race(&e) => {
+                attempt += 1;
+                debug!(attempt, error = %e, "sqlite registry initialization raced another connection; retrying");
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// SQLITE_BUSY / SQLITE_LOCKED, or a migration that found its tables already created.
+fn lost_init_race(err: &Error) -> bool {
+    let db = match err {
+        Error::Database(sqlx::Error::Database(db)) => db,
+        Error::Migration(sqlx::migrate::MigrateError::ExecuteMigration(
+            sqlx::Error::Database(db),
+            _,
+        )) => db,
+        _ => return false,
+    };
+    matches!(db.code().as_deref(), Some("5" | "6")) || db.message().contains("already exists")
+}
+
+fn view_stage(view: ViewType) -> &'static str {
+    match view {
+        ViewType::ActiveOnly => ACTIVE,
+        ViewType::DeletedOnly => DELETED,
+        ViewType::All => "all",
+    }
+}
+
+async fn upsert_tag(conn: &mut AnyConnection, run_id: &str, key: &str, value: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO tags (run_uuid, key, value) VALUES ($1, $2, $3) \
+         ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(run_id)
+    .bind(key)
+    .bind(value)
+    .execute(conn)
+    .await
+    .map_err(|e| classify(e, ("tag", key), ("run", run_id)))?;
+    Ok(())
+}
+
+/// Touches the model row: takes the write lock (SQLite) or the row lock (PostgreSQL), so alias
+/// moves of one model are serialized and their history is consistent.
+async fn lock_model(conn: &mut AnyConnection, name: &str, now: i64) -> Result<()> {
+    let updated =
+        sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE name = $2")
+            .bind(now)
+            .bind(name)
+            .execute(conn)
+            .await?;
+    if updated.rows_affected() == 0 {
+        return Err(Error::not_found("registered model", name));
+    }
+    Ok(())
+}
+
+async fn current_alias(conn: &mut AnyConnection, name: &str, alias: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2",
+    )
+    .bind(name)
+    .bind(alias)
+    .fetch_optional(conn)
+    .await?)
+}
+
+async fn record_move(
+    conn: &mut AnyConnection,
+    name: &str,
+    alias: &str,
+    from: Option<i64>,
+    to: Option<i64>,
+    now: i64,
+    moved_by: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO alias_history (name, alias, from_version, to_version, moved_at, moved_by) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(name)
+    .bind(alias)
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .bind(moved_by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
