@@ -34,8 +34,10 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # cargo-nextest when the machine has it (one summary line at the end), else cargo test.
+# Building every target of the workspace first gives the end-to-end tests their `quire`
+# binary, with the same feature set as the tests (so Polars is compiled once, not twice).
 test: setup lint
-	$(CARGO) build -p quire
+	$(CARGO) build --workspace --all-targets
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  echo "$(CARGO) nextest run --workspace"; $(CARGO) nextest run --workspace; \
 	else \

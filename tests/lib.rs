@@ -17,7 +17,7 @@ pub fn quire_bin() -> PathBuf {
         .expect("the test binary lives in target/<profile>/deps");
     assert!(
         bin.exists(),
-        "{} not found: build it first (`cargo build -p quire`, which `make test` does)",
+        "{} not found: build it first (`cargo build --workspace --all-targets`, which `make test` does)",
         bin.display()
     );
     bin
