@@ -383,12 +383,7 @@ impl Registry {
                 .bind(key)
                 .execute(&self.pool)
                 .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(Error::not_found(
-                "experiment tag",
-                format!("{experiment_id}/{key}"),
-            ));
-        }
+        found(deleted, "experiment tag", format!("{experiment_id}/{key}"))?;
         Ok(())
     }
 
@@ -402,9 +397,7 @@ impl Registry {
         .bind(experiment_id)
         .execute(&self.pool)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Err(Error::not_found("experiment", experiment_id));
-        }
+        found(updated, "experiment", experiment_id)?;
         Ok(())
     }
 
@@ -547,9 +540,7 @@ impl Registry {
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Err(Error::not_found("run", run_id));
-        }
+        found(updated, "run", run_id)?;
         if let Some(name) = run_name {
             upsert_tag(&mut tx, run_id, "mlflow.runName", name).await?;
         }
@@ -564,9 +555,7 @@ impl Registry {
             .bind(run_id)
             .execute(&self.pool)
             .await?;
-        if updated.rows_affected() == 0 {
-            return Err(Error::not_found("run", run_id));
-        }
+        found(updated, "run", run_id)?;
         Ok(())
     }
 
@@ -595,9 +584,7 @@ impl Registry {
             .bind(key)
             .execute(&self.pool)
             .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(Error::not_found("run tag", format!("{run_id}/{key}")));
-        }
+        found(deleted, "run tag", format!("{run_id}/{key}"))?;
         Ok(())
     }
 
@@ -635,9 +622,7 @@ impl Registry {
         .bind(ACTIVE)
         .execute(&mut *tx)
         .await?;
-        if touched.rows_affected() == 0 {
-            return Err(Error::not_found("active run", run_id));
-        }
+        found(touched, "active run", run_id)?;
         for (k, v) in params {
             let inserted = sqlx::query(
                 "INSERT INTO params (run_uuid, key, value) VALUES ($1, $2, $3) \
@@ -899,9 +884,7 @@ impl Registry {
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(Error::not_found("registered model", name));
-        }
+        found(deleted, "registered model", name)?;
         tx.commit().await?;
         Ok(())
     }
@@ -930,12 +913,7 @@ impl Registry {
             .bind(key)
             .execute(&self.pool)
             .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(Error::not_found(
-                "registered model tag",
-                format!("{name}/{key}"),
-            ));
-        }
+        found(deleted, "registered model tag", format!("{name}/{key}"))?;
         Ok(())
     }
 
@@ -949,9 +927,7 @@ impl Registry {
         .bind(name)
         .execute(&self.pool)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Err(Error::not_found("registered model", name));
-        }
+        found(updated, "registered model", name)?;
         Ok(())
     }
 
@@ -1150,12 +1126,7 @@ impl Registry {
         .bind(version)
         .execute(&self.pool)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Err(Error::not_found(
-                "model version",
-                format!("{name}/{version}"),
-            ));
-        }
+        found(updated, "model version", format!("{name}/{version}"))?;
         Ok(())
     }
 
@@ -1198,12 +1169,7 @@ impl Registry {
             .bind(version)
             .execute(&mut *tx)
             .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(Error::not_found(
-                "model version",
-                format!("{name}/{version}"),
-            ));
-        }
+        found(deleted, "model version", format!("{name}/{version}"))?;
         tx.commit().await?;
         Ok(())
     }
@@ -1223,12 +1189,11 @@ impl Registry {
         .bind(key)
         .execute(&self.pool)
         .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(Error::not_found(
-                "model version tag",
-                format!("{name}/{version}/{key}"),
-            ));
-        }
+        found(
+            deleted,
+            "model version tag",
+            format!("{name}/{version}/{key}"),
+        )?;
         Ok(())
     }
 
@@ -1442,5 +1407,17 @@ async fn record_move(
     .bind(moved_by)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Fails with "not found" when a write matched no row (a missing run, model, version, tag…).
+fn found(
+    done: sqlx::any::AnyQueryResult,
+    what: &'static str,
+    id: impl std::fmt::Display,
+) -> Result<()> {
+    if done.rows_affected() == 0 {
+        return Err(Error::not_found(what, id));
+    }
     Ok(())
 }
