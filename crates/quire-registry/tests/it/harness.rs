@@ -26,9 +26,14 @@ pub async fn sqlite() -> TestRegistry {
     let dir = tempfile::tempdir().expect("temporary directory");
     // A parent directory that does not exist yet: connect must create it.
     let url = format!("sqlite://{}/nested/registry.db", dir.path().display());
+    open(url, dir).await
+}
+
+/// Connects to `url` and opens an artifact store in `dir` (kept alive with the registry).
+async fn open(url: String, dir: tempfile::TempDir) -> TestRegistry {
     let registry = Registry::connect(&url)
         .await
-        .expect("open the sqlite registry");
+        .unwrap_or_else(|e| panic!("open the registry at {url}: {e}"));
     let artifacts = ArtifactStore::open(dir.path().join("models"))
         .await
         .expect("open the artifact store");
@@ -55,19 +60,7 @@ pub async fn postgres() -> TestRegistry {
         .expect("create the test database");
     admin.close().await.expect("close the admin connection");
     let url = server.url(&db);
-    let registry = Registry::connect(&url)
-        .await
-        .expect("open the postgres registry");
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let artifacts = ArtifactStore::open(dir.path().join("models"))
-        .await
-        .expect("open the artifact store");
-    TestRegistry {
-        registry,
-        artifacts,
-        url,
-        _dir: dir,
-    }
+    open(url, tempfile::tempdir().expect("temporary directory")).await
 }
 
 static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
