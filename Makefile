@@ -8,12 +8,23 @@ VENV        ?= $(CURDIR)/.venv
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 QUIRE       := $(TARGET_DIR)/release/quire
 
+REDIS_PORT  ?= 6391
+export QUIRE_HOME
 export QUIRE_LAKE ?= $(QUIRE_HOME)/lake
+export QUIRE_REDIS ?= redis://127.0.0.1:$(REDIS_PORT)/0
+export REDIS_PORT
+export VENV
+# LightGBM's build needs cmake >= 3.28 and `ort` loads ONNX Runtime at run time: both come
+# from the tool venv that `make setup` fills (scripts/setup.sh).
+export CMAKE ?= $(VENV)/bin/cmake
+export ORT_DYLIB_PATH ?= $(VENV)/libonnxruntime.so
 
-.PHONY: help setup build run test lint fmt bench clean
+.PHONY: help setup build run stop test lint fmt bench clean
 
 help:
-	@echo "make run    set up, build, and run the main job end to end (simulate, ingest, dims, KPIs)"
+	@echo "make run    set up, build, and run the main job end to end (simulate, ingest, KPIs, features,"
+	@echo "            train, register, export ONNX, publish recommendations to Redis)"
+	@echo "make stop   stop the Redis and the ranking service make run started"
 	@echo "make test   formatting, lints and every test"
 	@echo "make bench  benchmarks against the peers named in the issues (large data; slow)"
 
@@ -23,8 +34,16 @@ setup:
 build: setup
 	$(CARGO) build --release -p quire
 
+# Redis on a project-owned port (scripts/services.sh), then the main job; the models go to the
+# registry under models/ (the default), the recommendations to that Redis.
 run: build
-	$(QUIRE) pipeline run --work $(QUIRE_HOME) --lake $(QUIRE_LAKE)
+	QUIRE=$(QUIRE) scripts/services.sh redis
+	$(QUIRE) pipeline run --work $(QUIRE_HOME) --lake $(QUIRE_LAKE) --redis $(QUIRE_REDIS)
+	QUIRE=$(QUIRE) scripts/services.sh ranking
+	QUIRE=$(QUIRE) scripts/services.sh sample
+
+stop:
+	scripts/services.sh stop
 
 fmt:
 	$(CARGO) fmt --all
@@ -48,6 +67,9 @@ bench: setup
 	$(CARGO) build --release -p quire
 	$(CARGO) bench -p quire-benches
 	scripts/bench.sh
+	scripts/bench-ltr.sh
+	scripts/bench-cf.sh
+	scripts/bench-recs.sh
 
 clean:
 	rm -rf $(QUIRE_HOME)

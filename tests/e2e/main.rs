@@ -268,10 +268,51 @@ fn errors_are_one_line_and_name_the_file() {
     assert!(err.contains("spend.csv: line 2: column channel"), "{err}");
 }
 
+/// Small training configs for the end-to-end tests (few rounds: the tests check the wiring;
+/// the trainers' quality is measured in the benchmarks).
+fn small_configs(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ltr = dir.join("ltr.toml");
+    std::fs::write(
+        &ltr,
+        r#"version = 1
+experiment = "search-ranking"
+model = "ltr"
+[ltr]
+num_boost_round = 20
+early_stopping_rounds = 5
+eval_at = [5, 1, 3]
+[ltr.lightgbm]
+learning_rate = 0.1
+num_leaves = 15
+min_data_in_leaf = 5
+num_threads = 2
+"#,
+    )
+    .expect("write ltr.toml");
+    let cf = dir.join("cf.toml");
+    std::fs::write(
+        &cf,
+        r#"version = 1
+experiment = "recommendations"
+model = "cf"
+[cf]
+factors = 8
+regularization = 0.05
+alpha = 2.0
+iterations = 4
+test_days = 1
+"#,
+    )
+    .expect("write cf.toml");
+    (ltr, cf)
+}
+
 #[test]
 fn pipeline_runs_then_skips_unchanged_steps() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
+    let (ltr, cf) = small_configs(dir);
+    let registry = format!("sqlite://{}", dir.join("models/registry.db").display());
     let args = [
         "pipeline",
         "run",
@@ -280,9 +321,17 @@ fn pipeline_runs_then_skips_unchanged_steps() {
         "--lake",
         "w/lake",
         "--days",
-        "2",
+        "4",
         "--sim-users",
-        "200",
+        "300",
+        "--train-config",
+        ltr.to_str().expect("path"),
+        "--train-config",
+        cf.to_str().expect("path"),
+        "--registry",
+        &registry,
+        "--artifacts",
+        "models/artifacts",
         "--json",
     ];
     let first = quire_json(dir, &args);
@@ -299,13 +348,55 @@ fn pipeline_runs_then_skips_unchanged_steps() {
             })
             .collect()
     };
-    let ran: Vec<(String, String)> = ["simulate", "ingest", "dims", "warehouse"]
-        .iter()
-        .map(|s| ((*s).to_owned(), "ran".to_owned()))
-        .collect();
+    let ran: Vec<(String, String)> = [
+        "simulate",
+        "ingest",
+        "dims",
+        "warehouse",
+        "train ltr",
+        "train cf",
+        "promote",
+    ]
+    .iter()
+    .map(|s| ((*s).to_owned(), "ran".to_owned()))
+    .collect();
     assert_eq!(status(&first), ran);
-    assert!(first["kpis"]["daily"].as_array().expect("daily").len() >= 2);
+    assert!(first["kpis"]["daily"].as_array().expect("daily").len() >= 4);
     assert!(dir.join("w/reports/kpis.json").exists());
+
+    // Both models registered, their first versions in production, every artifact checksummed.
+    let models = quire_json(dir, &["models", "list", "--registry", &registry, "--json"]);
+    let models = models.as_array().expect("models");
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["cf", "ltr"]);
+    for m in models {
+        let v = &m["versions"][0];
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["aliases"], serde_json::json!(["production"]));
+        let artifacts = v["artifacts"].as_array().expect("artifacts");
+        assert!(artifacts.len() >= 2, "{m}");
+        for a in artifacts {
+            assert!(a["uri"].as_str().expect("uri").starts_with("file://"));
+            assert_eq!(a["sha256"].as_str().expect("sha256").len(), 64);
+        }
+    }
+    let ltr_names: Vec<&str> = models[1]["versions"][0]["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .map(|a| a["name"].as_str().expect("name"))
+        .collect();
+    for want in [
+        "model.txt",
+        "model.onnx",
+        "feature_spec.json",
+        "feature_snapshot.json",
+    ] {
+        assert!(ltr_names.contains(&want), "{ltr_names:?}");
+    }
 
     let second = quire_json(dir, &args);
     assert!(
@@ -314,4 +405,326 @@ fn pipeline_runs_then_skips_unchanged_steps() {
         status(&second)
     );
     assert_eq!(first["kpis"], second["kpis"]);
+}
+
+/// `quire train --json` prints cli.md's shape; runs are listed, shown and compared; promotion
+/// moves the alias and its history records both moves; a damaged artifact fails verification.
+#[test]
+fn train_runs_and_models_commands() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (ltr, _) = small_configs(dir);
+    quire_ok(
+        dir,
+        &[
+            "pipeline",
+            "run",
+            "--work",
+            "w",
+            "--lake",
+            "w/lake",
+            "--days",
+            "4",
+            "--sim-users",
+            "300",
+            "--no-train",
+        ],
+    );
+    let reg = format!("sqlite://{}", dir.join("reg.db").display());
+    let train = |n: &str| {
+        let out = quire_json(
+            dir,
+            &[
+                "train",
+                "--config",
+                ltr.to_str().expect("path"),
+                "--lake",
+                "w/lake",
+                "--registry",
+                &reg,
+                "--artifacts",
+                "art",
+                "--json",
+            ],
+        );
+        assert_eq!(out["model"]["name"], "ltr", "{n}");
+        out
+    };
+    let first = train("first");
+    let second = train("second");
+    assert_eq!(first["model"]["version"], 1);
+    assert_eq!(second["model"]["version"], 2);
+    let mut keys: Vec<&String> = first.as_object().expect("object").keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["artifact_uri", "metrics", "model", "run_id"]);
+    let m = &first["metrics"];
+    for k in ["test_ndcg_at_5", "bm25_test_ndcg_at_5", "best_iteration"] {
+        assert!(m[k].as_f64().is_some(), "{k} in {m}");
+    }
+    // Same data, same seed, same config: the same model.
+    assert_eq!(first["metrics"], second["metrics"]);
+
+    let run1 = first["run_id"].as_str().expect("run id");
+    let run2 = second["run_id"].as_str().expect("run id");
+    let shown = quire_json(dir, &["runs", "show", run1, "--registry", &reg, "--json"]);
+    assert_eq!(shown["info"]["status"], "FINISHED");
+    assert!(
+        shown["info"]["source_config"]
+            .as_str()
+            .expect("config")
+            .contains("num_leaves = 15")
+    );
+    assert_eq!(shown["data"]["params"]["ltr.lightgbm.num_leaves"], "15");
+    let listed = quire_json(
+        dir,
+        &[
+            "runs",
+            "list",
+            "--experiment",
+            "search-ranking",
+            "--registry",
+            &reg,
+            "--json",
+        ],
+    );
+    assert_eq!(listed.as_array().expect("runs").len(), 2);
+    quire_ok(dir, &["runs", "compare", run1, run2, "--registry", &reg]);
+
+    quire_ok(
+        dir,
+        &[
+            "models",
+            "promote",
+            "ltr",
+            "1",
+            "--alias",
+            "production",
+            "--registry",
+            &reg,
+        ],
+    );
+    quire_ok(
+        dir,
+        &[
+            "models",
+            "promote",
+            "ltr",
+            "2",
+            "--alias",
+            "production",
+            "--registry",
+            &reg,
+        ],
+    );
+    let history = quire_json(
+        dir,
+        &["models", "history", "ltr", "--registry", &reg, "--json"],
+    );
+    let moves: Vec<(Value, Value)> = history
+        .as_array()
+        .expect("moves")
+        .iter()
+        .map(|m| (m["from_version"].clone(), m["to_version"].clone()))
+        .collect();
+    assert_eq!(moves, [(Value::Null, 1.into()), (1.into(), 2.into())]);
+
+    quire_ok(
+        dir,
+        &[
+            "models",
+            "verify",
+            "ltr",
+            "2",
+            "--registry",
+            &reg,
+            "--artifacts",
+            "art",
+        ],
+    );
+    // Damage one stored artifact: verification names it and fails.
+    let versions = quire_json(
+        dir,
+        &["models", "versions", "ltr", "--registry", &reg, "--json"],
+    );
+    let uri = versions[1]["artifacts"][0]["uri"]
+        .as_str()
+        .expect("uri")
+        .to_owned();
+    let path = uri.trim_start_matches("file://");
+    std::fs::write(path, b"tampered").expect("tamper");
+    let out = quire(
+        dir,
+        &[
+            "models",
+            "verify",
+            "ltr",
+            "2",
+            "--registry",
+            &reg,
+            "--artifacts",
+            "art",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("checksum mismatch"), "{err}");
+}
+
+/// A real redis-server on a free loopback port, stopped on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(dir: &Path) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (make setup installs it)");
+        let redis = Redis { child, port };
+        for _ in 0..100 {
+            if redis.cli(&["PING"]) == "PONG" {
+                return redis;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("redis-server did not answer on port {port}");
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `quire recs publish` from the production CF model: the pointer names a complete set in the
+/// contract's layout, users never get a book they bought, a re-run changes nothing, and an
+/// unreachable Redis is a one-line error naming the address.
+#[test]
+fn recs_publish_from_the_registry_to_redis() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (_, cf) = small_configs(dir);
+    let redis = Redis::start(dir);
+    let reg = format!("sqlite://{}", dir.join("reg.db").display());
+    let url = redis.url();
+    let args = [
+        "pipeline",
+        "run",
+        "--work",
+        "w",
+        "--lake",
+        "w/lake",
+        "--days",
+        "4",
+        "--sim-users",
+        "300",
+        "--train-config",
+        cf.to_str().expect("path"),
+        "--registry",
+        &reg,
+        "--artifacts",
+        "art",
+        "--redis",
+        &url,
+        "--json",
+    ];
+    let report = quire_json(dir, &args);
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["step"].as_str().expect("step"))
+        .collect();
+    assert_eq!(steps.last(), Some(&"publish recs"), "{steps:?}");
+
+    let set = redis.cli(&["GET", "quire:recs:current"]);
+    assert!(set.contains("-cf-v1"), "{set}");
+    let meta: Value = serde_json::from_str(&redis.cli(&["GET", &format!("quire:recs:{set}:meta")]))
+        .expect("meta json");
+    assert_eq!(meta["n"], 50, "{meta}");
+    let popular: Value =
+        serde_json::from_str(&redis.cli(&["GET", &format!("quire:recs:{set}:popular")]))
+            .expect("popular");
+    let items = popular["items"].as_array().expect("items");
+    assert!(!items.is_empty() && items.len() <= 50);
+    let scores: Vec<f64> = items
+        .iter()
+        .map(|i| i["score"].as_f64().expect("score"))
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+
+    // Publishing the same model again: same set, nothing rewritten.
+    let again = quire_json(
+        dir,
+        &[
+            "recs",
+            "publish",
+            "--model",
+            "cf@production",
+            "--redis",
+            &url,
+            "--registry",
+            &reg,
+            "--artifacts",
+            "art",
+            "--json",
+        ],
+    );
+    assert_eq!(again["set"], set.as_str());
+    assert_eq!(again["summary"]["unchanged"], true);
+    for k in ["set", "users", "items", "seconds"] {
+        assert!(!again[k].is_null(), "{k} in {again}");
+    }
+
+    let out = quire(
+        dir,
+        &[
+            "recs",
+            "publish",
+            "--model",
+            "cf@production",
+            "--redis",
+            "redis://127.0.0.1:1/0",
+            "--registry",
+            &reg,
+            "--artifacts",
+            "art",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

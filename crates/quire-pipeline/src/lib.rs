@@ -1,11 +1,13 @@
 //! The main job (`quire pipeline run`, what `make run` calls): every step of Quire in
 //! dependency order — simulate (when no input is given) → ingest → dimensions → warehouse and
-//! KPIs — each skipped when its inputs did not change since it last ran.
+//! KPIs → features and training of every config given (LTR, CF) → registration → promotion of
+//! a model's first version to `production` — each skipped when its inputs did not change since
+//! it last ran.
 //!
 //! A step's inputs are summarised as a fingerprint (content digests of its input files, the
 //! lake's commit log, its configuration); the fingerprints of the last successful run are kept in
 //! `<work>/pipeline-state.json`. A step whose fingerprint matches and whose outputs exist is
-//! skipped. Later layers (features, training, recommendations) add their steps here.
+//! skipped.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,6 +19,8 @@ use quire_kpi::{DateRange, Dims};
 use quire_lake::{DimTable, IngestOptions, Lake, file_digest};
 use quire_sim::SimConfig;
 use serde::{Deserialize, Serialize};
+
+pub mod recs;
 
 /// Errors of the pipeline, each naming the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +39,12 @@ pub enum Error {
     },
     #[error("step simulate: {0}")]
     Sim(#[from] quire_sim::Error),
+    #[error("step train: {0}")]
+    Train(#[from] quire_train::Error),
+    #[error("step promote: {0}")]
+    Registry(#[from] quire_registry::Error),
+    #[error("step publish recs: {0}")]
+    Recs(#[from] recs::RecsError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -84,6 +94,32 @@ pub struct PipelineConfig {
     pub force: bool,
     /// Show progress bars (on stderr).
     pub progress: bool,
+    /// Training: configs to run and where the registry is; `None` stops after the warehouse.
+    pub train: Option<TrainSetup>,
+    /// Publishing recommendations after training; `None` skips it.
+    pub recs: Option<RecsSetup>,
+}
+
+/// The `publish recs` step: which CF model, which Redis.
+#[derive(Debug, Clone)]
+pub struct RecsSetup {
+    /// `NAME[@ALIAS]`, e.g. `cf@production`.
+    pub model: String,
+    /// `redis://host:port/db`.
+    pub redis: String,
+    /// List length.
+    pub n: usize,
+}
+
+/// The training steps' configs and registry.
+#[derive(Debug, Clone)]
+pub struct TrainSetup {
+    /// Training configs, each run as one step (`train <file stem>`).
+    pub configs: Vec<PathBuf>,
+    /// Registry URL.
+    pub registry: String,
+    /// Artifact store root.
+    pub artifacts: PathBuf,
 }
 
 /// Whether a step ran.
@@ -97,7 +133,7 @@ pub enum Status {
 /// One step's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
-    pub step: &'static str,
+    pub step: String,
     pub status: Status,
     pub detail: String,
     pub seconds: f64,
@@ -111,6 +147,8 @@ pub struct PipelineReport {
     pub locations: Vec<(String, PathBuf)>,
     /// The KPI report of the whole lake (also written to `<work>/reports/kpis.json`).
     pub kpis: serde_json::Value,
+    /// Models registered by this run's training steps (name, version).
+    pub models: Vec<(String, i64)>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -160,7 +198,7 @@ impl Runner {
     /// Runs `f` unless the step's fingerprint is unchanged and `outputs_exist`.
     fn step(
         &mut self,
-        name: &'static str,
+        name: &str,
         fingerprint: String,
         outputs_exist: bool,
         f: impl FnOnce(&ProgressBar) -> Result<String>,
@@ -169,7 +207,7 @@ impl Runner {
         let unchanged = self.state.fingerprints.get(name) == Some(&fingerprint);
         if unchanged && outputs_exist && !self.force {
             self.steps.push(StepReport {
-                step: name,
+                step: name.to_owned(),
                 status: Status::Skipped,
                 detail: "inputs unchanged".to_owned(),
                 seconds: 0.0,
@@ -183,7 +221,7 @@ impl Runner {
         self.save()?;
         tracing::info!(step = name, %detail, "step done");
         self.steps.push(StepReport {
-            step: name,
+            step: name.to_owned(),
             status: Status::Ran,
             detail,
             seconds: started.elapsed().as_secs_f64(),
@@ -369,9 +407,165 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(serde_json::Value::Null);
 
+    // 5. features + training (one step per config), then promotion of first versions
+    let mut models = Vec::new();
+    if let Some(t) = &cfg.train {
+        let commits = lake.commits().step("train")?;
+        let data_fp = format!(
+            "commits={} last={} dims={dims_fp} train={}",
+            commits.len(),
+            commits.last().map(|c| c.batch_id.as_str()).unwrap_or(""),
+            quire_train::VERSION
+        );
+        let loc = quire_train::Locations {
+            lake: cfg.lake.clone(),
+            registry: t.registry.clone(),
+            artifacts: t.artifacts.clone(),
+        };
+        for config in &t.configs {
+            let stem = config
+                .file_stem()
+                .map_or("config".into(), |s| s.to_string_lossy().into_owned());
+            let name = format!("train {stem}");
+            let fp = format!(
+                "{data_fp} config={}",
+                digests(&[config.as_path()]).step("train")?
+            );
+            let done = runner.state.fingerprints.contains_key(&name);
+            runner.step(&name, fp, done, |pb| {
+                let progress = StepProgress(pb);
+                let r = quire_train::train(config, &loc, &progress)?;
+                models.push((r.model.name.clone(), r.model.version));
+                let mut headline: Vec<String> = r
+                    .metrics
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.starts_with("test_ndcg_at_5")
+                            || k.starts_with("bm25_test_ndcg_at_5")
+                            || k.starts_with("precision_at")
+                            || k.starts_with("popularity_precision_at")
+                    })
+                    .map(|(k, v)| format!("{k} {v:.3}"))
+                    .collect();
+                headline.sort();
+                Ok(format!(
+                    "{} v{} ({}) run {}",
+                    r.model.name,
+                    r.model.version,
+                    headline.join(", "),
+                    r.run_id
+                ))
+            })?;
+        }
+        if !models.is_empty() {
+            let fp = format!("{models:?}");
+            runner.step("promote", fp, false, |_| {
+                promote_first_versions(&t.registry, &models)
+            })?;
+        }
+        if let Some(r) = &cfg.recs {
+            // Always runs: Redis is not the pipeline's to remember (it may have restarted);
+            // an unchanged set is detected by the publisher and not rewritten.
+            let fp = format!("{} {} n={}", r.model, r.redis, r.n);
+            runner.step("publish recs", fp, false, |pb| {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|source| Error::Io {
+                        context: "starting the async runtime".into(),
+                        source,
+                    })?;
+                let target = quire_recs::RedisTarget::Single(r.redis.clone());
+                let opts = quire_recs::PublishOptions::default();
+                let job = recs::RecsJob {
+                    registry: &t.registry,
+                    artifacts: &t.artifacts,
+                    model: &r.model,
+                    target: &target,
+                    n: r.n,
+                    opts: &opts,
+                };
+                let (model, s) = rt.block_on(recs::publish_recs(
+                    &job,
+                    |stage| pb.set_message(stage.to_owned()),
+                    |p| pb.set_message(format!("{}/{} keys", p.keys_done, p.keys_total)),
+                ))?;
+                Ok(format!(
+                    "{} v{} → set {} ({} users, {} books{}) on {}",
+                    model.name,
+                    model.version,
+                    s.set,
+                    s.users,
+                    s.items,
+                    if s.unchanged { ", unchanged" } else { "" },
+                    r.redis
+                ))
+            })?;
+            locations.push((
+                "recommendations in Redis (GET quire:recs:current)".to_owned(),
+                PathBuf::from(&r.redis),
+            ));
+        }
+        locations.push((
+            "model registry (quire runs list, quire models list)".to_owned(),
+            PathBuf::from(&t.registry),
+        ));
+        locations.push((
+            "model artifacts (content-addressed)".to_owned(),
+            t.artifacts.clone(),
+        ));
+        locations.push((
+            "LTR training rows (Parquet)".to_owned(),
+            cfg.lake.join("features/ltr_rows.parquet"),
+        ));
+    }
+
     Ok(PipelineReport {
         steps: runner.steps,
         locations,
         kpis,
+        models,
+    })
+}
+
+/// Shows a trainer's stages and iterations on a step's spinner.
+struct StepProgress<'a>(&'a ProgressBar);
+
+impl quire_train::Progress for StepProgress<'_> {
+    fn stage(&self, name: &str) {
+        self.0.set_message(name.to_owned());
+    }
+    fn iteration(&self, done: u64, total: u64, metric: &str, value: f64) {
+        self.0
+            .set_message(format!("iteration {done}/{total}, {metric} {value:.4}"));
+    }
+}
+
+/// Points `production` at each model's version trained here when the model has no
+/// `production` version yet (a later version is promoted by a person: `quire models promote`).
+fn promote_first_versions(registry: &str, models: &[(String, i64)]) -> Result<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            context: "starting the async runtime".into(),
+            source,
+        })?;
+    rt.block_on(async {
+        let reg = quire_registry::Registry::connect(registry).await?;
+        let mut lines = Vec::new();
+        for (name, version) in models {
+            let m = reg.get_registered_model(name).await?;
+            match m.aliases.get("production") {
+                Some(v) => lines.push(format!("{name}@production stays v{v}")),
+                None => {
+                    reg.set_alias(name, "production", *version, "quire pipeline")
+                        .await?;
+                    lines.push(format!("{name}@production → v{version}"));
+                }
+            }
+        }
+        reg.close().await;
+        Ok(lines.join(", "))
     })
 }

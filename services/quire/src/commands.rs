@@ -19,7 +19,7 @@ fn open_lake(arg: &LakeArg) -> Result<Lake> {
     Lake::open(&arg.lake).with_context(|| format!("opening the lake at {}", arg.lake.display()))
 }
 
-fn progress_enabled(json: bool) -> bool {
+pub(crate) fn progress_enabled(json: bool) -> bool {
     !json && std::io::stderr().is_terminal()
 }
 
@@ -365,6 +365,20 @@ pub struct PipelineArgs {
     /// Run every step even when its inputs did not change
     #[arg(long)]
     force: bool,
+    /// Training configs to run after the warehouse (default: every training-configs/*.toml)
+    #[arg(long = "train-config")]
+    train_configs: Vec<PathBuf>,
+    /// Stop after the warehouse and KPIs (no training)
+    #[arg(long)]
+    no_train: bool,
+    /// Publish the CF model's recommendations to this Redis after training
+    #[arg(long, env = "QUIRE_REDIS")]
+    redis: Option<String>,
+    /// The CF model whose recommendations are published
+    #[arg(long, default_value = "cf@production")]
+    recs_model: String,
+    #[command(flatten)]
+    registry: crate::ml::RegistryArgs,
     #[arg(long)]
     json: bool,
 }
@@ -388,6 +402,31 @@ pub fn pipeline(cmd: PipelineCommand) -> Result<()> {
         },
         force: a.force,
         progress: progress_enabled(a.json),
+        recs: match (&a.redis, a.no_train) {
+            (Some(redis), false) => Some(quire_pipeline::RecsSetup {
+                model: a.recs_model.clone(),
+                redis: redis.clone(),
+                n: 50,
+            }),
+            _ => None,
+        },
+        train: if a.no_train {
+            None
+        } else {
+            let configs = if a.train_configs.is_empty() {
+                quire_train::config::config_files(std::path::Path::new("training-configs"))
+                    .context(
+                        "listing training-configs/ (or pass --train-config FILE, or --no-train)",
+                    )?
+            } else {
+                a.train_configs
+            };
+            Some(quire_pipeline::TrainSetup {
+                configs,
+                registry: a.registry.url()?,
+                artifacts: a.registry.artifacts_dir()?,
+            })
+        },
     };
     let report = quire_pipeline::run(&cfg)?;
     if a.json {
@@ -398,7 +437,7 @@ pub fn pipeline(cmd: PipelineCommand) -> Result<()> {
         .iter()
         .map(|s| {
             [
-                s.step.to_owned(),
+                s.step.clone(),
                 match s.status {
                     Status::Ran => "ran",
                     Status::Skipped => "skipped",

@@ -13,7 +13,10 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod commands;
+mod ml;
 mod output;
+mod recs;
+mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +57,22 @@ enum Command {
     },
     /// Simulate a bookstore: events, dimension CSVs and the planted truths
     Simulate(commands::SimulateArgs),
+    /// Train a model from a training config; log the run and register the model
+    Train(ml::TrainArgs),
+    /// Training runs in the registry: list, show, compare
+    Runs(ml::RunsArgs),
+    /// Registered models: list, show, versions, promote, history, verify
+    Models(ml::ModelsArgs),
+    /// Recommendations: publish top-N lists to Redis
+    Recs {
+        #[command(subcommand)]
+        command: recs::RecsCommand,
+    },
+    /// Long-running services (ranking)
+    Serve {
+        #[command(subcommand)]
+        command: serve::ServeCommand,
+    },
     /// The main job, end to end
     Pipeline {
         #[command(subcommand)]
@@ -89,6 +108,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Badrows(a) => commands::badrows(a),
         Command::Warehouse { command } => commands::warehouse(command),
         Command::Simulate(a) => commands::simulate(a),
+        Command::Train(a) => ml::train(a),
+        Command::Runs(a) => ml::runs(a),
+        Command::Models(a) => ml::models(a),
+        Command::Recs { command } => recs::recs(command),
+        Command::Serve { command } => serve::serve(command),
         Command::Pipeline { command } => commands::pipeline(command),
     }
 }

@@ -12,9 +12,10 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 }
 
 /// A plain table.
-pub fn table<H, R, C>(header: H, rows: impl IntoIterator<Item = R>) -> Table
+pub fn table<H, Hc, R, C>(header: H, rows: impl IntoIterator<Item = R>) -> Table
 where
-    H: IntoIterator<Item = &'static str>,
+    H: IntoIterator<Item = Hc>,
+    Hc: Into<comfy_table::Cell>,
     R: IntoIterator<Item = C>,
     C: Into<comfy_table::Cell>,
 {

@@ -1,0 +1,169 @@
+//! `ranking-bench`: Quire's side of the ranking service benchmark (`scripts/bench-ranking.sh`,
+//! harness `benches/ranking/run.py`).
+//!
+//! - `prepare --dir D`: a bookstore from the real goodbooks-10k catalog (synthetic activity and
+//!   users), a 300-tree, 31-leaf LightGBM lambdarank model over the 29 features of
+//!   `quire_featspec` trained on BM25 searches of it, exported to ONNX and registered as
+//!   `ltr@production` in a SQLite registry under D, and D/requests.jsonl: request bodies of 100
+//!   BM25 candidates each. Also D/model.onnx and D/feature_snapshot.json for the Python peer.
+//! - `floor --dir D`: the in-process floor: `OnnxScorer::score` of the same 100-row matrices
+//!   with one single-threaded session, no HTTP.
+//! - `serve --dir D --listen ADDR`: `quire_ranking::serve` on that registry until SIGINT.
+//! - `load --url URL --bodies FILE …`: the load generator (closed loop, or open loop at a fixed
+//!   rate) printing throughput and latency percentiles as JSON.
+
+mod load;
+mod world;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use quire_featspec::{N_FEATURES, OnlineSnapshot};
+use quire_onnx::OnnxScorer;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(about = "The ranking service benchmark's Quire side and load generator")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Builds the bookstore, trains, exports and registers the model, writes the requests.
+    Prepare {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Boosting rounds (trees).
+        #[arg(long, default_value_t = 300)]
+        trees: usize,
+        /// Leaves per tree.
+        #[arg(long, default_value_t = 31)]
+        leaves: usize,
+        /// Request bodies to write.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Candidates per request.
+        #[arg(long, default_value_t = 100)]
+        candidates: usize,
+    },
+    /// Times ONNX Runtime scoring the requests' feature matrices in process.
+    Floor {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Timed calls.
+        #[arg(long, default_value_t = 5000)]
+        calls: usize,
+    },
+    /// Runs the ranking service on the prepared registry until SIGINT.
+    Serve {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Tokio worker threads (default: one per core, as `#[tokio::main]`).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Sends requests and reports throughput and latency.
+    Load(load::LoadArgs),
+}
+
+fn main() -> Result<()> {
+    match Args::parse().command {
+        Command::Prepare {
+            dir,
+            trees,
+            leaves,
+            requests,
+            candidates,
+        } => {
+            let report = world::prepare(&dir, trees, leaves, requests, candidates)?;
+            println!("{report}");
+        }
+        Command::Floor { dir, calls } => floor(&dir, calls)?,
+        Command::Serve {
+            dir,
+            listen,
+            threads,
+        } => serve(&dir, listen, threads)?,
+        Command::Load(args) => {
+            let report = load::run(&args)?;
+            println!("{report}");
+        }
+    }
+    Ok(())
+}
+
+/// Percentile `p` (0–100) of sorted `v`, nearest rank.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn floor(dir: &std::path::Path, calls: usize) -> Result<()> {
+    let snapshot = OnlineSnapshot::read(&dir.join("feature_snapshot.json"))?;
+    let bodies = world::read_requests(&dir.join("requests.jsonl"))?;
+    let scorer = OnnxScorer::load(dir.join("model.onnx"), 1)?;
+    // The matrices the service scores, computed up front (as the service does, per request).
+    let t = Instant::now();
+    let matrices: Vec<(Vec<f32>, usize)> = bodies
+        .iter()
+        .map(|b| world::features(&snapshot, b))
+        .collect::<Result<_>>()?;
+    let features_us = t.elapsed().as_secs_f64() * 1e6 / matrices.len() as f64;
+    for (rows, n) in matrices.iter().take(200) {
+        scorer.score(rows, *n, N_FEATURES)?;
+    }
+    let mut micros = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let (rows, n) = &matrices[i % matrices.len()];
+        let t = Instant::now();
+        let scores = scorer.score(rows, *n, N_FEATURES)?;
+        micros.push(t.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(scores);
+    }
+    micros.sort_by(f64::total_cmp);
+    let rows = matrices.first().map_or(0, |m| m.1);
+    let report = json!({
+        "what": "OnnxScorer::score, one single-threaded ONNX Runtime session, no HTTP",
+        "rows_per_call": rows,
+        "calls": calls,
+        "score_us": {
+            "p50": percentile(&micros, 50.0),
+            "p90": percentile(&micros, 90.0),
+            "p99": percentile(&micros, 99.0),
+            "mean": micros.iter().sum::<f64>() / micros.len().max(1) as f64,
+        },
+        "features_us_per_request": features_us,
+    });
+    println!("{report}");
+    Ok(())
+}
+
+fn serve(
+    dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+    threads: Option<usize>,
+) -> Result<()> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(t) = threads {
+        builder.worker_threads(t);
+    }
+    let rt = builder.enable_all().build().context("a tokio runtime")?;
+    let mut opts =
+        quire_ranking::RankingOptions::new("ltr@production".parse()?, world::registry_url(dir));
+    opts.listen = listen;
+    opts.artifacts = dir.join("models");
+    opts.poll_interval = Duration::from_secs(1);
+    rt.block_on(quire_ranking::serve(opts, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))?;
+    Ok(())
+}

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Ranking service benchmark: Quire's service against a FastAPI + onnxruntime peer.
+
+One run does, in order:
+  1. `ranking-bench prepare` (once per work dir): the goodbooks-10k bookstore, a 300-tree,
+     31-leaf lambdarank model over the 29 features, registered as ltr@production, and
+     requests.jsonl (100 BM25 candidates per request);
+  2. `ranking-bench floor`: ONNX Runtime scoring the same 100-row matrices in process, one
+     single-threaded session, no HTTP;
+  3. for each peer in turn (Quire: `ranking-bench serve`, the library entry point `quire serve
+     ranking` runs; Python: `uvicorn python_peer:app --workers 2`), alternating which goes
+     first on each repetition: start it, wait until ready, send the first requests and keep the
+     answers, then with `ranking-bench load` on loopback: the saturated throughput (closed loop,
+     CONNECTIONS connections) and the latency at half of that peer's saturated throughput (open
+     loop at a fixed rate); stop it;
+  4. checks that both peers gave the same rankings (same books in the same order, scores within
+     1e-5): the same model on the same features;
+  5. writes benches/results/ranking.md (also printed) and ranking.json (every figure).
+
+Python 3.11 standard library only; the peer runs in the interpreter given by --python.
+Exit status: 0 when the peers agree, 1 when they differ, 2 on a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+CHECKED = 50  # requests whose answers are compared between the peers
+SCORE_TOL = 1e-5
+
+
+def log(msg: str) -> None:
+    print(f"[bench-ranking] {msg}", file=sys.stderr, flush=True)
+
+
+def run_json(cmd: list[str]) -> dict:
+    log(" ".join(cmd))
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        log(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr}")
+        raise SystemExit(2)
+    return json.loads(p.stdout)
+
+
+def http(url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    if body is not None:
+        req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_ready(base: str, proc: subprocess.Popen, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode} before it was ready")
+        try:
+            if http(base + "/health/ready", timeout=1.0)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{base} not ready in {seconds} s")
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and its children (uvicorn's workers), KiB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo.extend(int(c) for c in children)
+        except OSError:
+            continue
+    return total
+
+
+def start(peer: str, args, port: int) -> subprocess.Popen:
+    if peer == "quire":
+        cmd = [args.bin, "serve", "--dir", str(args.dir), "--listen", f"127.0.0.1:{port}"]
+        env = dict(os.environ)
+        cwd = REPO
+    else:
+        cmd = [args.python, "-m", "uvicorn", "python_peer:app", "--workers", "2",
+               "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+               "--log-level", "warning"]
+        env = dict(os.environ, PEER_MODEL=str(args.dir / "model.onnx"),
+                   PEER_SNAPSHOT=str(args.dir / "feature_snapshot.json"))
+        cwd = HERE
+    log(f"starting {peer}: {' '.join(cmd)}")
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure(peer: str, args, port: int, bodies: list[bytes]) -> dict:
+    proc = start(peer, args, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.monotonic()
+        wait_ready(base, proc)
+        ready_s = time.monotonic() - t0
+        answers = []
+        for b in bodies[:CHECKED]:
+            status, out = http(base + "/v1/rank", b)
+            if status != 200:
+                raise SystemExit(f"{peer} answered {status}: {out[:300]!r}")
+            answers.append(json.loads(out))
+        load = [args.bin, "load", "--url", base + "/v1/rank", "--bodies",
+                str(args.dir / "requests.jsonl"), "--warmup", str(args.warmup),
+                "--duration", str(args.duration)]
+        loadavg = os.getloadavg()[0]
+        saturated = run_json(load + ["--connections", str(args.connections)])
+        rate = saturated["throughput_rps"] / 2
+        half = run_json(load + ["--connections", str(args.open_connections), "--rate", f"{rate:.1f}"])
+        rss = tree_rss_kib(proc.pid)
+    finally:
+        stop(proc)
+    for name, r in (("saturated", saturated), ("half", half)):
+        if r["failed"] or r["transport_errors"]:
+            raise SystemExit(f"{peer} {name}: {r['failed']} failed requests, "
+                             f"{r['transport_errors']} transport errors")
+    return {"peer": peer, "ready_seconds": ready_s, "loadavg_1min_before": loadavg,
+            "saturated": saturated, "half": half, "rss_mib": rss / 1024, "answers": answers}
+
+
+def compare(a: list[dict], b: list[dict]) -> list[str]:
+    diffs = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        rx, ry = x["ranked"], y["ranked"]
+        if [r["book_id"] for r in rx] != [r["book_id"] for r in ry]:
+            # Equal scores may legitimately be ordered alike only if the scores agree exactly.
+            sx = {r["book_id"]: r["score"] for r in rx}
+            sy = {r["book_id"]: r["score"] for r in ry}
+            worst = max(abs(sx[k] - sy.get(k, float("inf"))) for k in sx)
+            diffs.append(f"request {i}: the orders differ (largest score difference {worst:.3g})")
+            continue
+        worst = max(abs(p["score"] - q["score"]) for p, q in zip(rx, ry))
+        if worst > SCORE_TOL:
+            diffs.append(f"request {i}: scores differ by up to {worst:.3g}")
+    return diffs
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+
+
+def med(runs: list[dict], *path: str) -> float:
+    vals = []
+    for r in runs:
+        v = r
+        for p in path:
+            v = v[p]
+        vals.append(v)
+    return statistics.median(vals)
+
+
+def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple[str, dict]:
+    q, p = runs["quire"], runs["python"]
+    floor_ms = floor["score_us"]["p50"] / 1000
+    q_thr, p_thr = med(q, "saturated", "throughput_rps"), med(p, "saturated", "throughput_rps")
+    q50, q99 = med(q, "half", "latency_ms", "p50"), med(q, "half", "latency_ms", "p99")
+    p50, p99 = med(p, "half", "latency_ms", "p50"), med(p, "half", "latency_ms", "p99")
+    goals = {
+        "p50_over_floor": {"value": q50 / floor_ms, "goal": 1.2, "met": q50 / floor_ms <= 1.2},
+        "p99_over_p50": {"value": q99 / q50, "goal": 2.0, "met": q99 / q50 <= 2.0},
+        "throughput_over_python": {"value": q_thr / p_thr, "goal": 2.0, "met": q_thr / p_thr >= 2.0},
+    }
+    ok = lambda g: "met" if g["met"] else "**not met**"
+    loads = ", ".join(f"{r['loadavg_1min_before']:.1f}" for r in q + p)
+    info = machine_info()
+    lines = [
+        "# Ranking service: Quire vs FastAPI + onnxruntime",
+        "",
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {info['nproc']} cores "
+        f"({info['cpu']}), 1-minute load average before each run: {loads}.",
+        "",
+        f"Model: {prep['trees']} trees, {prep['mean_leaves']:.1f} leaves on average (at most "
+        f"{prep['max_leaves']}), 29 features; requests of {prep['candidates']} BM25 candidates "
+        f"from the goodbooks-10k catalog ({prep['books']} books, {prep['users']} users in the "
+        f"snapshot). Load: `ranking-bench load` on loopback, one thread; saturated = closed loop, "
+        f"{args.connections} connections; half = open loop at half of that peer's saturated "
+        f"throughput, {args.open_connections} connections, latency from the scheduled send. "
+        f"{args.duration:g} s measured after {args.warmup:g} s of warm-up; medians of {args.reps} "
+        f"repetition(s).",
+        "",
+        "| | Quire (`quire-ranking`) | Python peer (FastAPI, 2 uvicorn workers) |",
+        "|---|---:|---:|",
+        f"| saturated throughput (req/s) | {q_thr:,.0f} | {p_thr:,.0f} |",
+        f"| p50 at half saturation (ms) | {q50:.3f} | {p50:.3f} |",
+        f"| p99 at half saturation (ms) | {q99:.3f} | {p99:.3f} |",
+        f"| p99 / p50 | {q99 / q50:.2f} | {p99 / p50:.2f} |",
+        f"| p50 under saturation (ms) | {med(q, 'saturated', 'latency_ms', 'p50'):.3f} | "
+        f"{med(p, 'saturated', 'latency_ms', 'p50'):.3f} |",
+        f"| resident memory after the load (MiB) | {med(q, 'rss_mib'):.0f} | {med(p, 'rss_mib'):.0f} |",
+        "",
+        f"In-process floor (`OnnxScorer::score`, {floor['rows_per_call']} rows, one "
+        f"single-threaded session, no HTTP): p50 {floor_ms:.3f} ms, p99 "
+        f"{floor['score_us']['p99'] / 1000:.3f} ms (p99 / p50 "
+        f"{floor['score_us']['p99'] / floor['score_us']['p50']:.2f}: the machine's own jitter, "
+        f"with no HTTP and no other request); computing the features (the bench's copy of the "
+        f"service's code) took {floor['features_us_per_request']:.0f} µs per request.",
+        "",
+        "| goal | value | target | |",
+        "|---|---:|---:|---|",
+        f"| Quire p50 at half saturation / floor p50 | {goals['p50_over_floor']['value']:.2f} | ≤ 1.2 | {ok(goals['p50_over_floor'])} |",
+        f"| Quire p99 / p50 at half saturation | {goals['p99_over_p50']['value']:.2f} | ≤ 2 | {ok(goals['p99_over_p50'])} |",
+        f"| Quire / Python saturated throughput | {goals['throughput_over_python']['value']:.2f} | ≥ 2 | {ok(goals['throughput_over_python'])} |",
+        "",
+        f"Agreement: the first {CHECKED} requests' rankings "
+        + ("are identical (same order, scores within 1e-5)." if not diffs
+           else f"differ: {'; '.join(diffs[:5])}"),
+        "",
+    ]
+    data = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "machine": machine_info(),
+        "prepare": prep,
+        "floor": floor,
+        "runs": {k: [{kk: vv for kk, vv in r.items() if kk != "answers"} for r in v]
+                 for k, v in runs.items()},
+        "goals": goals,
+        "agreement_differences": diffs,
+        "settings": {"connections": args.connections, "open_connections": args.open_connections,
+                     "duration_s": args.duration, "warmup_s": args.warmup, "reps": args.reps},
+    }
+    return "\n".join(lines), data
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True, help="the ranking-bench binary")
+    ap.add_argument("--python", required=True, help="the interpreter with fastapi, uvicorn, onnxruntime")
+    ap.add_argument("--dir", type=Path, default=Path(os.environ.get("BENCH_DIR", "/var/tmp/quire-bench-ranking")))
+    ap.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "18480")))
+    ap.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "16")))
+    ap.add_argument("--open-connections", type=int, default=int(os.environ.get("BENCH_OPEN_CONNECTIONS", "32")))
+    ap.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", "15")))
+    ap.add_argument("--warmup", type=float, default=float(os.environ.get("BENCH_WARMUP", "3")))
+    ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "2")))
+    ap.add_argument("--out", type=Path, default=REPO / "benches" / "results")
+    args = ap.parse_args()
+    args.dir = args.dir.resolve()
+
+    if (args.dir / "registry.db").exists():
+        prep = json.loads((args.dir / "prepare.json").read_text())
+        log(f"reusing {args.dir}")
+    else:
+        prep = run_json([args.bin, "prepare", "--dir", str(args.dir)])
+        (args.dir / "prepare.json").write_text(json.dumps(prep))
+    floor = run_json([args.bin, "floor", "--dir", str(args.dir)])
+    bodies = [l.encode() for l in (args.dir / "requests.jsonl").read_text().splitlines() if l.strip()]
+
+    runs: dict[str, list[dict]] = {"quire": [], "python": []}
+    for rep in range(args.reps):
+        order = ["quire", "python"] if rep % 2 == 0 else ["python", "quire"]
+        for peer in order:
+            runs[peer].append(measure(peer, args, args.port, bodies))
+    diffs = compare(runs["quire"][0]["answers"], runs["python"][0]["answers"])
+    md, data = report(prep, floor, runs, diffs, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ranking.md").write_text(md)
+    (args.out / "ranking.json").write_text(json.dumps(data, indent=2))
+    print(md)
+    return 1 if diffs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

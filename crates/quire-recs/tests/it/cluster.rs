@@ -1,0 +1,75 @@
+//! Publishing to a real 3-master Redis Cluster started by the harness.
+
+use quire_recs::layout::{self, SetRecord, SetState};
+use quire_recs::{RedisTarget, publish};
+
+use crate::check::{check_set, ttls};
+use crate::data;
+use crate::harness::RedisCluster;
+use crate::publish::{model, opts};
+
+#[tokio::test]
+async fn cluster_publish_spreads_keys_and_moves_the_pointer_last() {
+    let cluster = RedisCluster::start();
+    let target = RedisTarget::Cluster(cluster.urls());
+    let (input_a, sets_a) = data::sets(1);
+    let (input_b, sets_b) = data::sets(2);
+
+    let a = publish(&target, &sets_a, &model(7), &opts(), |_| {})
+        .await
+        .unwrap();
+    let mut con = redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let current: Option<String> = redis::cmd("GET")
+        .arg(layout::CURRENT_KEY)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(current, Some(a.set.clone()));
+    check_set(&mut con, &a.set, &input_a, &sets_a);
+
+    // The keys are spread over the three masters (no hash tags), and each node holds only
+    // keys of its own slots (the per-slot pipelines went to the right node).
+    let mut total = 0u64;
+    for node in &cluster.nodes {
+        let mut n = node.sync();
+        let size: u64 = redis::cmd("DBSIZE").query(&mut n).unwrap();
+        assert!(
+            size as f64 > a.keys as f64 * 0.2,
+            "node {} holds {size} keys",
+            node.port
+        );
+        total += size;
+    }
+    // Every key of the set plus the pointer and the set records.
+    assert_eq!(total, a.keys + 2);
+
+    let b = publish(&target, &sets_b, &model(8), &opts(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(b.previous.as_deref(), Some(a.set.as_str()));
+    let current: Option<String> = redis::cmd("GET")
+        .arg(layout::CURRENT_KEY)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(current, Some(b.set.clone()));
+    check_set(&mut con, &b.set, &input_b, &sets_b);
+    assert!(ttls(&mut con, &b.set, &sets_b).iter().all(|&t| t == -1));
+    let old = ttls(&mut con, &a.set, &sets_a);
+    assert!(old.iter().all(|&t| t > 590 && t <= 600), "{old:?}");
+    let rec: String = redis::cmd("HGET")
+        .arg(layout::SETS_KEY)
+        .arg(&a.set)
+        .query(&mut con)
+        .unwrap();
+    let rec: SetRecord = serde_json::from_str(&rec).unwrap();
+    assert_eq!(rec.state, SetState::Retired);
+
+    // Idempotent on a cluster too.
+    let again = publish(&target, &sets_b, &model(8), &opts(), |_| {})
+        .await
+        .unwrap();
+    assert!(again.unchanged);
+    assert_eq!(again.set, b.set);
+}

@@ -1,0 +1,202 @@
+//! One training run: config → features → trainer → registry.
+
+use std::path::Path;
+use std::time::Instant;
+
+use quire_registry::{
+    ArtifactStore, Metric, NamedArtifact, NewModelVersion, NewRun, Registry, RunStatus,
+};
+
+use crate::config::{Kind, TrainConfig};
+use crate::{Error, Locations, ModelRef, Progress, Result, TrainReport};
+
+/// What a trainer hands back to be registered.
+pub(crate) struct Trained {
+    /// Final metrics (logged at step 0) and per-iteration histories (key, step, value).
+    pub metrics: Vec<(String, f64)>,
+    pub history: Vec<(String, i64, f64)>,
+    /// Params beyond the config (data sizes, versions).
+    pub params: Vec<(String, String)>,
+    /// (name, bytes) of the version's artifacts; the first is the main one.
+    pub artifacts: Vec<(String, Vec<u8>)>,
+    pub summary: Vec<(String, String)>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Flattens a config into dotted `key = value` params (`ltr.lightgbm.num_leaves = 31`).
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        serde_json::Value::Null => {}
+        serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// The commit of the code, when run from a git checkout (with `-dirty` when it has changes).
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    if dirty {
+        commit.push_str("-dirty");
+    }
+    Some(commit)
+}
+
+/// Runs the training config at `config_path`: computes the features from the lake, trains,
+/// evaluates, logs the run and registers the model as a new version of the config's model.
+pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Result<TrainReport> {
+    let started = Instant::now();
+    let (cfg, text) = TrainConfig::load(config_path)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io(format!("starting the async runtime: {e}")))?;
+    let registry = rt.block_on(Registry::connect(&loc.registry))?;
+    let store = rt.block_on(ArtifactStore::open(&loc.artifacts))?;
+    let experiment = match rt.block_on(registry.get_experiment_by_name(&cfg.experiment)) {
+        Ok(e) => e.experiment_id,
+        Err(quire_registry::Error::NotFound { .. }) => {
+            rt.block_on(registry.create_experiment(&cfg.experiment, None))?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let kind = cfg.kind();
+    let mut tags: Vec<(String, String)> = cfg
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    tags.push(("quire.trainer".into(), kind_name(kind).into()));
+    tags.push(("quire.config".into(), config_path.display().to_string()));
+    if let Some(d) = &cfg.description {
+        tags.push(("mlflow.note.content".into(), d.clone()));
+    }
+    let run = rt.block_on(registry.create_run(NewRun {
+        experiment_id: experiment,
+        run_name: cfg.run_name.clone().unwrap_or_default(),
+        user_id: std::env::var("USER").unwrap_or_default(),
+        start_time: None,
+        tags,
+        source_config: Some(text),
+        git_commit: git_commit(),
+    }))?;
+    let run_id = run.info.run_id.clone();
+    let mut params = Vec::new();
+    let value = serde_json::to_value(&cfg).map_err(|e| Error::Data(e.to_string()))?;
+    flatten("", &value, &mut params);
+    params.retain(|(k, _)| k != "description" && !k.starts_with("tags."));
+
+    let outcome = (|| -> Result<TrainReport> {
+        let trained = match kind {
+            Kind::Ltr => crate::train_ltr::run(&cfg, loc, &run_id, progress)?,
+            Kind::Cf => crate::train_cf::run(&cfg, loc, progress)?,
+        };
+        progress.stage("register");
+        params.extend(trained.params.iter().cloned());
+        rt.block_on(registry.log_params(&run_id, &params))?;
+        let ts = now_ms();
+        let mut metrics: Vec<Metric> = trained
+            .history
+            .iter()
+            .map(|(k, step, v)| Metric {
+                key: k.clone(),
+                value: *v,
+                timestamp: ts,
+                step: *step,
+            })
+            .collect();
+        metrics.extend(trained.metrics.iter().map(|(k, v)| Metric {
+            key: k.clone(),
+            value: *v,
+            timestamp: ts,
+            step: 0,
+        }));
+        for chunk in metrics.chunks(1000) {
+            rt.block_on(registry.log_batch(&run_id, chunk, &[], &[]))?;
+        }
+        let mut artifacts = Vec::new();
+        for (name, bytes) in &trained.artifacts {
+            let artifact = rt.block_on(store.put(bytes))?;
+            artifacts.push(NamedArtifact {
+                name: name.clone(),
+                artifact,
+            });
+        }
+        let source = artifacts
+            .first()
+            .map(|a| a.artifact.uri.clone())
+            .unwrap_or_default();
+        ensure_model(&rt, &registry, &cfg.model)?;
+        let version = rt.block_on(registry.create_model_version(&NewModelVersion {
+            name: cfg.model.clone(),
+            source: source.clone(),
+            run_id: Some(run_id.clone()),
+            description: cfg.description.clone().unwrap_or_default(),
+            artifacts,
+        }))?;
+        rt.block_on(registry.update_run(&run_id, RunStatus::Finished, Some(now_ms()), None))?;
+        Ok(TrainReport {
+            run_id: run_id.clone(),
+            model: ModelRef {
+                name: cfg.model.clone(),
+                version: version.version,
+            },
+            metrics: trained.metrics.into_iter().collect(),
+            artifact_uri: source,
+            experiment: cfg.experiment.clone(),
+            kind: kind_name(kind),
+            seconds: started.elapsed().as_secs_f64(),
+            summary: trained.summary,
+        })
+    })();
+    if outcome.is_err() {
+        // Best effort: the run is marked failed; the original error is what the user sees.
+        let _ = rt.block_on(registry.update_run(&run_id, RunStatus::Failed, Some(now_ms()), None));
+    }
+    rt.block_on(registry.close());
+    outcome
+}
+
+fn ensure_model(rt: &tokio::runtime::Runtime, registry: &Registry, name: &str) -> Result<()> {
+    match rt.block_on(registry.get_registered_model(name)) {
+        Ok(_) => Ok(()),
+        Err(quire_registry::Error::NotFound { .. }) => {
+            match rt.block_on(registry.create_registered_model(name, "")) {
+                Ok(_) | Err(quire_registry::Error::AlreadyExists { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Ltr => "ltr",
+        Kind::Cf => "cf",
+    }
+}

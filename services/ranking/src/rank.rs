@@ -1,0 +1,423 @@
+//! `/v1/rank` and `/v1/features` without HTTP: the request, its checks, the feature vectors,
+//! the order and the answer's JSON. Everything here runs on the blocking pool.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use quire_featspec::{
+    BookActivity, BookInfo, FEATURE_NAMES, FeatureSpec, N_FEATURES, OnlineSnapshot, Request,
+    UserProfile, assemble,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::api::ApiError;
+use crate::model::ServedModel;
+
+/// The contract's request. Unknown fields are ignored, so the Search Service can add some.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct RankRequest {
+    #[serde(default)]
+    pub request_id: Option<String>,
+    pub query: String,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub device: Option<String>,
+    pub candidates: Vec<Candidate>,
+    #[serde(default)]
+    pub top_k: Option<usize>,
+}
+
+/// One candidate from the search engine.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Candidate {
+    pub book_id: String,
+    pub bm25: f64,
+}
+
+/// `{"name", "version"}` of the answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct ModelRef<'a> {
+    pub name: &'a str,
+    pub version: i64,
+}
+
+#[derive(Serialize)]
+struct RankResponse<'a> {
+    request_id: &'a str,
+    model: ModelRef<'a>,
+    ranked: Vec<Ranked<'a>>,
+}
+
+#[derive(Serialize)]
+struct Ranked<'a> {
+    book_id: &'a str,
+    score: f32,
+}
+
+#[derive(Serialize)]
+struct FeaturesResponse<'a> {
+    request_id: &'a str,
+    model: ModelRef<'a>,
+    feature_names: &'a [&'a str],
+    candidates: Vec<CandidateFeatures<'a>>,
+}
+
+#[derive(Serialize)]
+struct CandidateFeatures<'a> {
+    book_id: &'a str,
+    /// NaN (missing) is written `null` by serde_json.
+    features: &'a [f32],
+}
+
+/// An answer's JSON and what the metrics and logs need of it.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub request_id: String,
+    pub body: Vec<u8>,
+    pub candidates: usize,
+    /// The ONNX Runtime call (none for `/v1/features`).
+    pub scoring: Option<std::time::Duration>,
+}
+
+/// A failed request, with the request id when the body gave one.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub request_id: Option<String>,
+    pub error: ApiError,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self {
+            request_id: None,
+            error,
+        }
+    }
+}
+
+/// Parses and checks a `/v1/rank` body.
+pub(crate) fn parse(body: &[u8], max_candidates: usize) -> Result<RankRequest, Refusal> {
+    let req: RankRequest = serde_json::from_slice(body).map_err(ApiError::from_json)?;
+    check(&req, max_candidates).map_err(|error| Refusal {
+        request_id: req.request_id.clone(),
+        error,
+    })?;
+    Ok(req)
+}
+
+fn check(req: &RankRequest, max_candidates: usize) -> Result<(), ApiError> {
+    let n = req.candidates.len();
+    if n == 0 {
+        return Err(ApiError::bad_request(
+            "no_candidates",
+            "`candidates` is empty; send 1 or more".to_owned(),
+        ));
+    }
+    if n > max_candidates {
+        return Err(ApiError::bad_request(
+            "too_many_candidates",
+            format!("{n} candidates; at most {max_candidates} per request"),
+        ));
+    }
+    // JSON has no NaN or infinity, but a finite double can overflow the model's f32.
+    if let Some((i, c)) = req
+        .candidates
+        .iter()
+        .enumerate()
+        .find(|(_, c)| !(c.bm25 as f32).is_finite())
+    {
+        return Err(ApiError::bad_request(
+            "non_finite_number",
+            format!(
+                "candidates[{i}].bm25 = {:e} is not a finite 32-bit number",
+                c.bm25
+            ),
+        ));
+    }
+    if req.top_k == Some(0) {
+        return Err(ApiError::bad_request(
+            "invalid_top_k",
+            "`top_k` must be 1 or more (leave it out for every candidate)".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// The online snapshot's tables, held for lookups by id on every request: hash maps rather than
+/// the snapshot's ordered maps (a 10,000-book `BTreeMap<String, _>` costs ~14 string compares
+/// per candidate), built once per loaded version by moving the snapshot's entries.
+#[derive(Debug)]
+pub(crate) struct FeatureStore {
+    pub spec: FeatureSpec,
+    /// Catalog facts (`None`: not in the catalog) and activity, by `book_id`.
+    books: HashMap<String, (Option<BookInfo>, BookActivity)>,
+    users: HashMap<String, UserProfile>,
+}
+
+impl FeatureStore {
+    pub fn new(snapshot: OnlineSnapshot) -> Self {
+        let books = snapshot
+            .tables
+            .books
+            .into_iter()
+            .map(|(id, (info, activity))| (id, (catalog_info(info), activity)))
+            .collect();
+        Self {
+            spec: snapshot.spec,
+            books,
+            users: snapshot.tables.users.into_iter().collect(),
+        }
+    }
+
+    /// Up to `n` book ids and a user id of the store, for a warm-up request.
+    pub fn sample(&self, n: usize) -> (Vec<String>, Option<String>) {
+        (
+            self.books.keys().take(n).cloned().collect(),
+            self.users.keys().next().cloned(),
+        )
+    }
+}
+
+/// The catalog facts to pass to [`assemble`] for a book of the snapshot.
+///
+/// The feature job stores `BookInfo::default()` for a book seen in events but absent from the
+/// catalog (`quire_features::ltr::build_ltr`), while its training rows passed `None` for it:
+/// map it back to `None` so serving computes what training computed.
+fn catalog_info(info: BookInfo) -> Option<BookInfo> {
+    (info != BookInfo::default()).then_some(info)
+}
+
+/// The candidates' feature vectors, row after row ([`FEATURE_NAMES`] order), computed by
+/// [`assemble`] from the request and the served version's snapshot; unknown users and books
+/// are cold-start.
+pub(crate) fn features(store: &FeatureStore, req: &RankRequest) -> Vec<f32> {
+    let bm25 = req.candidates.iter().map(|c| c.bm25 as f32).collect();
+    let request = Request::new(&req.query, req.device.as_deref(), bm25);
+    let user: Option<&UserProfile> = req.user_id.as_ref().and_then(|u| store.users.get(u));
+    let mut rows = Vec::with_capacity(req.candidates.len() * N_FEATURES);
+    for (i, c) in req.candidates.iter().enumerate() {
+        let (info, activity) = match store.books.get(&c.book_id) {
+            Some((info, activity)) => (info.as_ref(), Some(activity)),
+            None => (None, None),
+        };
+        rows.extend_from_slice(&assemble(
+            &store.spec,
+            &request,
+            i,
+            &c.book_id,
+            info,
+            activity,
+            user,
+        ));
+    }
+    rows
+}
+
+/// Indices of `scores` by score, descending; ties keep their input order, NaN goes last.
+pub(crate) fn order(scores: &[f32]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    // A stable sort: equal scores keep the input order.
+    idx.sort_by(|&a, &b| {
+        let (x, y) = (scores[a], scores[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (false, false) => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
+            (x_nan, y_nan) => x_nan.cmp(&y_nan),
+        }
+    });
+    idx
+}
+
+fn request_id(req: &RankRequest, header_id: Option<String>) -> String {
+    req.request_id
+        .clone()
+        .or(header_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::internal(format!("writing the answer: {e}")))
+}
+
+/// `/v1/rank`: parse, features, one batched ONNX call, order, `top_k`, JSON.
+pub(crate) fn rank(
+    model: &ServedModel,
+    body: &[u8],
+    header_id: Option<String>,
+    max_candidates: usize,
+) -> Result<Answer, Refusal> {
+    let req = parse(body, max_candidates)?;
+    let request_id = request_id(&req, header_id);
+    let refusal = |error| Refusal {
+        request_id: Some(request_id.clone()),
+        error,
+    };
+    let rows = features(&model.features, &req);
+    let n = req.candidates.len();
+    let started = std::time::Instant::now();
+    let scores = model
+        .scorer
+        .score(&rows, n, N_FEATURES)
+        .map_err(|e| refusal(ApiError::internal(e.to_string())))?;
+    let scoring = started.elapsed();
+    let mut ranked: Vec<Ranked<'_>> = order(&scores)
+        .into_iter()
+        .map(|i| Ranked {
+            book_id: &req.candidates[i].book_id,
+            score: scores[i],
+        })
+        .collect();
+    ranked.truncate(req.top_k.unwrap_or(n));
+    let body = to_json(&RankResponse {
+        request_id: &request_id,
+        model: ModelRef {
+            name: &model.name,
+            version: model.version,
+        },
+        ranked,
+    })
+    .map_err(refusal)?;
+    Ok(Answer {
+        request_id,
+        body,
+        candidates: n,
+        scoring: Some(scoring),
+    })
+}
+
+/// `/v1/features`: the vectors `/v1/rank` would score for the same body.
+pub(crate) fn explain(
+    model: &ServedModel,
+    body: &[u8],
+    header_id: Option<String>,
+    max_candidates: usize,
+) -> Result<Answer, Refusal> {
+    let req = parse(body, max_candidates)?;
+    let request_id = request_id(&req, header_id);
+    let rows = features(&model.features, &req);
+    let candidates = req
+        .candidates
+        .iter()
+        .zip(rows.chunks_exact(N_FEATURES))
+        .map(|(c, features)| CandidateFeatures {
+            book_id: &c.book_id,
+            features,
+        })
+        .collect();
+    let body = to_json(&FeaturesResponse {
+        request_id: &request_id,
+        model: ModelRef {
+            name: &model.name,
+            version: model.version,
+        },
+        feature_names: &FEATURE_NAMES,
+        candidates,
+    })
+    .map_err(|error| Refusal {
+        request_id: Some(request_id.clone()),
+        error,
+    })?;
+    Ok(Answer {
+        request_id,
+        body,
+        candidates: req.candidates.len(),
+        scoring: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(body: &str) -> &'static str {
+        parse(body.as_bytes(), 3).unwrap_err().error.code
+    }
+
+    #[test]
+    fn order_is_descending_with_ties_in_input_order_and_nan_last() {
+        assert_eq!(order(&[1.0, 3.0, 2.0]), [1, 2, 0]);
+        assert_eq!(order(&[0.5, 0.7, 0.5, 0.7, 0.5]), [1, 3, 0, 2, 4]);
+        assert_eq!(order(&[f32::NAN, -1.0, f32::NAN, 2.0]), [3, 1, 0, 2]);
+        // 0.0 and -0.0 are equal scores: input order.
+        assert_eq!(order(&[-0.0, 0.0]), [0, 1]);
+        assert!(order(&[]).is_empty());
+    }
+
+    #[test]
+    fn parse_accepts_the_contract_example_and_ignores_unknown_fields() {
+        let body = r#"{"request_id": "r1", "query": "dragon fantasy", "user_id": "usr_42",
+            "device": "mobile", "candidates": [{"book_id": "bk_17", "bm25": 12.7},
+            {"book_id": "bk_3", "bm25": 9}], "top_k": 20, "trace": {"x": 1}}"#;
+        let req = parse(body.as_bytes(), 1000).unwrap();
+        assert_eq!(req.request_id.as_deref(), Some("r1"));
+        assert_eq!(req.candidates.len(), 2);
+        assert_eq!(req.candidates[1].bm25, 9.0);
+        assert_eq!(req.top_k, Some(20));
+        let minimal = r#"{"query": "", "candidates": [{"book_id": "b", "bm25": -1.5}]}"#;
+        let req = parse(minimal.as_bytes(), 1).unwrap();
+        assert!(req.user_id.is_none() && req.device.is_none() && req.top_k.is_none());
+    }
+
+    #[test]
+    fn parse_names_each_kind_of_bad_request() {
+        assert_eq!(code("{"), "malformed_json");
+        assert_eq!(code(""), "malformed_json");
+        assert_eq!(code(r#"{"query": "x", "candidates": [{"#), "malformed_json");
+        assert_eq!(code("[]"), "invalid_request");
+        assert_eq!(code(r#"{"candidates": []}"#), "invalid_request"); // no query
+        assert_eq!(code(r#"{"query": 1, "candidates": []}"#), "invalid_request");
+        let c = |cands: &str| format!(r#"{{"query": "q", "candidates": {cands}}}"#);
+        assert_eq!(code(&c("[]")), "no_candidates");
+        let four = r#"[{"book_id":"a","bm25":1},{"book_id":"b","bm25":1},{"book_id":"c","bm25":1},{"book_id":"d","bm25":1}]"#;
+        assert_eq!(code(&c(four)), "too_many_candidates");
+        assert_eq!(
+            code(&c(r#"[{"book_id": "a", "bm25": "1"}]"#)),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(&c(r#"[{"book_id": 7, "bm25": 1}]"#)),
+            "invalid_request"
+        );
+        assert_eq!(code(&c(r#"[{"book_id": "a"}]"#)), "invalid_request");
+        assert_eq!(
+            code(&c(r#"[{"book_id": "a", "bm25": null}]"#)),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(&c(r#"[{"book_id": "a", "bm25": 1e39}]"#)),
+            "non_finite_number"
+        );
+        assert_eq!(
+            code(&c(r#"[{"book_id": "a", "bm25": -3.5e38}]"#)),
+            "non_finite_number"
+        );
+        assert_eq!(
+            code(&c(r#"[{"book_id": "a", "bm25": 1e999}]"#)),
+            "non_finite_number"
+        );
+        let with_top_k = |k: &str| {
+            format!(
+                r#"{{"query": "q", "candidates": [{{"book_id": "a", "bm25": 1}}], "top_k": {k}}}"#
+            )
+        };
+        assert_eq!(code(&with_top_k("0")), "invalid_top_k");
+        assert_eq!(code(&with_top_k("-1")), "invalid_request");
+        assert_eq!(code(&with_top_k("1.5")), "invalid_request");
+        assert!(parse(with_top_k("null").as_bytes(), 3).is_ok());
+    }
+
+    #[test]
+    fn refusals_after_parsing_keep_the_request_id() {
+        let body = r#"{"request_id": "abc", "query": "q", "candidates": []}"#;
+        let refusal = parse(body.as_bytes(), 3).unwrap_err();
+        assert_eq!(refusal.request_id.as_deref(), Some("abc"));
+        assert_eq!(refusal.error.status.as_u16(), 400);
+    }
+
+    #[test]
+    fn a_default_book_info_is_no_catalog_entry() {
+        assert!(catalog_info(BookInfo::default()).is_none());
+        let known = BookInfo::new("T", "A", "G", None, None, None, None, None, None);
+        assert!(catalog_info(known).is_some());
+    }
+}
