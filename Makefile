@@ -70,6 +70,7 @@ bench: setup
 	scripts/bench-ltr.sh
 	scripts/bench-cf.sh
 	scripts/bench-recs.sh
+	scripts/bench-ranking.sh
 
 clean:
 	rm -rf $(QUIRE_HOME)

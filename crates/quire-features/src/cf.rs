@@ -65,29 +65,8 @@ fn type_is(t: &str) -> Expr {
 pub fn build_cf(raw: LazyFrame, weights: CfWeights, test_days: u32) -> Result<CfData> {
     let staged = quire_kpi::stage_events(raw)
         .with_columns([col("event_timestamp").cast(DataType::Int64).alias("ts")]);
-    let orders = staged
-        .clone()
-        .filter(type_is("order_placed"))
-        .sort(["ts", "event_id"], SortMultipleOptions::default())
-        .filter(col("order_id").is_first_distinct());
-    let item = |f: &str| col("items").struct_().field_by_name(f).alias(f);
-    let units = orders
-        .select([col("ts"), col("user_id"), col("order_id"), col("items")])
-        .explode(
-            cols(["items"]),
-            ExplodeOptions {
-                empty_as_null: false,
-                keep_nulls: false,
-            },
-        )
-        .select([
-            col("ts"),
-            col("user_id"),
-            col("order_id"),
-            item("book_id"),
-            item("quantity"),
-        ])
-        .filter(col("book_id").is_not_null());
+    let orders = crate::standing_orders(staged.clone());
+    let units = crate::order_units(orders, &["ts", "user_id", "order_id"]);
     let events = staged
         .filter(type_is("product_view").or(type_is("add_to_cart")))
         .select([

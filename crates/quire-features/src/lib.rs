@@ -58,3 +58,38 @@ pub(crate) fn collect_all(
         OptFlags::default(),
     )
 }
+
+/// The standing orders of a frame of staged events with a `ts` column: the earliest
+/// `order_placed` per `order_id` (by time, then `event_id`), as the KPI facts count them.
+pub(crate) fn standing_orders(staged: polars::prelude::LazyFrame) -> polars::prelude::LazyFrame {
+    use polars::prelude::*;
+    staged
+        .filter(col("event_type").eq(lit("order_placed")))
+        .sort(["ts", "event_id"], SortMultipleOptions::default())
+        .filter(col("order_id").is_first_distinct())
+}
+
+/// One row per ordered item of `orders`: the columns `keep`, then `book_id` and `quantity`;
+/// items without a book are dropped.
+pub(crate) fn order_units(
+    orders: polars::prelude::LazyFrame,
+    keep: &[&str],
+) -> polars::prelude::LazyFrame {
+    use polars::prelude::*;
+    let item = |f: &str| col("items").struct_().field_by_name(f).alias(f);
+    let mut selected: Vec<Expr> = keep.iter().map(|c| col(*c)).collect();
+    selected.push(col("items"));
+    let mut out: Vec<Expr> = keep.iter().map(|c| col(*c)).collect();
+    out.extend([item("book_id"), item("quantity")]);
+    orders
+        .select(selected)
+        .explode(
+            cols(["items"]),
+            ExplodeOptions {
+                empty_as_null: false,
+                keep_nulls: false,
+            },
+        )
+        .select(out)
+        .filter(col("book_id").is_not_null())
+}

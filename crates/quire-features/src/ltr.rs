@@ -126,29 +126,8 @@ struct Inputs {
 
 fn collect_inputs(raw: LazyFrame) -> Result<Inputs> {
     let sessions = quire_kpi::sessionize(quire_kpi::stage_events(raw)).with_columns([ts_ms()]);
-    let standing_orders = sessions
-        .clone()
-        .filter(type_is("order_placed"))
-        .sort(["ts", "event_id"], SortMultipleOptions::default())
-        .filter(col("order_id").is_first_distinct());
-    let item = |f: &str| col("items").struct_().field_by_name(f).alias(f);
-    let units = standing_orders
-        .clone()
-        .select([col("ts"), col("user_id"), col("session_id"), col("items")])
-        .explode(
-            cols(["items"]),
-            ExplodeOptions {
-                empty_as_null: false,
-                keep_nulls: false,
-            },
-        )
-        .select([
-            col("ts"),
-            col("user_id"),
-            col("session_id"),
-            item("book_id"),
-            item("quantity"),
-        ]);
+    let standing_orders = crate::standing_orders(sessions.clone());
+    let units = crate::order_units(standing_orders.clone(), &["ts", "user_id", "session_id"]);
     let plans = [
         // State changes that are not orders: product views and search result clicks.
         sessions

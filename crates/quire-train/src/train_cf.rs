@@ -3,7 +3,6 @@
 
 use quire_cf::{AlsConfig, AlsModel, Csr, Popularity, evaluate, train_als};
 use quire_features::{CfData, build_cf};
-use quire_lake::Lake;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CfConfig, TrainConfig};
@@ -40,19 +39,7 @@ pub(crate) fn run(cfg: &TrainConfig, loc: &Locations, progress: &dyn Progress) -
         return Err(Error::Config("has no [cf] table".into()));
     };
     progress.stage("features");
-    let lake = Lake::open(&loc.lake)?;
-    let mut raw = lake.scan_events()?;
-    if let Some(to) = cfg.data.to {
-        let end = to
-            .and_hms_opt(0, 0, 0)
-            .map_or(0, |t| t.and_utc().timestamp_millis())
-            + 86_400_000;
-        raw = raw.filter(
-            polars::prelude::col("event_timestamp")
-                .cast(polars::prelude::DataType::Int64)
-                .lt(polars::prelude::lit(end)),
-        );
-    }
+    let (_, raw) = crate::train_ltr::lake_events(cfg, loc)?;
     let data: CfData = build_cf(raw, c.weights, c.test_days)?;
     let (nu, nb) = (data.users.len(), data.books.len());
     if data.train.is_empty() || data.test.is_empty() {

@@ -139,6 +139,17 @@ fn split_rows(rows: &DataFrame, l: &LtrConfig) -> Result<(Split, Split, Split, u
     Ok((train, valid, test, total_searches))
 }
 
+/// The lake and its events up to the config's `data.to` (inclusive).
+pub(crate) fn lake_events(cfg: &TrainConfig, loc: &Locations) -> Result<(Lake, LazyFrame)> {
+    let lake = Lake::open(&loc.lake)?;
+    let mut raw = lake.scan_events()?;
+    if let Some(to) = cfg.data.to {
+        let end = day_start_ms(to) + 86_400_000;
+        raw = raw.filter(col("event_timestamp").cast(DataType::Int64).lt(lit(end)));
+    }
+    Ok((lake, raw))
+}
+
 pub(crate) fn run(
     cfg: &TrainConfig,
     loc: &Locations,
@@ -149,12 +160,7 @@ pub(crate) fn run(
         return Err(Error::Config("has no [ltr] table".into()));
     };
     progress.stage("features");
-    let lake = Lake::open(&loc.lake)?;
-    let mut raw = lake.scan_events()?;
-    if let Some(to) = cfg.data.to {
-        let end = day_start_ms(to) + 86_400_000;
-        raw = raw.filter(col("event_timestamp").cast(DataType::Int64).lt(lit(end)));
-    }
+    let (lake, raw) = lake_events(cfg, loc)?;
     let books = lake.scan_dim(DimTable::Books)?;
     let out = build_ltr(raw, books)?;
     let mut rows = out.rows;

@@ -452,9 +452,12 @@ pub fn pipeline(cmd: PipelineCommand) -> Result<()> {
     crate::output::print_kpi_headline(&report.kpis);
     println!("\nWhere to look:");
     for (what, path) in &report.locations {
-        println!("  {:<48} {}", what, path.display());
+        println!("  {:<52} {}", what, path.display());
     }
     let lake = a.lake.lake.display();
     println!("\nNext: quire kpis --lake {lake}   ·   quire badrows --lake {lake}");
+    if !report.models.is_empty() {
+        println!("      quire runs list   ·   quire models list   ·   quire models history ltr");
+    }
     Ok(())
 }
