@@ -24,20 +24,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const GENRES: [&str; 12] = [
-    "Fantasy",
-    "Science Fiction",
-    "Mystery",
-    "Romance",
-    "History",
-    "Biography",
-    "Young Adult",
-    "Classics",
-    "Horror",
-    "Business",
-    "Children's",
-    "Poetry",
-];
+/// The simulator's genres: the same catalog coding as the pipeline's books.
+use quire_sim::GENRES;
 const USERS: usize = 20_000;
 const TRAIN_QUERIES: usize = 1500;
 

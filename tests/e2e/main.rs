@@ -268,6 +268,20 @@ fn errors_are_one_line_and_name_the_file() {
     assert!(err.contains("spend.csv: line 2: column channel"), "{err}");
 }
 
+/// `quire pipeline run` on a small simulated store (4 days, 300 users) under `w/`.
+const SMALL_PIPELINE: [&str; 10] = [
+    "pipeline",
+    "run",
+    "--work",
+    "w",
+    "--lake",
+    "w/lake",
+    "--days",
+    "4",
+    "--sim-users",
+    "300",
+];
+
 /// Small training configs for the end-to-end tests (few rounds: the tests check the wiring;
 /// the trainers' quality is measured in the benchmarks).
 fn small_configs(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -314,26 +328,20 @@ fn pipeline_runs_then_skips_unchanged_steps() {
     let (ltr, cf) = small_configs(dir);
     let registry = format!("sqlite://{}", dir.join("models/registry.db").display());
     let args = [
-        "pipeline",
-        "run",
-        "--work",
-        "w",
-        "--lake",
-        "w/lake",
-        "--days",
-        "4",
-        "--sim-users",
-        "300",
-        "--train-config",
-        ltr.to_str().expect("path"),
-        "--train-config",
-        cf.to_str().expect("path"),
-        "--registry",
-        &registry,
-        "--artifacts",
-        "models/artifacts",
-        "--json",
-    ];
+        SMALL_PIPELINE.as_slice(),
+        &[
+            "--train-config",
+            ltr.to_str().expect("path"),
+            "--train-config",
+            cf.to_str().expect("path"),
+            "--registry",
+            &registry,
+            "--artifacts",
+            "models/artifacts",
+            "--json",
+        ],
+    ]
+    .concat();
     let first = quire_json(dir, &args);
     let status = |r: &Value| -> Vec<(String, String)> {
         r["steps"]
@@ -414,22 +422,7 @@ fn train_runs_and_models_commands() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let (ltr, _) = small_configs(dir);
-    quire_ok(
-        dir,
-        &[
-            "pipeline",
-            "run",
-            "--work",
-            "w",
-            "--lake",
-            "w/lake",
-            "--days",
-            "4",
-            "--sim-users",
-            "300",
-            "--no-train",
-        ],
-    );
+    quire_ok(dir, &[SMALL_PIPELINE.as_slice(), &["--no-train"]].concat());
     let reg = format!("sqlite://{}", dir.join("reg.db").display());
     let train = |n: &str| {
         let out = quire_json(
@@ -640,26 +633,20 @@ fn recs_publish_from_the_registry_to_redis() {
     let reg = format!("sqlite://{}", dir.join("reg.db").display());
     let url = redis.url();
     let args = [
-        "pipeline",
-        "run",
-        "--work",
-        "w",
-        "--lake",
-        "w/lake",
-        "--days",
-        "4",
-        "--sim-users",
-        "300",
-        "--train-config",
-        cf.to_str().expect("path"),
-        "--registry",
-        &reg,
-        "--artifacts",
-        "art",
-        "--redis",
-        &url,
-        "--json",
-    ];
+        SMALL_PIPELINE.as_slice(),
+        &[
+            "--train-config",
+            cf.to_str().expect("path"),
+            "--registry",
+            &reg,
+            "--artifacts",
+            "art",
+            "--redis",
+            &url,
+            "--json",
+        ],
+    ]
+    .concat();
     let report = quire_json(dir, &args);
     let steps: Vec<&str> = report["steps"]
         .as_array()

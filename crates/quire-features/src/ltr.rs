@@ -5,7 +5,7 @@
 //! and duplicates out), finds the labels and the orders; the point-in-time replay
 //! ([`crate::state`]) computes the features; [`crate::spec::assemble`] turns them into vectors.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use polars::prelude::*;
 
@@ -27,6 +27,10 @@ pub mod label {
     /// Bought later in the session.
     pub const PURCHASED: i32 = 3;
 }
+
+/// Per session (or search) id, per book: the latest time of an action (or just presence).
+/// Nested so that the per-row lookups borrow the ids instead of building owned key pairs.
+type ByKeyAndBook<V> = HashMap<String, HashMap<String, V>>;
 
 /// The output of [`build_ltr`].
 #[derive(Debug)]
@@ -228,7 +232,7 @@ pub fn build_ltr(raw: LazyFrame, books: Option<LazyFrame>) -> Result<LtrOutput> 
         }
     }
     // Orders and their units; purchases by (session, book) for the labels.
-    let mut purchased: HashMap<(String, String), i64> = HashMap::new();
+    let mut purchased: ByKeyAndBook<i64> = HashMap::new();
     {
         let o = &inp.orders;
         let ts = o.column("ts").and_then(|c| c.i64()).map_err(pe("orders"))?;
@@ -294,7 +298,9 @@ pub fn build_ltr(raw: LazyFrame, books: Option<LazyFrame>) -> Result<LtrOutput> 
             ));
             if let Some(session) = session {
                 let t = purchased
-                    .entry((session.to_string(), book.to_string()))
+                    .entry(session.to_string())
+                    .or_default()
+                    .entry(book.to_string())
                     .or_insert(ts);
                 *t = (*t).max(ts);
             }
@@ -397,7 +403,7 @@ pub fn build_ltr(raw: LazyFrame, books: Option<LazyFrame>) -> Result<LtrOutput> 
             });
         }
     }
-    let clicked: HashSet<(String, String)> = {
+    let clicked: ByKeyAndBook<()> = {
         let c = &inp.clicks;
         let id = c
             .column("search_id")
@@ -407,12 +413,17 @@ pub fn build_ltr(raw: LazyFrame, books: Option<LazyFrame>) -> Result<LtrOutput> 
             .column("book_id")
             .and_then(|c| c.str())
             .map_err(pe("clicks"))?;
-        id.iter()
-            .zip(book.iter())
-            .filter_map(|(s, b)| Some((s?.to_string(), b?.to_string())))
-            .collect()
+        let mut m: ByKeyAndBook<()> = HashMap::new();
+        for (s, b) in id.iter().zip(book.iter()) {
+            if let (Some(s), Some(b)) = (s, b) {
+                m.entry(s.to_string())
+                    .or_default()
+                    .insert(b.to_string(), ());
+            }
+        }
+        m
     };
-    let carted: HashMap<(String, String), i64> = {
+    let carted: ByKeyAndBook<i64> = {
         let c = &inp.carts;
         let session = c
             .column("session_id")
@@ -423,12 +434,13 @@ pub fn build_ltr(raw: LazyFrame, books: Option<LazyFrame>) -> Result<LtrOutput> 
             .and_then(|c| c.str())
             .map_err(pe("carts"))?;
         let ts = c.column("ts").and_then(|c| c.i64()).map_err(pe("carts"))?;
-        session
-            .iter()
-            .zip(book.iter())
-            .zip(ts.iter())
-            .filter_map(|((s, b), t)| Some(((s?.to_string(), b?.to_string()), t?)))
-            .collect()
+        let mut m: ByKeyAndBook<i64> = HashMap::new();
+        for ((s, b), t) in session.iter().zip(book.iter()).zip(ts.iter()) {
+            if let (Some(s), Some(b), Some(t)) = (s, b, t) {
+                m.entry(s.to_string()).or_default().insert(b.to_string(), t);
+            }
+        }
+        m
     };
 
     sort_ops(&mut ops);
@@ -447,14 +459,16 @@ pub fn build_ltr(raw: LazyFrame, books: Option<LazyFrame>) -> Result<LtrOutput> 
             let req = Request::new(&s.query, s.device.as_deref(), bm25);
             let user = state.user(s.user);
             for (i, book_id) in s.results.iter().enumerate() {
-                let key = (s.session.clone(), book_id.clone());
-                let after =
-                    |m: &HashMap<(String, String), i64>| m.get(&key).is_some_and(|&t| t > ts);
+                let after = |m: &ByKeyAndBook<i64>| {
+                    m.get(&s.session)
+                        .and_then(|b| b.get(book_id))
+                        .is_some_and(|&t| t > ts)
+                };
                 let label = if after(&purchased) {
                     label::PURCHASED
                 } else if after(&carted) {
                     label::CARTED
-                } else if clicked.contains(&(s.id.clone(), book_id.clone())) {
+                } else if clicked.get(&s.id).is_some_and(|b| b.contains_key(book_id)) {
                     label::CLICKED
                 } else {
                     label::SHOWN

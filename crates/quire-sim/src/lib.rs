@@ -56,6 +56,7 @@
 //! about 10 million events.
 
 mod catalog;
+pub use catalog::GENRES;
 mod emit;
 mod rng;
 mod session;
