@@ -119,26 +119,41 @@ impl std::fmt::Debug for OnnxScorer {
 }
 
 impl OnnxScorer {
-    /// Loads an ONNX model written by [`export`](crate::export) into `pool_size` sessions (at
-    /// least one), starting ONNX Runtime from `ORT_DYLIB_PATH` if this is the first model of
-    /// the process.
+    /// Loads an ONNX model written by [`export`](crate::export) from a file into `pool_size`
+    /// sessions (at least one), starting ONNX Runtime from `ORT_DYLIB_PATH` if this is the first
+    /// model of the process.
     ///
     /// # Errors
     /// [`ScorerError`] when ONNX Runtime cannot be found or started, the file cannot be read or
     /// parsed, or it lacks the input, output or metadata the exporter writes.
     pub fn load(path: impl AsRef<Path>, pool_size: usize) -> Result<Self> {
         let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| ScorerError::Load {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::from_bytes(&bytes, path, pool_size)
+    }
+
+    /// Loads an ONNX model held in memory, as [`Self::load`] does a file: for bytes already
+    /// read and checked (a registry artifact verified against its checksum), so nothing can
+    /// change between the check and the load. `origin` names where the bytes came from in
+    /// errors.
+    ///
+    /// # Errors
+    /// As [`Self::load`], except reading.
+    pub fn from_bytes(bytes: &[u8], origin: impl AsRef<Path>, pool_size: usize) -> Result<Self> {
+        let origin = origin.as_ref();
         let env = environment()?;
         let load_err = |message: String| ScorerError::Load {
-            path: path.to_owned(),
+            path: origin.to_owned(),
             message,
         };
-        let bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
         let sessions = (0..pool_size.max(1))
             .map(|_| {
                 Session::builder(&env)
                     .and_then(|b| Ok(b.with_intra_threads(1)?))
-                    .and_then(|mut b| b.commit_from_memory(&bytes))
+                    .and_then(|mut b| b.commit_from_memory(bytes))
                     .map(Mutex::new)
                     .map_err(|e| load_err(e.to_string()))
             })
@@ -146,7 +161,7 @@ impl OnnxScorer {
         let info = {
             let session = sessions[0].lock().unwrap_or_else(PoisonError::into_inner);
             read_info(&session).map_err(|message| ScorerError::NotQuireModel {
-                path: path.to_owned(),
+                path: origin.to_owned(),
                 message,
             })?
         };

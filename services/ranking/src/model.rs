@@ -1,8 +1,6 @@
 //! A model version made ready to serve: its artifacts read and checked, the ONNX model loaded
 //! into a session pool and warmed, the feature snapshot in memory.
 
-use std::io::Write;
-
 use quire_featspec::{FEATURE_NAMES, FeatureSpec, N_FEATURES, OnlineSnapshot, SnapshotError};
 use quire_onnx::{ModelInfo, OnnxScorer, ScorerError};
 use quire_registry::{ArtifactStore, ModelVersion};
@@ -99,7 +97,7 @@ pub enum LoadError {
         /// What went wrong.
         message: String,
     },
-    /// The temporary copy of the ONNX model could not be written, or the loading task died.
+    /// The loading task died.
     #[error("loading {model} v{version}: {message}")]
     Local {
         /// Registered model.
@@ -225,28 +223,15 @@ fn build(
         )));
     }
 
-    // OnnxScorer loads from a path: give it a private copy of exactly the checksummed bytes,
-    // so the store's file cannot change between the check and the load.
-    let onnx_err = |source: ScorerError| LoadError::Onnx {
-        model: model.clone(),
-        version,
-        source,
-    };
-    let local = |e: std::io::Error| LoadError::Local {
-        model: model.clone(),
-        version,
-        message: format!("writing a temporary copy of {}: {e}", artifact::ONNX),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix("quire-ranking-")
-        .suffix(".onnx")
-        .tempfile()
-        .map_err(local)?;
-    tmp.write_all(onnx)
-        .and_then(|()| tmp.flush())
-        .map_err(local)?;
-    let scorer = OnnxScorer::load(tmp.path(), session_pool).map_err(onnx_err)?;
-    drop(tmp);
+    // Loaded from the bytes just checked against the registry's sha256, never from the store's
+    // file again, so nothing can change between the check and the load.
+    let origin = format!("{model} v{version} artifact {}", artifact::ONNX);
+    let scorer =
+        OnnxScorer::from_bytes(onnx, &origin, session_pool).map_err(|source| LoadError::Onnx {
+            model: model.clone(),
+            version,
+            source,
+        })?;
     check_model(scorer.info(), mv, &snapshot).map_err(incompatible)?;
 
     let served = ServedModel {

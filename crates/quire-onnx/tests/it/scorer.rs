@@ -226,6 +226,32 @@ fn metadata_reads_back() {
 }
 
 #[test]
+fn loads_from_bytes_as_from_a_file() {
+    let model = dump(
+        "lambdarank",
+        false,
+        vec![split(0, 0.5, true, "NaN", leaf(-1.0), leaf(2.0))],
+    );
+    let (_dir, from_file) = load(&model);
+    let bytes = quire_onnx::export(&model, &meta()).unwrap();
+    let from_bytes = OnnxScorer::from_bytes(&bytes, "ltr v3 artifact model.onnx", 1).unwrap();
+    assert_eq!(from_bytes.info(), from_file.info());
+    let rows = [0.25, 0.0, 0.75, 0.0, f32::NAN, 0.0];
+    assert_eq!(
+        from_bytes.score(&rows, 3, 2).unwrap(),
+        from_file.score(&rows, 3, 2).unwrap()
+    );
+    assert_eq!(from_bytes.score(&rows, 3, 2).unwrap(), [-1.0, 2.0, -1.0]);
+
+    // Bytes that are not a model: the error names where they came from.
+    let err = OnnxScorer::from_bytes(b"not onnx", "ltr v9 artifact model.onnx", 1).unwrap_err();
+    assert!(
+        matches!(err, ScorerError::Load { .. }) && err.to_string().contains("ltr v9 artifact"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_rows_are_refused() {
     let (_dir, scorer) = load(&dump("lambdarank", false, vec![leaf(1.0)]));
     let err = scorer.score(&[1.0, 2.0, 3.0], 1, 3).unwrap_err();
