@@ -22,6 +22,9 @@ pub struct ArchiverOptions {
     pub consumer: String,
     /// Most entries per stream and lake commit.
     pub batch_max: usize,
+    /// Under load, entries are gathered this long before a commit (each commit reads the
+    /// lake's event-id index, so fewer, larger commits cost less per event).
+    pub linger: Duration,
     /// How long one read waits for new entries.
     pub block: Duration,
     /// Entries delivered to another consumer and unacknowledged this long are claimed.
@@ -36,6 +39,7 @@ impl Default for ArchiverOptions {
             group: "archiver".to_owned(),
             consumer: "archiver-1".to_owned(),
             batch_max: 50_000,
+            linger: Duration::from_millis(1000),
             block: Duration::from_millis(1000),
             claim_idle: Duration::from_secs(60),
             trim_every: Duration::from_secs(60),
@@ -58,6 +62,11 @@ impl Delivery {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn extend(&mut self, more: Delivery) {
+        self.events.extend(more.events);
+        self.bad_rows.extend(more.bad_rows);
     }
 }
 
@@ -125,6 +134,16 @@ impl Archiver {
         }
         let block = usize::try_from(self.opts.block.as_millis()).unwrap_or(usize::MAX);
         self.read(&streams, [">", ">"], Some(block)).await
+    }
+
+    /// New entries, waiting at most `wait` (at least 1 ms: 0 would block forever).
+    async fn next_delivery_within(&mut self, wait: Duration) -> Result<Delivery> {
+        let cfg = self.bus.config().clone();
+        let streams = [&cfg.events_stream, &cfg.bad_rows_stream];
+        let ms = usize::try_from(wait.as_millis())
+            .unwrap_or(usize::MAX)
+            .max(1);
+        self.read(&streams, [">", ">"], Some(ms)).await
     }
 
     async fn read(
@@ -282,11 +301,24 @@ impl Archiver {
         Ok(())
     }
 
-    /// One step: read, write, acknowledge. `None` when nothing arrived within `block`.
+    /// One step: read (gathering new entries for up to [`ArchiverOptions::linger`] or
+    /// [`ArchiverOptions::batch_max`] entries), write, acknowledge. `None` when nothing
+    /// arrived within `block`.
     pub async fn step(&mut self) -> Result<Option<BatchReport>> {
-        let d = self.next_delivery().await?;
+        let started = tokio::time::Instant::now();
+        let mut d = self.next_delivery().await?;
         if d.is_empty() {
             return Ok(None);
+        }
+        if self.cursor == ">" {
+            while d.events.len() < self.opts.batch_max && started.elapsed() < self.opts.linger {
+                let left = self.opts.linger.saturating_sub(started.elapsed());
+                let more = self.next_delivery_within(left).await?;
+                if more.is_empty() {
+                    break;
+                }
+                d.extend(more);
+            }
         }
         let lake = self.write(&d).await?;
         self.ack(&d).await?;

@@ -21,6 +21,9 @@ pub struct LiveOptions {
     pub block: Duration,
     /// Today's KPIs (the whole KPI model over the window) are recomputed at most this often.
     pub today_every: Duration,
+    /// Under load, the hourly GMV is recomputed at most this often (at once when the bus
+    /// goes quiet): the bound it adds to the order → live GMV latency.
+    pub hourly_every: Duration,
 }
 
 impl Default for LiveOptions {
@@ -29,8 +32,9 @@ impl Default for LiveOptions {
             group: "live".to_owned(),
             consumer: "live-1".to_owned(),
             batch_max: 20_000,
-            block: Duration::from_millis(250),
+            block: Duration::from_millis(100),
             today_every: Duration::from_secs(2),
+            hourly_every: Duration::from_millis(200),
         }
     }
 }
@@ -161,7 +165,7 @@ impl LiveConsumer {
             lock(&state)?.add(events)
         })
         .await?;
-        self.recompute_hourly().await?;
+        // The state has them: a restart rebuilds it from the lake and the retained stream.
         let _: i64 = redis::cmd("XACK")
             .arg(&stream)
             .arg(&self.opts.group)
@@ -195,6 +199,8 @@ impl LiveConsumer {
         let mut last_today = tokio::time::Instant::now() - self.opts.today_every;
         let mut backoff = Duration::from_millis(100);
         let mut pending = false;
+        let mut dirty = false;
+        let mut last_hourly = tokio::time::Instant::now();
         while !*stop.borrow() {
             if let Some(t) = &today_task
                 && t.is_finished()
@@ -229,6 +235,14 @@ impl LiveConsumer {
                     backoff = Duration::from_millis(100);
                     // Pending entries are re-read until none is left.
                     pending = pending && got;
+                    dirty |= got;
+                    if dirty && (!got || last_hourly.elapsed() >= self.opts.hourly_every) {
+                        last_hourly = tokio::time::Instant::now();
+                        match self.recompute_hourly().await {
+                            Ok(()) => dirty = false,
+                            Err(e) => warn!(error = %e, "live: publishing the hourly GMV failed"),
+                        }
+                    }
                 }
                 Err(e) => {
                     pending = true;

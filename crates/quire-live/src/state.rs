@@ -15,8 +15,6 @@ use crate::Result;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
-/// Frames appended one per step are merged into one beyond this many.
-const MAX_CHUNKS: usize = 32;
 
 /// The key of an hour in the live store and the API's `from`/`to`: `YYYY-MM-DDTHH`.
 pub fn hour_key(hour: DateTime<Utc>) -> String {
@@ -123,8 +121,9 @@ pub struct LiveKpis {
     /// Hours before the window whose orders were loaded from the lake.
     loaded_hours: HashSet<i64>,
     emitted: BTreeMap<i64, HourFigure>,
-    /// Closed hours touched since the last [`Self::hourly`]: hour → (reason, event id).
-    touched: BTreeMap<i64, (&'static str, String)>,
+    /// Closed hours touched since the last [`Self::hourly`], in arrival order:
+    /// (hour, reason, event id).
+    touched: Vec<(i64, &'static str, String)>,
     reemissions: Vec<Reemission>,
     events_seen: u64,
     dirty_today: bool,
@@ -148,7 +147,7 @@ impl LiveKpis {
             order_hours: HashMap::new(),
             loaded_hours: HashSet::new(),
             emitted: BTreeMap::new(),
-            touched: BTreeMap::new(),
+            touched: Vec::new(),
             reemissions: Vec::new(),
             events_seen: 0,
             dirty_today: true,
@@ -217,16 +216,14 @@ impl LiveKpis {
                     self.ensure_hour(h)?;
                     self.order_hours.entry(order_id.clone()).or_insert(h);
                     if self.closed(h) {
-                        self.touched
-                            .entry(h)
-                            .or_insert(("late_order", e.event_id.clone()));
+                        self.touched.push((h, "late_order", e.event_id.clone()));
                     }
                 }
                 Payload::OrderReturned { order_id, .. } => {
                     if let Some(h) = self.order_hour(order_id)?
                         && self.closed(h)
                     {
-                        self.touched.insert(h, ("return", e.event_id.clone()));
+                        self.touched.push((h, "return", e.event_id.clone()));
                     }
                 }
                 _ => {}
@@ -482,15 +479,20 @@ impl LiveKpis {
         }
         let mut reemitted = Vec::new();
         let now = Utc::now();
-        for (h, (reason, event_id)) in std::mem::take(&mut self.touched) {
-            let Some(fig) = changed.iter().find(|f| f.hour.timestamp_millis() == h) else {
+        let touched = std::mem::take(&mut self.touched);
+        for (i, (h, reason, event_id)) in touched.iter().enumerate() {
+            // An hour touched twice since the last call is re-emitted once, for the last cause.
+            if touched[i + 1..].iter().any(|(later, _, _)| later == h) {
+                continue;
+            }
+            let Some(fig) = changed.iter().find(|f| f.hour.timestamp_millis() == *h) else {
                 continue;
             };
             reemitted.push(Reemission {
                 hour: fig.hour,
-                reason: reason.to_owned(),
-                event_id,
-                net_gmv_before: self.emitted.get(&h).map(|f| f.net_gmv),
+                reason: (*reason).to_owned(),
+                event_id: event_id.clone(),
+                net_gmv_before: self.emitted.get(h).map(|f| f.net_gmv),
                 net_gmv: fig.net_gmv,
                 at: now,
             });
@@ -606,16 +608,23 @@ fn union(frames: &[DataFrame]) -> Result<LazyFrame> {
     Ok(concat(lfs, UnionArgs::default())?)
 }
 
-/// Appends a frame; beyond [`MAX_CHUNKS`] frames they are merged into one.
+/// Appends a frame, then merges the newest frames while the last is at least half the size
+/// of the one before (as a log-structured merge does): frames stay few (logarithmic in the
+/// rows) and each row is copied a logarithmic number of times, however small the steps.
 fn push_chunk(chunks: &mut Vec<DataFrame>, df: DataFrame) -> Result<()> {
     if df.height() == 0 {
         return Ok(());
     }
     chunks.push(df);
-    if chunks.len() > MAX_CHUNKS {
-        let mut all = union(chunks)?.collect()?;
-        all.rechunk_mut();
-        *chunks = vec![all];
+    while chunks.len() >= 2 {
+        let n = chunks.len();
+        if chunks[n - 1].height() * 2 < chunks[n - 2].height() {
+            break;
+        }
+        let last = chunks.split_off(n - 2);
+        let mut merged = union(&last)?.collect()?;
+        merged.rechunk_mut();
+        chunks.push(merged);
     }
     Ok(())
 }
@@ -635,4 +644,120 @@ pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
         .and_then(|t| t.with_second(0))
         .and_then(|t| t.with_nanosecond(0))
         .unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(json: &str) -> Event {
+        quire_events::parse_line(json).unwrap()
+    }
+
+    fn order(id: &str, ts: &str, total: f64) -> Event {
+        ev(&format!(
+            r#"{{"event_id":"{id}","event_type":"order_placed","event_timestamp":"{ts}","user_id":"u1","device":"mobile","order_id":"o-{id}","items":[{{"book_id":"bk_1","quantity":1,"unit_price":{total}}}],"total_price":{total}}}"#
+        ))
+    }
+
+    fn view(id: &str, ts: &str) -> Event {
+        ev(&format!(
+            r#"{{"event_id":"{id}","event_type":"page_view","event_timestamp":"{ts}","user_id":"u2","device":"mobile","page":"home"}}"#
+        ))
+    }
+
+    fn state() -> LiveKpis {
+        LiveKpis::new(None, Dims::default(), Duration::minutes(10), 5)
+    }
+
+    #[test]
+    fn an_hour_closes_when_the_watermark_reaches_its_end() {
+        let mut s = state();
+        s.add(vec![order("a", "2025-10-01T10:05:00Z", 30.0)])
+            .unwrap();
+        let (hours, _) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 1);
+        assert!(hours[0].live);
+        // 11:09:59 − 10 min < 11:00: still open; 11:10 closes it, and it is emitted again.
+        s.add(vec![view("v1", "2025-10-01T11:09:59Z")]).unwrap();
+        assert!(s.hourly().unwrap().0.is_empty());
+        s.add(vec![view("v2", "2025-10-01T11:10:00Z")]).unwrap();
+        let (hours, reemitted) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 1);
+        assert!(!hours[0].live);
+        assert_eq!(hours[0].net_gmv, 30.0);
+        assert!(reemitted.is_empty(), "closing is not a re-emission");
+    }
+
+    #[test]
+    fn late_orders_and_returns_reemit_their_closed_hour() {
+        let mut s = state();
+        s.add(vec![
+            order("a", "2025-10-01T10:05:00Z", 30.0),
+            order("b", "2025-10-01T12:01:00Z", 5.0),
+            view("v", "2025-10-01T12:30:00Z"),
+        ])
+        .unwrap();
+        s.hourly().unwrap();
+        // A late order in closed hour 10, an order in open hour 12: only 10 is re-emitted.
+        s.add(vec![
+            order("late", "2025-10-01T10:40:00Z", 12.5),
+            order("c", "2025-10-01T12:31:00Z", 1.0),
+        ])
+        .unwrap();
+        let (hours, reemitted) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 2);
+        assert_eq!(reemitted.len(), 1);
+        assert_eq!(hour_key(reemitted[0].hour), "2025-10-01T10");
+        assert_eq!(reemitted[0].reason, "late_order");
+        assert_eq!(reemitted[0].net_gmv_before, Some(30.0));
+        assert_eq!(reemitted[0].net_gmv, 42.5);
+        // A return of order a (arriving in hour 12) re-emits hour 10, net of the refund.
+        s.add(vec![ev(
+            r#"{"event_id":"r","event_type":"order_returned","event_timestamp":"2025-10-01T12:40:00Z","user_id":"u1","device":"mobile","order_id":"o-a","refund_amount":10}"#,
+        )])
+        .unwrap();
+        let (hours, reemitted) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 1);
+        assert_eq!((hours[0].gmv, hours[0].net_gmv), (42.5, 32.5));
+        assert_eq!(reemitted[0].reason, "return");
+        assert_eq!(reemitted[0].event_id, "r");
+        // The same events again change nothing.
+        s.add(vec![order("late", "2025-10-01T10:40:00Z", 12.5)])
+            .unwrap();
+        assert_eq!(s.hourly().unwrap(), (vec![], vec![]));
+        assert_eq!(s.reemissions().len(), 2);
+    }
+
+    #[test]
+    fn frames_merge_into_logarithmically_many() {
+        let mut chunks = Vec::new();
+        for i in 0..200 {
+            let e = view(&format!("v{i}"), "2025-10-01T10:00:00Z");
+            push_chunk(&mut chunks, events_frame(&[&e], Utc::now()).unwrap()).unwrap();
+        }
+        // Each frame is more than twice the next: at most log2(200) + 1 frames.
+        let heights: Vec<usize> = chunks.iter().map(DataFrame::height).collect();
+        assert_eq!(heights.iter().sum::<usize>(), 200);
+        assert!(heights.windows(2).all(|w| w[0] > 2 * w[1]), "{heights:?}");
+        assert!(heights.len() <= 8, "{heights:?}");
+    }
+
+    #[test]
+    fn today_is_the_newest_events_day_from_the_kpi_report() {
+        let mut s = state();
+        s.add(vec![
+            order("y", "2025-09-30T23:50:00Z", 7.0),
+            view("v", "2025-10-01T00:10:00Z"),
+            order("a", "2025-10-01T00:12:00Z", 30.0),
+        ])
+        .unwrap();
+        let today = s.today_input().unwrap().compute().unwrap();
+        assert!(!s.today_is_dirty());
+        assert_eq!(today.date.to_string(), "2025-10-01");
+        let k = today.kpis.unwrap();
+        assert_eq!((k.orders, k.gmv), (1, 30.0));
+        assert_eq!(today.top_books_by_units[0].book_id, "bk_1");
+        assert_eq!(today.top_books_by_units[0].units, 1);
+    }
 }

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use quire_live::{Appended, Bus, HourFigure, IncomingBadRow, LiveStatus, LiveStore};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::LiveServerOptions;
@@ -188,7 +189,15 @@ type Refused = Box<(ApiError, Option<IncomingBadRow>)>;
 
 /// Parses and validates a body (CPU work: on the blocking pool).
 fn check(body: &[u8], source: &str, max_batch: usize) -> Result<Checked, Refused> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    // The events are kept as sent (their own text goes on the bus and into bad rows): the
+    // body is split into raw JSON values, and each is parsed on its own.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let parsed: Result<Vec<&RawValue>, serde_json::Error> = if first == Some(&b'[') {
+        serde_json::from_slice(body)
+    } else {
+        serde_json::from_slice::<&RawValue>(body).map(|v| vec![v])
+    };
+    let items = parsed.map_err(|e| {
         let reason = format!("body: not valid JSON ({e})");
         let row = IncomingBadRow {
             line: String::from_utf8_lossy(body).into_owned(),
@@ -199,39 +208,36 @@ fn check(body: &[u8], source: &str, max_batch: usize) -> Result<Checked, Refused
         };
         Box::new((ApiError::bad_request("malformed_json", reason), Some(row)))
     })?;
-    let items = match value {
-        Value::Array(items) => {
-            if items.is_empty() {
-                return Err(Box::new((
-                    ApiError::bad_request("empty_batch", "the array holds no event"),
-                    None,
-                )));
-            }
-            if items.len() > max_batch {
-                return Err(Box::new((
-                    ApiError::bad_request(
-                        "batch_too_large",
-                        format!("{} events in one request; at most {max_batch}", items.len()),
-                    ),
-                    None,
-                )));
-            }
-            items
-        }
-        one => vec![one],
-    };
+    if items.is_empty() {
+        return Err(Box::new((
+            ApiError::bad_request("empty_batch", "the array holds no event"),
+            None,
+        )));
+    }
+    if items.len() > max_batch {
+        return Err(Box::new((
+            ApiError::bad_request(
+                "batch_too_large",
+                format!("{} events in one request; at most {max_batch}", items.len()),
+            ),
+            None,
+        )));
+    }
     let now = Utc::now();
     let mut checked = Checked {
         valid: Vec::with_capacity(items.len()),
         bad: Vec::new(),
     };
-    for (i, item) in items.into_iter().enumerate() {
-        match quire_events::parse_value(&item) {
-            Ok(event) => checked.valid.push((i, event.event_id, item.to_string())),
+    for (i, raw) in items.into_iter().enumerate() {
+        // The file ingest's own entry point: the same rules, the same reasons.
+        match quire_events::parse_line(raw.get()) {
+            Ok(event) => checked
+                .valid
+                .push((i, event.event_id, raw.get().to_owned())),
             Err(invalid) => checked.bad.push((
                 i,
                 IncomingBadRow {
-                    line: item.to_string(),
+                    line: raw.get().to_owned(),
                     source: source.to_owned(),
                     line_number: i as i64,
                     reason: invalid.reason(),

@@ -5,7 +5,8 @@
 //! - **Intake**: `POST /v1/events` takes one event object or a JSON array of them (at most
 //!   [`LiveServerOptions::max_batch`] events, a body of at most
 //!   [`LiveServerOptions::max_body_bytes`]). Each event is validated by
-//!   [`quire_events::parse_value`] — the code file ingest uses — and answered on its own:
+//!   [`quire_events::parse_line`] on its own text — what file ingest does with a line — and
+//!   answered on its own:
 //!   `accepted`, `duplicate` (its `event_id` was accepted before, within the bus's dedup
 //!   window) or `rejected` with the reason. Valid events and bad rows go onto the Redis event
 //!   bus in one atomic step ([`quire_live::Bus::append`]); the answer is sent only after
@@ -63,6 +64,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8392";
 pub const DEFAULT_MAX_BATCH: usize = 1000;
 /// Default [`LiveServerOptions::max_body_bytes`]: 4 MiB (1,000 events take about 400 kB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
+/// Default interval between recomputations of today's KPIs (the dashboard refreshes every
+/// 5 s; the hourly GMV is recomputed after every batch read from the bus).
+pub const DEFAULT_TODAY_EVERY: Duration = Duration::from_secs(5);
 /// Default allowed lateness of the watermark (`contracts/kpis.md`).
 pub const DEFAULT_ALLOWED_LATENESS: Duration = Duration::from_secs(10 * 60);
 
@@ -106,7 +110,10 @@ impl LiveServerOptions {
             top_n: 10,
             bus: BusConfig::default(),
             archiver: ArchiverOptions::default(),
-            live: LiveOptions::default(),
+            live: LiveOptions {
+                today_every: DEFAULT_TODAY_EVERY,
+                ..LiveOptions::default()
+            },
             run_archiver: true,
         }
     }
