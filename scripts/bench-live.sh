@@ -80,7 +80,7 @@ for rep in $(seq "$REPS"); do
   backlog=$(lag)
   t0=$(date +%s.%N)
   while [ "$(lag)" -gt 0 ]; do sleep 0.5; done
-  drain=$(echo "$(date +%s.%N) - $t0" | bc)
+  drain=$(printf '%.2f' "$(echo "$(date +%s.%N) - $t0" | bc)")
   rps=$(awk '/Requests\/sec/ {print $2}' "$BENCH_DIR/wrk-$rep.txt")
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$BENCH_DIR/wrk-$rep.txt")
   p99req=$(awk '$1 == "99%" {print $2}' "$BENCH_DIR/wrk-$rep.txt")

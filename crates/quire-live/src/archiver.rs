@@ -101,7 +101,7 @@ impl std::fmt::Debug for Archiver {
 impl Archiver {
     /// Creates the consumer group (from the start of the retained stream) if needed.
     pub async fn new(bus: Bus, lake: Lake, opts: ArchiverOptions) -> Result<Self> {
-        bus.ensure_group(&opts.group, "0").await?;
+        bus.ensure_group(&opts.group, "0", true).await?;
         let con = bus.consumer_connection(opts.block).await?;
         Ok(Self {
             bus,

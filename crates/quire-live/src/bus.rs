@@ -197,11 +197,18 @@ impl Bus {
             .collect())
     }
 
-    /// Creates consumer group `group` on both streams (creating the streams) unless it
-    /// exists; a new group starts at `start` (`0`: everything retained, `$`: new entries).
-    pub async fn ensure_group(&self, group: &str, start: &str) -> Result<()> {
+    /// Creates consumer group `group` on the events stream and, with `bad_rows`, on the
+    /// bad-rows stream too (creating the streams) unless it exists; a new group starts at
+    /// `start` (`0`: everything retained, `$`: new entries). A group must read every stream
+    /// it is on: an entry is trimmed only once every group of its stream is past it.
+    pub async fn ensure_group(&self, group: &str, start: &str, bad_rows: bool) -> Result<()> {
         let mut con = self.con.clone();
-        for stream in [&self.config.events_stream, &self.config.bad_rows_stream] {
+        let streams: &[&String] = if bad_rows {
+            &[&self.config.events_stream, &self.config.bad_rows_stream]
+        } else {
+            &[&self.config.events_stream]
+        };
+        for stream in streams {
             let r: redis::RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(stream)
@@ -253,10 +260,11 @@ impl Bus {
                 }
                 bound = bound.min(keep_from);
             }
+            // Exact trimming: it runs once a minute, and `~` would keep up to a whole
+            // macro node (100 entries) that the bound allows to drop.
             let _: i64 = redis::cmd("XTRIM")
                 .arg(stream)
                 .arg("MINID")
-                .arg("~")
                 .arg(bound.to_string())
                 .query_async(&mut con)
                 .await

@@ -21,9 +21,10 @@ pub struct LiveOptions {
     pub block: Duration,
     /// Today's KPIs (the whole KPI model over the window) are recomputed at most this often.
     pub today_every: Duration,
-    /// Under load, the hourly GMV is recomputed at most this often (at once when the bus
-    /// goes quiet): the bound it adds to the order → live GMV latency.
-    pub hourly_every: Duration,
+    /// The hourly GMV is recomputed after new events once this many times its last
+    /// computation's duration has passed since it ended (at once when the bus goes quiet):
+    /// immediate while it is cheap, and under load at most 1/(1+N) of the consumer's time.
+    pub hourly_backoff: u32,
 }
 
 impl Default for LiveOptions {
@@ -34,7 +35,7 @@ impl Default for LiveOptions {
             batch_max: 20_000,
             block: Duration::from_millis(100),
             today_every: Duration::from_secs(2),
-            hourly_every: Duration::from_millis(200),
+            hourly_backoff: 4,
         }
     }
 }
@@ -78,7 +79,7 @@ impl LiveConsumer {
             Ok(state)
         })
         .await?;
-        bus.ensure_group(&opts.group, "0").await?;
+        bus.ensure_group(&opts.group, "0", false).await?;
         let mut con = bus.connection();
         let stream = bus.config().events_stream.clone();
         let _: () = redis::cmd("XGROUP")
@@ -201,6 +202,7 @@ impl LiveConsumer {
         let mut pending = false;
         let mut dirty = false;
         let mut last_hourly = tokio::time::Instant::now();
+        let mut hourly_took = Duration::ZERO;
         while !*stop.borrow() {
             if let Some(t) = &today_task
                 && t.is_finished()
@@ -236,12 +238,15 @@ impl LiveConsumer {
                     // Pending entries are re-read until none is left.
                     pending = pending && got;
                     dirty |= got;
-                    if dirty && (!got || last_hourly.elapsed() >= self.opts.hourly_every) {
-                        last_hourly = tokio::time::Instant::now();
+                    let due = last_hourly.elapsed() >= hourly_took * self.opts.hourly_backoff;
+                    if dirty && (!got || due) {
+                        let started = tokio::time::Instant::now();
                         match self.recompute_hourly().await {
                             Ok(()) => dirty = false,
                             Err(e) => warn!(error = %e, "live: publishing the hourly GMV failed"),
                         }
+                        last_hourly = tokio::time::Instant::now();
+                        hourly_took = last_hourly - started;
                     }
                 }
                 Err(e) => {
