@@ -24,6 +24,7 @@ pub struct LiveOptions {
     /// The hourly GMV is recomputed after new events once this many times its last
     /// computation's duration has passed since it ended (at once when the bus goes quiet):
     /// immediate while it is cheap, and under load at most 1/(1+N) of the consumer's time.
+    /// Today's KPIs are paced the same way on top of [`Self::today_every`].
     pub hourly_backoff: u32,
 }
 
@@ -197,7 +198,11 @@ impl LiveConsumer {
             }
         };
         let mut today_task: Option<tokio::task::JoinHandle<Result<crate::TodayKpis>>> = None;
+        // When the last computation of today's KPIs ended and how long it took: the next
+        // starts `today_every` after, or later when it is expensive (same pacing as hourly).
         let mut last_today = tokio::time::Instant::now() - self.opts.today_every;
+        let mut today_started = tokio::time::Instant::now();
+        let mut today_took = Duration::ZERO;
         let mut backoff = Duration::from_millis(100);
         let mut pending = false;
         let mut dirty = false;
@@ -208,6 +213,8 @@ impl LiveConsumer {
                 && t.is_finished()
                 && let Some(t) = today_task.take()
             {
+                last_today = tokio::time::Instant::now();
+                today_took = last_today - today_started;
                 match t.await {
                     Ok(Ok(today)) => {
                         if let Err(e) = self.store.publish_today(&today).await {
@@ -218,10 +225,14 @@ impl LiveConsumer {
                     Err(e) => warn!(error = %e, "live: today's KPIs task failed"),
                 }
             }
-            if today_task.is_none() && last_today.elapsed() >= self.opts.today_every {
+            let today_due = self
+                .opts
+                .today_every
+                .max(today_took * self.opts.hourly_backoff);
+            if today_task.is_none() && last_today.elapsed() >= today_due {
                 match self.today_input() {
                     Ok(Some(input)) => {
-                        last_today = tokio::time::Instant::now();
+                        today_started = tokio::time::Instant::now();
                         today_task = Some(tokio::task::spawn_blocking(move || input.compute()));
                     }
                     Ok(None) => {}
