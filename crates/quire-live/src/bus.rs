@@ -61,6 +61,9 @@ pub enum Appended {
     Duplicate,
 }
 
+/// How long a command on the shared connection may take before it fails.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Appends events and bad rows atomically: for each event, `SET seen:<id> NX EX ttl` and, when
 /// the id is new, `XADD`. Redis runs a script as one unit (and logs it to its AOF as one),
 /// so an event is on the bus exactly when its id is marked seen.
@@ -107,8 +110,13 @@ impl Bus {
     /// Connects to Redis at `url` (`redis://host:port/db`).
     pub async fn connect(url: &str, config: BusConfig) -> Result<Self> {
         let client = redis::Client::open(url).at(|| format!("opening {url}"))?;
+        // A slow answer (an fsync on a busy disk) is waited for: after a timeout the outcome
+        // of an append is unknown, and the sender has to send the request again.
+        let cfg = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(APPEND_TIMEOUT))
+            .set_number_of_retries(3);
         let con = client
-            .get_connection_manager()
+            .get_connection_manager_with_config(cfg)
             .await
             .at(|| format!("connecting to {url}"))?;
         Ok(Self {

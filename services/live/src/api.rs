@@ -105,7 +105,10 @@ impl ApiError {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "bus_unavailable",
-            format!("{e}; nothing of this request was accepted, send it again"),
+            format!(
+                "{e}; send the request again (events that reached the bus before the failure \
+                 are then answered duplicate)"
+            ),
         )
     }
 }

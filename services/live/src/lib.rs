@@ -37,7 +37,9 @@
 //!
 //! Errors are `{"error": {"code", "message"}}`: 400 `malformed_json`, `empty_batch`,
 //! `batch_too_large`, `invalid_parameter`; 401 `unauthorized`; 413 `payload_too_large`;
-//! 503 `bus_unavailable` (nothing of the request was accepted; send it again).
+//! 503 `bus_unavailable` (Redis failed or did not answer within 10 s: send the request again;
+//! events that reached the bus before the failure are then answered `duplicate`, so a retry
+//! never duplicates and never loses an event).
 
 mod api;
 mod dashboard;

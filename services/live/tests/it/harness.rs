@@ -165,7 +165,7 @@ impl Service {
         )
     }
 
-    /// POSTs events, retrying while the bus is unavailable (503: nothing was accepted).
+    /// POSTs events, retrying while the bus is unavailable (503: send again).
     pub async fn post_events(&self, events: &[Value]) -> Value {
         let body = Value::Array(events.to_vec()).to_string();
         let deadline = Instant::now() + Duration::from_secs(20);
