@@ -94,60 +94,11 @@ echo "bench-live: load average after: $(load_avg)"
 "$PY" - "$BENCH_DIR" "$CONNS" "$BATCH" "$DURATION" "$idle" "$(nproc)" "$(load_avg)" "${runs_json[@]}" <<'PYEOF'
 import json, sys, datetime, pathlib
 bench_dir, conns, batch, duration, idle, cores, load = sys.argv[1:8]
-runs = [json.loads(r) for r in sys.argv[8:]]
-idle = json.loads(idle)
 out = {"date": datetime.date.today().isoformat(), "cores": int(cores), "connections": int(conns),
-       "batch": int(batch), "duration_s": float(duration), "idle_probe": idle, "runs": runs,
-       "load_average_after": load}
-res = pathlib.Path("benches/results")
-(res / "live.json").write_text(json.dumps(out, indent=2) + "\n")
-best = max(runs, key=lambda r: r["events_per_s"])
-lines = [
-    "# Live path: intake throughput and order → live GMV latency",
-    "",
-    f"Measured {out['date']} by `scripts/bench-live.sh` (`make bench`) on this machine: {cores} cores,",
-    "**shared with other builds and benchmarks while it ran** (load average after the runs: "
-    f"{load}), so the figures are a floor, not the service's capacity.",
-    "",
-    "Setup: one `quire serve live` (release build: intake, archiver, live KPIs, dashboard in one",
-    "process), a Redis 7 of its own with the append-only file fsynced on every write",
-    "(`appendfsync always`, so an accepted event survives a crash of Redis), the load generator",
-    f"`wrk` (1 thread, {conns} keep-alive connections, `benches/live/load.lua`: JSON arrays of {batch}",
-    "distinct valid events: 60 % page views, 25 % book views, 10 % cart adds, 5 % orders) and the",
-    "latency probe (`benches/live/probe.py`), all on loopback, all on the same cores.",
-    "",
-    "## Throughput (goal ≥ 50,000 events/s)",
-    "",
-    "| run | events/s accepted | requests/s | request p99 | non-2xx | archiver backlog at end | drained in |",
-    "|---|---|---|---|---|---|---|",
-]
-for i, r in enumerate(runs, 1):
-    lines.append(f"| {i} | {r['events_per_s']:,} | {r['requests_per_s']} | {r['request_p99']} | {r['non_2xx']} | "
-                 f"{r['archiver_backlog']:,} entries | {float(r['drain_s']):.1f} s |")
-lines += [
-    "",
-    "Events/s accepted = the service's own counter (`quire_live_intake_events_total{status=\"accepted\"}`)",
-    f"over the {duration} s of load: each one validated by `quire_events::parse_value` and on the bus",
-    "(in Redis' fsynced AOF) before its answer. The archiver writes the lake meanwhile; its backlog",
-    "at the end of the load and the time it took to catch up are shown.",
-    "",
-    "## Latency: accepted `order_placed` → live GMV changed (goal p99 ≤ 1 s)",
-    "",
-    "Time from the intake's `accepted` answer to `GET /api/v1/hourly-gmv` showing the order's amount",
-    "(polled every ~1 ms). The probe's orders fall in an hour the load does not touch.",
-    "",
-    "| when | samples | p50 | p99 | max | timeouts (10 s) |",
-    "|---|---|---|---|---|---|",
-    f"| idle | {idle['samples']} | {idle['p50_ms']} ms | {idle['p99_ms']} ms | {idle['max_ms']} ms | {idle['timeouts']} |",
-]
-for i, r in enumerate(runs, 1):
-    p = r["probe"]
-    lines.append(f"| under load, run {i} | {p['samples']} | {p['p50_ms']} ms | {p['p99_ms']} ms | {p['max_ms']} ms | {p['timeouts']} |")
-lines += [
-    "",
-    f"Raw outputs: `{bench_dir}/` (wrk, probe, service and Redis logs); machine-readable: `benches/results/live.json`.",
-    "",
-]
-(res / "live.md").write_text("\n".join(lines))
-print("\n".join(lines))
+       "batch": int(batch), "duration_s": float(duration), "idle_probe": json.loads(idle),
+       "runs": [json.loads(r) for r in sys.argv[8:]], "load_average_after": load,
+       "raw_outputs": bench_dir}
+pathlib.Path("benches/results/live.json").write_text(json.dumps(out, indent=2) + "\n")
 PYEOF
+"$PY" benches/live/report.py benches/results/live.json benches/results/live.md
+cat benches/results/live.md
