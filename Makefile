@@ -24,7 +24,8 @@ export ORT_DYLIB_PATH ?= $(VENV)/libonnxruntime.so
 help:
 	@echo "make run    set up, build, and run the main job end to end (simulate, ingest, KPIs, features,"
 	@echo "            train, register, export ONNX, publish recommendations to Redis)"
-	@echo "make stop   stop the Redis and the ranking service make run started"
+	@echo "            and leave the live dashboard running (its URL is printed)"
+	@echo "make stop   stop the Redis, the ranking service and the live service make run started"
 	@echo "make test   formatting, lints and every test"
 	@echo "make bench  benchmarks against the peers named in the issues (large data; slow)"
 
@@ -41,6 +42,7 @@ run: build
 	$(QUIRE) pipeline run --work $(QUIRE_HOME) --lake $(QUIRE_LAKE) --redis $(QUIRE_REDIS)
 	QUIRE=$(QUIRE) scripts/services.sh ranking
 	QUIRE=$(QUIRE) scripts/services.sh sample
+	QUIRE=$(QUIRE) scripts/services.sh live
 
 stop:
 	scripts/services.sh stop
@@ -71,6 +73,7 @@ bench: setup
 	scripts/bench-cf.sh
 	scripts/bench-recs.sh
 	scripts/bench-ranking.sh
+	scripts/bench-live.sh
 
 clean:
 	rm -rf $(QUIRE_HOME)

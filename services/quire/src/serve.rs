@@ -12,6 +12,41 @@ use crate::ml::RegistryArgs;
 pub enum ServeCommand {
     /// The ranking service for the Search Service (contracts/ranking-api.md)
     Ranking(RankingArgs),
+    /// The live path: HTTP intake (POST /v1/events), archiver, live KPIs and dashboard
+    Live(LiveArgs),
+}
+
+#[derive(Args)]
+pub struct LiveArgs {
+    /// Address to listen on (intake, JSON API and dashboard)
+    #[arg(long, default_value = quire_live_server::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    #[command(flatten)]
+    lake: crate::LakeArg,
+    /// Redis URL of the event bus and the live store, e.g. redis://127.0.0.1:6391/0
+    #[arg(long, env = "QUIRE_REDIS")]
+    redis: String,
+    /// Bearer token senders must present on POST /v1/events (none: no token needed)
+    #[arg(long, env = "QUIRE_INTAKE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Most events per intake request
+    #[arg(long, default_value_t = quire_live_server::DEFAULT_MAX_BATCH)]
+    max_batch: usize,
+    /// Largest intake request body, in bytes
+    #[arg(long, default_value_t = quire_live_server::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// The watermark's allowed lateness, in minutes (contracts/kpis.md)
+    #[arg(long, default_value_t = quire_live_server::DEFAULT_ALLOWED_LATENESS.as_secs() / 60)]
+    allowed_lateness_minutes: u64,
+    /// This archiver's consumer name; keep it across restarts to resume its pending entries
+    #[arg(long, default_value = "archiver-1")]
+    archiver_name: String,
+    /// Hours a bus entry is kept once every consumer group has acknowledged it
+    #[arg(long, default_value_t = 24)]
+    bus_retention_hours: u64,
+    /// Seconds between recomputations of today's KPIs (the hourly GMV follows every batch)
+    #[arg(long, default_value_t = quire_live_server::DEFAULT_TODAY_EVERY.as_secs_f64())]
+    today_every_seconds: f64,
 }
 
 #[derive(Args)]
@@ -56,16 +91,54 @@ async fn shutdown_signal() {
 }
 
 pub fn serve(cmd: ServeCommand) -> Result<()> {
-    let ServeCommand::Ranking(a) = cmd;
+    match cmd {
+        ServeCommand::Ranking(a) => serve_ranking(a),
+        ServeCommand::Live(a) => serve_live(a),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn serve_live(a: LiveArgs) -> Result<()> {
+    if a.max_batch == 0 {
+        anyhow::bail!("--max-batch must be at least 1");
+    }
+    let mut opts = quire_live_server::LiveServerOptions::new(&a.lake.lake, a.redis.clone());
+    opts.listen = a.listen;
+    opts.token = a.token.filter(|t| !t.is_empty());
+    opts.max_batch = a.max_batch;
+    opts.max_body_bytes = a.max_body_bytes;
+    opts.allowed_lateness = Duration::from_secs(a.allowed_lateness_minutes * 60);
+    opts.archiver.consumer = a.archiver_name;
+    opts.bus.retention = Duration::from_secs(a.bus_retention_hours.max(1) * 3600);
+    if !(a.today_every_seconds.is_finite() && a.today_every_seconds > 0.0) {
+        anyhow::bail!("--today-every-seconds must be a positive number of seconds");
+    }
+    opts.live.today_every = Duration::from_secs_f64(a.today_every_seconds);
+    runtime()?
+        .block_on(quire_live_server::serve(opts, shutdown_signal()))
+        .with_context(|| {
+            format!(
+                "live service on {} (lake {}, redis {})",
+                a.listen,
+                a.lake.lake.display(),
+                a.redis
+            )
+        })
+}
+
+fn serve_ranking(a: RankingArgs) -> Result<()> {
     let mut opts = quire_ranking::RankingOptions::new(a.model.clone(), a.registry.url()?);
     opts.listen = a.listen;
     opts.artifacts = a.registry.artifacts_dir()?;
     opts.poll_interval = Duration::from_secs(a.poll_seconds.max(1));
     opts.max_body_bytes = a.max_body_bytes;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(quire_ranking::serve(opts, shutdown_signal()))
+    runtime()?
+        .block_on(quire_ranking::serve(opts, shutdown_signal()))
         .with_context(|| format!("ranking service for {} on {}", a.model, a.listen))
 }

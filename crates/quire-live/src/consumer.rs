@@ -1,0 +1,279 @@
+//! The live KPIs' consumer: consumer group `live` feeding [`LiveKpis`] and the live store.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quire_events::parse_line;
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use tracing::{debug, info, warn};
+
+use crate::state::TodayInput;
+use crate::{Bus, Error, LiveKpis, LiveStatus, LiveStore, RedisAt, Result, blocking};
+
+/// How the live consumer reads and recomputes.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub group: String,
+    pub consumer: String,
+    /// Most entries taken per step.
+    pub batch_max: usize,
+    /// How long one read waits for new entries.
+    pub block: Duration,
+    /// Today's KPIs (the whole KPI model over the window) are recomputed at most this often.
+    pub today_every: Duration,
+    /// The hourly GMV is recomputed after new events once this many times its last
+    /// computation's duration has passed since it ended (at once when the bus goes quiet):
+    /// immediate while it is cheap, and under load at most 1/(1+N) of the consumer's time.
+    /// Today's KPIs are paced the same way on top of [`Self::today_every`].
+    pub hourly_backoff: u32,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        Self {
+            group: "live".to_owned(),
+            consumer: "live-1".to_owned(),
+            batch_max: 20_000,
+            block: Duration::from_millis(100),
+            today_every: Duration::from_secs(2),
+            hourly_backoff: 4,
+        }
+    }
+}
+
+/// Feeds the live KPIs from the bus and publishes them.
+pub struct LiveConsumer {
+    bus: Bus,
+    store: LiveStore,
+    state: Arc<Mutex<LiveKpis>>,
+    opts: LiveOptions,
+    lateness: chrono::Duration,
+}
+
+impl std::fmt::Debug for LiveConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveConsumer")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(state: &Mutex<LiveKpis>) -> Result<std::sync::MutexGuard<'_, LiveKpis>> {
+    state
+        .lock()
+        .map_err(|_| Error::Task("the live state's lock is poisoned".to_owned()))
+}
+
+impl LiveConsumer {
+    /// Seeds `state` from the lake (blocking pool) and rewinds consumer group `live` to the
+    /// start of the retained stream: the events not yet in the lake are read again, repeats
+    /// of lake rows are removed by the KPI staging's dedup.
+    pub async fn start(
+        bus: Bus,
+        store: LiveStore,
+        mut state: LiveKpis,
+        lateness: chrono::Duration,
+        opts: LiveOptions,
+    ) -> Result<Self> {
+        let state = blocking(move || {
+            state.seed()?;
+            Ok(state)
+        })
+        .await?;
+        bus.ensure_group(&opts.group, "0", false).await?;
+        let mut con = bus.connection();
+        let stream = bus.config().events_stream.clone();
+        let _: () = redis::cmd("XGROUP")
+            .arg("SETID")
+            .arg(&stream)
+            .arg(&opts.group)
+            .arg("0")
+            .query_async(&mut con)
+            .await
+            .at(|| format!("rewinding group {} of {stream}", opts.group))?;
+        let consumer = Self {
+            bus,
+            store,
+            state: Arc::new(Mutex::new(state)),
+            opts,
+            lateness,
+        };
+        // Publish what the lake gave, so the dashboard has the closed hours at once.
+        consumer.recompute_hourly().await?;
+        Ok(consumer)
+    }
+
+    /// Recomputes the hours and publishes what changed.
+    async fn recompute_hourly(&self) -> Result<()> {
+        let state = self.state.clone();
+        let lateness = self.lateness;
+        let (hours, reemitted, status) = blocking(move || {
+            let mut s = lock(&state)?;
+            let (hours, reemitted) = s.hourly()?;
+            let status = LiveStatus::new(s.max_event_time(), lateness, s.events_seen());
+            Ok((hours, reemitted, status))
+        })
+        .await?;
+        for r in &reemitted {
+            info!(hour = %r.hour, reason = %r.reason, event_id = %r.event_id, net_gmv = r.net_gmv, "live: closed hour re-emitted");
+        }
+        self.store.publish(&hours, &reemitted, &status).await
+    }
+
+    /// Reads, applies and acknowledges one batch; `Ok(false)` when nothing arrived. With
+    /// `pending`, re-reads the entries delivered to this consumer and not acknowledged (after
+    /// a failed step) instead of new ones.
+    async fn step(&self, con: &mut redis::aio::ConnectionManager, pending: bool) -> Result<bool> {
+        let stream = self.bus.config().events_stream.clone();
+        let mut opts = StreamReadOptions::default()
+            .group(&self.opts.group, &self.opts.consumer)
+            .count(self.opts.batch_max);
+        if !pending {
+            opts = opts.block(usize::try_from(self.opts.block.as_millis()).unwrap_or(usize::MAX));
+        }
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg(&opts)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(if pending { "0" } else { ">" })
+            .query_async(con)
+            .await
+            .at(|| format!("reading {stream} as {}", self.opts.consumer))?;
+        let entries: Vec<redis::streams::StreamId> = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
+        if entries.is_empty() {
+            return Ok(false);
+        }
+        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        let bodies: Vec<(String, Option<String>)> = entries
+            .into_iter()
+            .map(|e| {
+                let body = e.get::<String>("e");
+                (e.id, body)
+            })
+            .collect();
+        let state = self.state.clone();
+        blocking(move || {
+            let mut events = Vec::with_capacity(bodies.len());
+            for (id, body) in bodies {
+                match body.as_deref().map(parse_line) {
+                    Some(Ok(e)) => events.push(e),
+                    // The archiver stores such an entry as a bad row; the KPIs skip it.
+                    Some(Err(e)) => debug!(entry = %id, reason = %e, "live: invalid entry skipped"),
+                    None => debug!(entry = %id, "live: entry without an event skipped"),
+                }
+            }
+            lock(&state)?.add(events)
+        })
+        .await?;
+        // The state has them: a restart rebuilds it from the lake and the retained stream.
+        let _: i64 = redis::cmd("XACK")
+            .arg(&stream)
+            .arg(&self.opts.group)
+            .arg(&ids)
+            .query_async(con)
+            .await
+            .at(|| format!("acknowledging {} entries of {stream}", ids.len()))?;
+        Ok(true)
+    }
+
+    fn today_input(&self) -> Result<Option<TodayInput>> {
+        let mut s = lock(&self.state)?;
+        Ok(if s.today_is_dirty() {
+            s.today_input()
+        } else {
+            None
+        })
+    }
+
+    /// Runs until `stop` turns true. Today's KPIs are computed beside the reads, one
+    /// computation at a time, at most every [`LiveOptions::today_every`].
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut con = match self.bus.consumer_connection(self.opts.block).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "live: cannot open the consumer connection");
+                return;
+            }
+        };
+        let mut today_task: Option<tokio::task::JoinHandle<Result<crate::TodayKpis>>> = None;
+        // When the last computation of today's KPIs ended and how long it took: the next
+        // starts `today_every` after, or later when it is expensive (same pacing as hourly).
+        let mut last_today = tokio::time::Instant::now() - self.opts.today_every;
+        let mut today_started = tokio::time::Instant::now();
+        let mut today_took = Duration::ZERO;
+        let mut backoff = Duration::from_millis(100);
+        let mut pending = false;
+        let mut dirty = false;
+        let mut last_hourly = tokio::time::Instant::now();
+        let mut hourly_took = Duration::ZERO;
+        while !*stop.borrow() {
+            if let Some(t) = &today_task
+                && t.is_finished()
+                && let Some(t) = today_task.take()
+            {
+                last_today = tokio::time::Instant::now();
+                today_took = last_today - today_started;
+                match t.await {
+                    Ok(Ok(today)) => {
+                        if let Err(e) = self.store.publish_today(&today).await {
+                            warn!(error = %e, "live: publishing today's KPIs failed");
+                        }
+                    }
+                    Ok(Err(e)) => warn!(error = %e, "live: computing today's KPIs failed"),
+                    Err(e) => warn!(error = %e, "live: today's KPIs task failed"),
+                }
+            }
+            let today_due = self
+                .opts
+                .today_every
+                .max(today_took * self.opts.hourly_backoff);
+            if today_task.is_none() && last_today.elapsed() >= today_due {
+                match self.today_input() {
+                    Ok(Some(input)) => {
+                        today_started = tokio::time::Instant::now();
+                        today_task = Some(tokio::task::spawn_blocking(move || input.compute()));
+                    }
+                    Ok(None) => {}
+                    Err(e) => warn!(error = %e, "live: snapshot for today's KPIs failed"),
+                }
+            }
+            let step = tokio::select! {
+                r = self.step(&mut con, pending) => r,
+                _ = stop.changed() => break,
+            };
+            match step {
+                Ok(got) => {
+                    backoff = Duration::from_millis(100);
+                    // Pending entries are re-read until none is left.
+                    pending = pending && got;
+                    dirty |= got;
+                    let due = last_hourly.elapsed() >= hourly_took * self.opts.hourly_backoff;
+                    if dirty && (!got || due) {
+                        let started = tokio::time::Instant::now();
+                        match self.recompute_hourly().await {
+                            Ok(()) => dirty = false,
+                            Err(e) => warn!(error = %e, "live: publishing the hourly GMV failed"),
+                        }
+                        last_hourly = tokio::time::Instant::now();
+                        hourly_took = last_hourly - started;
+                    }
+                }
+                Err(e) => {
+                    pending = true;
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "live: step failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {},
+                        _ = stop.changed() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        if let Some(t) = today_task {
+            t.abort();
+        }
+        info!("live KPIs stopped");
+    }
+}

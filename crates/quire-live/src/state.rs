@@ -1,0 +1,763 @@
+//! The live KPIs' state: the events of the window (from the lake at start, then from the
+//! bus), the watermark, and what was emitted. Every figure comes from `quire-kpi`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use polars::prelude::*;
+use quire_events::{Event, EventType, Payload};
+use quire_kpi::{DailyKpis, DateRange, Dims};
+use quire_lake::{Lake, events_frame, events_schema};
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::Result;
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The key of an hour in the live store and the API's `from`/`to`: `YYYY-MM-DDTHH`.
+pub fn hour_key(hour: DateTime<Utc>) -> String {
+    hour.format("%Y-%m-%dT%H").to_string()
+}
+
+/// GMV of one UTC hour as the live path emits it (`GET /api/v1/hourly-gmv`, cli.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HourFigure {
+    #[serde(with = "hour_format")]
+    pub hour: DateTime<Utc>,
+    pub gmv: f64,
+    pub net_gmv: f64,
+    /// Not yet closed by the watermark.
+    pub live: bool,
+}
+
+/// A closed hour emitted again because a late event or a return changed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reemission {
+    #[serde(with = "hour_format")]
+    pub hour: DateTime<Utc>,
+    /// `late_order` (an `order_placed` after its hour closed) or `return`.
+    pub reason: String,
+    /// The event that caused it.
+    pub event_id: String,
+    pub net_gmv_before: Option<f64>,
+    pub net_gmv: f64,
+    pub at: DateTime<Utc>,
+}
+
+/// One book of a leaderboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookRow {
+    pub book_id: String,
+    /// From the books dimension, when loaded.
+    pub title: Option<String>,
+    pub units: i64,
+    pub gmv: f64,
+}
+
+/// Today's KPIs (the UTC day of the newest event seen), from the `quire kpis` report code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TodayKpis {
+    pub date: NaiveDate,
+    /// `None` when the day has no sessions and no orders yet.
+    pub kpis: Option<DailyKpis>,
+    pub top_books_by_units: Vec<BookRow>,
+    pub top_books_by_gmv: Vec<BookRow>,
+    pub computed_at: DateTime<Utc>,
+}
+
+mod hour_format {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&t.format("%Y-%m-%dT%H:00:00Z"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// What today's KPIs are computed from: a snapshot of the state, so the computation can run
+/// beside the next updates ([`LiveKpis::today_input`], [`TodayInput::compute`]).
+pub struct TodayInput {
+    frames: Vec<DataFrame>,
+    dims: Dims,
+    date: NaiveDate,
+    top_n: usize,
+}
+
+/// The state of the live KPIs.
+///
+/// It holds every event of the *window* — from the start of the day before the newest
+/// event's UTC day — plus, from the lake, each earlier user's first event and first order
+/// (so "new vs returning user" and a customer's first order, which look at all history, come
+/// out as in the replay), and the orders and returns of older hours a late event or a return
+/// touched. The open hours' GMV and the closed hours' `net_gmv` are [`quire_kpi::hourly_gmv`]
+/// over its orders and returns; today's KPIs are `quire_kpi::build_models` +
+/// `kpi_report_from_models` over all of it.
+pub struct LiveKpis {
+    lake: Option<Lake>,
+    dims: Dims,
+    lateness: Duration,
+    top_n: usize,
+    max_event_ms: Option<i64>,
+    window_start_ms: Option<i64>,
+    /// Lake rows: the window's events and the history rows.
+    base: Vec<DataFrame>,
+    /// Events from the bus, one frame per step.
+    fresh: Vec<DataFrame>,
+    /// `order_placed` and `order_returned` rows of `base` and `fresh`, and of older hours.
+    orders: Vec<DataFrame>,
+    /// Hashed ids of the events taken from the bus.
+    seen: HashSet<u128>,
+    /// Hour (epoch ms) of every held `order_placed`, by `order_id`.
+    order_hours: HashMap<String, i64>,
+    /// Hours before the window whose orders were loaded from the lake.
+    loaded_hours: HashSet<i64>,
+    emitted: BTreeMap<i64, HourFigure>,
+    /// Closed hours touched since the last [`Self::hourly`], in arrival order:
+    /// (hour, reason, event id).
+    touched: Vec<(i64, &'static str, String)>,
+    reemissions: Vec<Reemission>,
+    events_seen: u64,
+    dirty_today: bool,
+}
+
+impl LiveKpis {
+    /// A state reading history from `lake` (none: only what [`Self::add`] brings), with the
+    /// watermark's allowed lateness and the leaderboards' length.
+    pub fn new(lake: Option<Lake>, dims: Dims, lateness: Duration, top_n: usize) -> Self {
+        Self {
+            lake,
+            dims,
+            lateness,
+            top_n,
+            max_event_ms: None,
+            window_start_ms: None,
+            base: Vec::new(),
+            fresh: Vec::new(),
+            orders: Vec::new(),
+            seen: HashSet::new(),
+            order_hours: HashMap::new(),
+            loaded_hours: HashSet::new(),
+            emitted: BTreeMap::new(),
+            touched: Vec::new(),
+            reemissions: Vec::new(),
+            events_seen: 0,
+            dirty_today: true,
+        }
+    }
+
+    /// Loads the window from the lake (the day of the lake's newest event and the day
+    /// before) and the history rows. A no-op without a lake or with an empty one.
+    pub fn seed(&mut self) -> Result<()> {
+        let Some(lake) = self.lake.clone() else {
+            return Ok(());
+        };
+        let max = lake
+            .scan_events()?
+            .select([col("event_timestamp").max().cast(DataType::Int64)])
+            .collect()?;
+        let max = max.column("event_timestamp")?.i64()?.get(0);
+        let Some(max) = max else {
+            return Ok(());
+        };
+        self.max_event_ms = Some(self.max_event_ms.map_or(max, |m| m.max(max)));
+        self.load_window(&lake)
+    }
+
+    /// The watermark: the newest event time seen minus the allowed lateness.
+    pub fn watermark(&self) -> Option<DateTime<Utc>> {
+        self.max_event_ms
+            .and_then(|m| DateTime::from_timestamp_millis(m - self.lateness.num_milliseconds()))
+    }
+
+    /// The newest event time seen.
+    pub fn max_event_time(&self) -> Option<DateTime<Utc>> {
+        self.max_event_ms.and_then(DateTime::from_timestamp_millis)
+    }
+
+    /// Events taken from the bus so far (duplicates not counted).
+    pub fn events_seen(&self) -> u64 {
+        self.events_seen
+    }
+
+    fn closed(&self, hour_ms: i64) -> bool {
+        self.watermark()
+            .is_some_and(|w| hour_ms + HOUR_MS <= w.timestamp_millis())
+    }
+
+    /// Adds events from the bus (repeats of an event already added are ignored; repeats of
+    /// lake rows are removed by the staging's dedup, as in the replay).
+    pub fn add(&mut self, events: Vec<Event>) -> Result<()> {
+        let events: Vec<Event> = events
+            .into_iter()
+            .filter(|e| self.seen.insert(xxh3_128(e.event_id.as_bytes())))
+            .collect();
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.events_seen += events.len() as u64;
+        self.dirty_today = true;
+        // Lateness is judged against the watermark before this step's events.
+        for e in &events {
+            if e.is_test {
+                continue;
+            }
+            match &e.payload {
+                Payload::OrderPlaced { order_id, .. } => {
+                    let h = floor_hour(e.event_timestamp.timestamp_millis());
+                    self.ensure_hour(h)?;
+                    self.order_hours.entry(order_id.clone()).or_insert(h);
+                    if self.closed(h) {
+                        self.touched.push((h, "late_order", e.event_id.clone()));
+                    }
+                }
+                Payload::OrderReturned { order_id, .. } => {
+                    if let Some(h) = self.order_hour(order_id)?
+                        && self.closed(h)
+                    {
+                        self.touched.push((h, "return", e.event_id.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let newest = events
+            .iter()
+            .map(|e| e.event_timestamp.timestamp_millis())
+            .max()
+            .unwrap_or(i64::MIN);
+        let refs: Vec<&Event> = events.iter().collect();
+        let df = events_frame(&refs, Utc::now())?;
+        let order_refs: Vec<&Event> = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.event_type(),
+                    EventType::OrderPlaced | EventType::OrderReturned
+                )
+            })
+            .collect();
+        if !order_refs.is_empty() {
+            push_chunk(&mut self.orders, events_frame(&order_refs, Utc::now())?)?;
+        }
+        push_chunk(&mut self.fresh, df)?;
+        let old_day = self.max_event_ms.map(floor_day);
+        self.max_event_ms = Some(self.max_event_ms.map_or(newest, |m| m.max(newest)));
+        let new_day = self.max_event_ms.map(floor_day);
+        if self.window_start_ms.is_none() || old_day != new_day {
+            self.roll_window()?;
+        }
+        Ok(())
+    }
+
+    /// The hour of a held order, loading it (and its hour) from the lake when it is older
+    /// than the window. `None` for an order seen nowhere.
+    fn order_hour(&mut self, order_id: &str) -> Result<Option<i64>> {
+        if let Some(h) = self.order_hours.get(order_id) {
+            return Ok(Some(*h));
+        }
+        let Some(lake) = &self.lake else {
+            return Ok(None);
+        };
+        let df = lake
+            .scan_events()?
+            .filter(
+                col("event_type")
+                    .eq(lit("order_placed"))
+                    .and(col("order_id").eq(lit(order_id.to_owned())))
+                    .and(col("is_test").fill_null(lit(false)).not()),
+            )
+            .select([col("event_timestamp").min().cast(DataType::Int64)])
+            .collect()?;
+        let Some(ts) = df.column("event_timestamp")?.i64()?.get(0) else {
+            return Ok(None);
+        };
+        let h = floor_hour(ts);
+        self.ensure_hour(h)?;
+        Ok(Some(h))
+    }
+
+    /// Makes sure every order of hour `h` (and their returns) is held: hours of the window
+    /// are; an older hour is loaded from the lake once.
+    fn ensure_hour(&mut self, h: i64) -> Result<()> {
+        let in_window = self.window_start_ms.is_some_and(|w| h >= w);
+        if in_window || self.loaded_hours.contains(&h) {
+            return Ok(());
+        }
+        let Some(lake) = &self.lake else {
+            return Ok(());
+        };
+        let all = lake.scan_events()?;
+        let placed = all.clone().filter(
+            col("event_type").eq(lit("order_placed")).and(
+                col("event_timestamp")
+                    .cast(DataType::Int64)
+                    .gt_eq(lit(h))
+                    .and(
+                        col("event_timestamp")
+                            .cast(DataType::Int64)
+                            .lt(lit(h + HOUR_MS)),
+                    ),
+            ),
+        );
+        let ids = placed.clone().select([col("order_id")]);
+        let returns = all
+            .filter(col("event_type").eq(lit("order_returned")))
+            .join(
+                ids,
+                [col("order_id")],
+                [col("order_id")],
+                JoinArgs::new(JoinType::Semi),
+            );
+        let rows = concat([placed, returns], UnionArgs::default())?.collect()?;
+        self.loaded_hours.insert(h);
+        self.index_orders(&rows)?;
+        push_chunk(&mut self.orders, rows)?;
+        Ok(())
+    }
+
+    /// Records the hour of every `order_placed` in `df` (lake schema).
+    fn index_orders(&mut self, df: &DataFrame) -> Result<()> {
+        let placed = df
+            .clone()
+            .lazy()
+            .filter(col("event_type").eq(lit("order_placed")))
+            .select([
+                col("order_id"),
+                col("event_timestamp").cast(DataType::Int64),
+            ])
+            .collect()?;
+        let ids = placed.column("order_id")?.str()?;
+        let ts = placed.column("event_timestamp")?.i64()?;
+        for (id, t) in ids.iter().zip(ts.iter()) {
+            if let (Some(id), Some(t)) = (id, t) {
+                let h = floor_hour(t);
+                let e = self.order_hours.entry(id.to_owned()).or_insert(h);
+                *e = (*e).min(h);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the window to the day before the newest event's day: reloads the lake's part
+    /// and drops bus events now before the window (the archiver has put them in the lake).
+    fn roll_window(&mut self) -> Result<()> {
+        let Some(max) = self.max_event_ms else {
+            return Ok(());
+        };
+        let start = floor_day(max) - DAY_MS;
+        if self.window_start_ms == Some(start) {
+            return Ok(());
+        }
+        let cut = col("event_timestamp")
+            .cast(DataType::Int64)
+            .gt_eq(lit(start));
+        self.fresh = retain(std::mem::take(&mut self.fresh), cut.clone())?;
+        match self.lake.clone() {
+            Some(lake) => self.load_window_at(&lake, start)?,
+            None => {
+                self.window_start_ms = Some(start);
+            }
+        }
+        Ok(())
+    }
+
+    fn load_window(&mut self, lake: &Lake) -> Result<()> {
+        let Some(max) = self.max_event_ms else {
+            return Ok(());
+        };
+        self.load_window_at(lake, floor_day(max) - DAY_MS)
+    }
+
+    fn load_window_at(&mut self, lake: &Lake, start: i64) -> Result<()> {
+        let all = lake.scan_events()?;
+        let ts = col("event_timestamp").cast(DataType::Int64);
+        let window = all.clone().filter(ts.clone().gt_eq(lit(start))).collect()?;
+        let before = quire_kpi::stage_events(all.clone().filter(ts.lt(lit(start))));
+        let by_time = |lf: LazyFrame| {
+            lf.sort(
+                ["event_timestamp", "event_id"],
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .unique_stable(Some(cols(["user_id"])), UniqueKeepStrategy::First)
+        };
+        let first_events = by_time(
+            before
+                .clone()
+                .filter(col("event_type").neq(lit("order_returned"))),
+        );
+        let first_orders = by_time(before.filter(col("event_type").eq(lit("order_placed"))));
+        // Staging keeps every lake column but sorts: select the lake's columns in its order.
+        let names: Vec<Expr> = events_schema()
+            .iter_names()
+            .map(|n| col(n.clone()))
+            .collect();
+        let history = concat([first_events, first_orders], UnionArgs::default())?
+            .select(names)
+            .collect()?;
+        self.window_start_ms = Some(start);
+        self.base = vec![window.clone(), history];
+        // Orders: the window's, then those older hours already loaded stay loaded.
+        let window_orders = window
+            .lazy()
+            .filter(
+                col("event_type")
+                    .eq(lit("order_placed"))
+                    .or(col("event_type").eq(lit("order_returned"))),
+            )
+            .collect()?;
+        self.order_hours.clear();
+        self.loaded_hours.clear();
+        let fresh_orders = retain(
+            std::mem::take(&mut self.orders),
+            col("event_timestamp")
+                .cast(DataType::Int64)
+                .gt_eq(lit(start)),
+        )?;
+        self.orders = Vec::new();
+        self.index_orders(&window_orders)?;
+        push_chunk(&mut self.orders, window_orders.clone())?;
+        for df in fresh_orders {
+            self.index_orders(&df)?;
+            push_chunk(&mut self.orders, df)?;
+        }
+        // Returns in the window for orders before it: their hours' orders come from the lake.
+        let returned = window_orders
+            .lazy()
+            .filter(col("event_type").eq(lit("order_returned")))
+            .select([col("order_id")])
+            .collect()?;
+        let returned: Vec<String> = returned
+            .column("order_id")?
+            .str()?
+            .iter()
+            .flatten()
+            .map(str::to_owned)
+            .collect();
+        for id in returned {
+            self.order_hour(&id)?;
+        }
+        self.dirty_today = true;
+        Ok(())
+    }
+
+    /// Recomputes the hourly GMV of every held hour ([`quire_kpi::hourly_gmv`]) and returns
+    /// the figures that changed since the last call (a new figure, or an hour the watermark
+    /// closed), with the closed hours re-emitted because of a late event or a return.
+    pub fn hourly(&mut self) -> Result<(Vec<HourFigure>, Vec<Reemission>)> {
+        let lf = union(&self.orders)?;
+        let df = quire_kpi::hourly_gmv(lf)?;
+        let hours = df.column("hour")?.cast(&DataType::Int64)?;
+        let hours = hours.i64()?;
+        let gmv = df.column("gmv")?.f64()?;
+        let net = df.column("net_gmv")?.f64()?;
+        let mut changed = Vec::new();
+        for ((h, g), n) in hours.iter().zip(gmv.iter()).zip(net.iter()) {
+            let (Some(h), Some(g), Some(n)) = (h, g, n) else {
+                continue;
+            };
+            let Some(hour) = Utc.timestamp_millis_opt(h).single() else {
+                continue;
+            };
+            let fig = HourFigure {
+                hour,
+                gmv: g,
+                net_gmv: n,
+                live: !self.closed(h),
+            };
+            if self.emitted.get(&h) != Some(&fig) {
+                changed.push(fig);
+            }
+        }
+        let mut reemitted = Vec::new();
+        let now = Utc::now();
+        let touched = std::mem::take(&mut self.touched);
+        for (i, (h, reason, event_id)) in touched.iter().enumerate() {
+            // An hour touched twice since the last call is re-emitted once, for the last cause.
+            if touched[i + 1..].iter().any(|(later, _, _)| later == h) {
+                continue;
+            }
+            let Some(fig) = changed.iter().find(|f| f.hour.timestamp_millis() == *h) else {
+                continue;
+            };
+            reemitted.push(Reemission {
+                hour: fig.hour,
+                reason: (*reason).to_owned(),
+                event_id: event_id.clone(),
+                net_gmv_before: self.emitted.get(h).map(|f| f.net_gmv),
+                net_gmv: fig.net_gmv,
+                at: now,
+            });
+        }
+        for f in &changed {
+            self.emitted.insert(f.hour.timestamp_millis(), f.clone());
+        }
+        self.reemissions.extend(reemitted.iter().cloned());
+        Ok((changed, reemitted))
+    }
+
+    /// Every hour emitted so far, by hour.
+    pub fn emitted(&self) -> impl Iterator<Item = &HourFigure> {
+        self.emitted.values()
+    }
+
+    /// Every re-emission so far, oldest first.
+    pub fn reemissions(&self) -> &[Reemission] {
+        &self.reemissions
+    }
+
+    /// Whether events arrived since the last [`Self::today_input`].
+    pub fn today_is_dirty(&self) -> bool {
+        self.dirty_today
+    }
+
+    /// A snapshot for computing today's KPIs (cheap: frames share their buffers). `None`
+    /// before any event.
+    pub fn today_input(&mut self) -> Option<TodayInput> {
+        let max = self.max_event_ms?;
+        let date = DateTime::from_timestamp_millis(max)?.date_naive();
+        self.dirty_today = false;
+        Some(TodayInput {
+            frames: self.base.iter().chain(&self.fresh).cloned().collect(),
+            dims: self.dims.clone(),
+            date,
+            top_n: self.top_n,
+        })
+    }
+}
+
+impl TodayInput {
+    /// Today's KPIs: `quire_kpi::build_models` and `kpi_report_from_models` over the
+    /// snapshot, only the day's rows kept.
+    pub fn compute(self) -> Result<TodayKpis> {
+        let models = quire_kpi::build_models(union(&self.frames)?, &self.dims)?;
+        let range = DateRange {
+            from: Some(self.date),
+            to: Some(self.date),
+        };
+        let report = quire_kpi::kpi_report_from_models(&models, range, self.top_n)?;
+        let kpis = report.daily.into_iter().find(|d| d.date == self.date);
+        let day = i32::try_from((self.date - NaiveDate::default()).num_days()).unwrap_or(0);
+        let board = |lf: LazyFrame| -> Result<Vec<BookRow>> {
+            let mut lf = lf
+                .filter(col("date").cast(DataType::Int32).eq(lit(day)))
+                .sort(["rank"], SortMultipleOptions::default())
+                .limit(u32::try_from(self.top_n).unwrap_or(u32::MAX) as IdxSize)
+                .select([
+                    col("book_id"),
+                    col("units").cast(DataType::Int64),
+                    col("gmv").cast(DataType::Float64),
+                ]);
+            if let Some(books) = &self.dims.books {
+                lf = lf.join(
+                    books.clone().select([col("book_id"), col("title")]),
+                    [col("book_id")],
+                    [col("book_id")],
+                    JoinArgs::new(JoinType::Left),
+                );
+            } else {
+                lf = lf.with_column(lit(NULL).cast(DataType::String).alias("title"));
+            }
+            let df = lf.collect()?;
+            let ids = df.column("book_id")?.str()?;
+            let titles = df.column("title")?.cast(&DataType::String)?;
+            let titles = titles.str()?;
+            let units = df.column("units")?.i64()?;
+            let gmv = df.column("gmv")?.f64()?;
+            Ok((0..df.height())
+                .map(|i| BookRow {
+                    book_id: ids.get(i).unwrap_or_default().to_owned(),
+                    title: titles.get(i).map(str::to_owned),
+                    units: units.get(i).unwrap_or(0),
+                    gmv: gmv.get(i).unwrap_or(0.0),
+                })
+                .collect())
+        };
+        Ok(TodayKpis {
+            date: self.date,
+            kpis,
+            top_books_by_units: board(models.agg_book_leaderboard_units)?,
+            top_books_by_gmv: board(models.agg_book_leaderboard_gmv)?,
+            computed_at: Utc::now(),
+        })
+    }
+}
+
+fn floor_hour(ms: i64) -> i64 {
+    ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+fn floor_day(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS) * DAY_MS
+}
+
+/// The frames as one lazy frame (an empty one with the lake schema when there are none).
+fn union(frames: &[DataFrame]) -> Result<LazyFrame> {
+    if frames.is_empty() {
+        return Ok(DataFrame::empty_with_schema(&events_schema()).lazy());
+    }
+    let lfs: Vec<LazyFrame> = frames.iter().map(|f| f.clone().lazy()).collect();
+    Ok(concat(lfs, UnionArgs::default())?)
+}
+
+/// Appends a frame, then merges the newest frames while the last is at least half the size
+/// of the one before (as a log-structured merge does): frames stay few (logarithmic in the
+/// rows) and each row is copied a logarithmic number of times, however small the steps.
+fn push_chunk(chunks: &mut Vec<DataFrame>, df: DataFrame) -> Result<()> {
+    if df.height() == 0 {
+        return Ok(());
+    }
+    chunks.push(df);
+    while chunks.len() >= 2 {
+        let n = chunks.len();
+        if chunks[n - 1].height() * 2 < chunks[n - 2].height() {
+            break;
+        }
+        let last = chunks.split_off(n - 2);
+        let mut merged = union(&last)?.collect()?;
+        merged.rechunk_mut();
+        chunks.push(merged);
+    }
+    Ok(())
+}
+
+/// Keeps the rows of each frame that satisfy `pred`.
+fn retain(chunks: Vec<DataFrame>, pred: Expr) -> Result<Vec<DataFrame>> {
+    chunks
+        .into_iter()
+        .map(|df| Ok(df.lazy().filter(pred.clone()).collect()?))
+        .filter(|r: &Result<DataFrame>| r.as_ref().map_or(true, |d| d.height() > 0))
+        .collect()
+}
+
+/// The hour (UTC) an event time falls in.
+pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(json: &str) -> Event {
+        quire_events::parse_line(json).unwrap()
+    }
+
+    fn order(id: &str, ts: &str, total: f64) -> Event {
+        ev(&format!(
+            r#"{{"event_id":"{id}","event_type":"order_placed","event_timestamp":"{ts}","user_id":"u1","device":"mobile","order_id":"o-{id}","items":[{{"book_id":"bk_1","quantity":1,"unit_price":{total}}}],"total_price":{total}}}"#
+        ))
+    }
+
+    fn view(id: &str, ts: &str) -> Event {
+        ev(&format!(
+            r#"{{"event_id":"{id}","event_type":"page_view","event_timestamp":"{ts}","user_id":"u2","device":"mobile","page":"home"}}"#
+        ))
+    }
+
+    fn state() -> LiveKpis {
+        LiveKpis::new(None, Dims::default(), Duration::minutes(10), 5)
+    }
+
+    #[test]
+    fn an_hour_closes_when_the_watermark_reaches_its_end() {
+        let mut s = state();
+        s.add(vec![order("a", "2025-10-01T10:05:00Z", 30.0)])
+            .unwrap();
+        let (hours, _) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 1);
+        assert!(hours[0].live);
+        // 11:09:59 − 10 min < 11:00: still open; 11:10 closes it, and it is emitted again.
+        s.add(vec![view("v1", "2025-10-01T11:09:59Z")]).unwrap();
+        assert!(s.hourly().unwrap().0.is_empty());
+        s.add(vec![view("v2", "2025-10-01T11:10:00Z")]).unwrap();
+        let (hours, reemitted) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 1);
+        assert!(!hours[0].live);
+        assert_eq!(hours[0].net_gmv, 30.0);
+        assert!(reemitted.is_empty(), "closing is not a re-emission");
+    }
+
+    #[test]
+    fn late_orders_and_returns_reemit_their_closed_hour() {
+        let mut s = state();
+        s.add(vec![
+            order("a", "2025-10-01T10:05:00Z", 30.0),
+            order("b", "2025-10-01T12:01:00Z", 5.0),
+            view("v", "2025-10-01T12:30:00Z"),
+        ])
+        .unwrap();
+        s.hourly().unwrap();
+        // A late order in closed hour 10, an order in open hour 12: only 10 is re-emitted.
+        s.add(vec![
+            order("late", "2025-10-01T10:40:00Z", 12.5),
+            order("c", "2025-10-01T12:31:00Z", 1.0),
+        ])
+        .unwrap();
+        let (hours, reemitted) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 2);
+        assert_eq!(reemitted.len(), 1);
+        assert_eq!(hour_key(reemitted[0].hour), "2025-10-01T10");
+        assert_eq!(reemitted[0].reason, "late_order");
+        assert_eq!(reemitted[0].net_gmv_before, Some(30.0));
+        assert_eq!(reemitted[0].net_gmv, 42.5);
+        // A return of order a (arriving in hour 12) re-emits hour 10, net of the refund.
+        s.add(vec![ev(
+            r#"{"event_id":"r","event_type":"order_returned","event_timestamp":"2025-10-01T12:40:00Z","user_id":"u1","device":"mobile","order_id":"o-a","refund_amount":10}"#,
+        )])
+        .unwrap();
+        let (hours, reemitted) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 1);
+        assert_eq!((hours[0].gmv, hours[0].net_gmv), (42.5, 32.5));
+        assert_eq!(reemitted[0].reason, "return");
+        assert_eq!(reemitted[0].event_id, "r");
+        // The same events again change nothing.
+        s.add(vec![order("late", "2025-10-01T10:40:00Z", 12.5)])
+            .unwrap();
+        assert_eq!(s.hourly().unwrap(), (vec![], vec![]));
+        assert_eq!(s.reemissions().len(), 2);
+    }
+
+    #[test]
+    fn frames_merge_into_logarithmically_many() {
+        let mut chunks = Vec::new();
+        for i in 0..200 {
+            let e = view(&format!("v{i}"), "2025-10-01T10:00:00Z");
+            push_chunk(&mut chunks, events_frame(&[&e], Utc::now()).unwrap()).unwrap();
+        }
+        // Each frame is more than twice the next: at most log2(200) + 1 frames.
+        let heights: Vec<usize> = chunks.iter().map(DataFrame::height).collect();
+        assert_eq!(heights.iter().sum::<usize>(), 200);
+        assert!(heights.windows(2).all(|w| w[0] > 2 * w[1]), "{heights:?}");
+        assert!(heights.len() <= 8, "{heights:?}");
+    }
+
+    #[test]
+    fn today_is_the_newest_events_day_from_the_kpi_report() {
+        let mut s = state();
+        s.add(vec![
+            order("y", "2025-09-30T23:50:00Z", 7.0),
+            view("v", "2025-10-01T00:10:00Z"),
+            order("a", "2025-10-01T00:12:00Z", 30.0),
+        ])
+        .unwrap();
+        let today = s.today_input().unwrap().compute().unwrap();
+        assert!(!s.today_is_dirty());
+        assert_eq!(today.date.to_string(), "2025-10-01");
+        let k = today.kpis.unwrap();
+        assert_eq!((k.orders, k.gmv), (1, 30.0));
+        assert_eq!(today.top_books_by_units[0].book_id, "bk_1");
+        assert_eq!(today.top_books_by_units[0].units, 1);
+    }
+}
