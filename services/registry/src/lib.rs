@@ -21,7 +21,7 @@
 //!   `GET /api/2.0/quire/model-versions/artifact?name&version&artifact` (one named artifact,
 //!   e.g. the ONNX export or the online feature snapshot, verified); versions Quire's trainers
 //!   registered download through the proxy too, under `mlflow-artifacts:/_quire/model-versions/<name>/<version>`.
-//! - **A web UI** under `/ui/` (`/` redirects there): experiments and their runs, a run's
+//! - **A web UI** under `/ui` (`/` redirects there): experiments and their runs, a run's
 //!   params, metrics, tags, metric charts over steps (server-rendered SVG) and artifacts, a run
 //!   comparison, registered models with versions, aliases and alias history. No script, no
 //!   external resource.
@@ -182,14 +182,14 @@ pub async fn serve(
 
 fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/", get(|| async { Redirect::to("/ui") }))
         .route("/api/2.0/mlflow-artifacts/artifacts", get(artifacts::list))
         .route(
             "/api/2.0/mlflow-artifacts/artifacts/{*path}",
             get(artifacts::download).put(artifacts::upload),
         )
         .merge(api::routes())
-        .nest("/ui", ui::routes())
+        .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

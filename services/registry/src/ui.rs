@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 use quire_registry::{Metric, Run, SearchLoggedModels, SearchRuns, ViewType};
@@ -16,15 +16,16 @@ use crate::App;
 
 type St = State<Arc<App>>;
 
-/// The UI's routes, under `/ui`.
+/// The UI's routes, all under `/ui`.
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
-        .route("/", get(experiments))
-        .route("/experiments/{id}", get(experiment))
-        .route("/runs/{id}", get(run))
-        .route("/compare", get(compare))
-        .route("/models", get(models))
-        .route("/models/{name}", get(model))
+        .route("/ui", get(experiments))
+        .route("/ui/", get(|| async { Redirect::permanent("/ui") }))
+        .route("/ui/experiments/{id}", get(experiment))
+        .route("/ui/runs/{id}", get(run))
+        .route("/ui/compare", get(compare))
+        .route("/ui/models", get(models))
+        .route("/ui/models/{name}", get(model))
 }
 
 /// An error page.
@@ -101,8 +102,8 @@ fn page(title: &str, body: Markup) -> Markup {
             }
             body {
                 header {
-                    a.brand href="/ui/" { "Quire registry" }
-                    a href="/ui/" { "Experiments" }
+                    a.brand href="/ui" { "Quire registry" }
+                    a href="/ui" { "Experiments" }
                     a href="/ui/models" { "Models" }
                 }
                 main { h1 { (title) } (body) }
@@ -259,7 +260,8 @@ fn chart(title: &str, series: &[(String, Vec<Metric>)]) -> Markup {
         }
     }
     if x1 <= x0 {
-        x1 = x0 + 1.0;
+        // One step: centre it.
+        (x0, x1) = (x0 - 1.0, x0 + 1.0);
     }
     if y1 < y0 {
         (y0, y1) = (0.0, 1.0);
@@ -401,7 +403,7 @@ async fn run(State(app): St, Path(id): Path<String>) -> Page {
                 h2 { "Registered as" }
                 ul {
                     @for v in &versions {
-                        li { a href={ "/ui/models/" (v.name) } { (v.name) " version " (v.version) } }
+                        li { a href={ "/ui/models/" (path_segment(&v.name)) } { (v.name) " version " (v.version) } }
                     }
                 }
             }
@@ -488,7 +490,7 @@ async fn models(State(app): St) -> Page {
                     tr { th { "name" } th { "latest version" } th { "aliases" } th { "updated" } th { "description" } }
                     @for m in &models {
                         tr {
-                            td { a href={ "/ui/models/" (m.name) } { (m.name) } }
+                            td { a href={ "/ui/models/" (path_segment(&m.name)) } { (m.name) } }
                             td.num { (m.latest_version) }
                             td { @for (alias, v) in &m.aliases { code { (alias) " → v" (v) } " " } }
                             td { (time(m.last_updated_time)) }
@@ -565,9 +567,20 @@ fn form_encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// `s` as one URL path segment (a space is `%20` there, not `+`).
+fn path_segment(s: &str) -> String {
+    form_encode(s).replace('+', "%20")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_names_are_encoded_in_links() {
+        assert_eq!(path_segment("ltr"), "ltr");
+        assert_eq!(path_segment("my model/v2"), "my%20model%2Fv2");
+    }
 
     #[test]
     fn numbers_and_durations_read_well() {
