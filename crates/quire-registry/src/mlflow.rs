@@ -661,7 +661,7 @@ impl Registry {
             }
             let sql = format!(
                 "SELECT run_uuid, key, value, timestamp, step FROM latest_metrics \
-                 WHERE run_uuid IN ({list}) ORDER BY run_uuid, key"
+                 WHERE run_uuid IN ({list})"
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
@@ -700,7 +700,14 @@ impl Registry {
         }
         run_ids
             .iter()
-            .map(|id| by_id.remove(id).ok_or_else(|| Error::not_found("run", id)))
+            .map(|id| {
+                let mut run = by_id
+                    .remove(id)
+                    .ok_or_else(|| Error::not_found("run", id))?;
+                // Sorted here rather than by the database: one sort per run, not one of all rows.
+                run.data.metrics.sort_by(|a, b| a.key.cmp(&b.key));
+                Ok(run)
+            })
             .collect()
     }
 }
