@@ -632,15 +632,35 @@ impl Registry {
         let mut by_id: HashMap<String, Run> = HashMap::with_capacity(run_ids.len());
         for chunk in run_ids.chunks(IN_CHUNK) {
             let list = placeholders(1, chunk.len());
-            let sql = format!(
+            let bind_all = |sql: String| {
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.fetch_all(&self.pool)
+            };
+            let mut runs_query = sqlx::query_as::<_, RunRow>(AssertSqlSafe(format!(
                 "SELECT run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
                  artifact_uri, lifecycle_stage, source_config, git_commit FROM runs WHERE run_uuid IN ({list})"
-            );
-            let mut q = sqlx::query_as::<_, RunRow>(AssertSqlSafe(sql));
+            )));
             for id in chunk {
-                q = q.bind(id);
+                runs_query = runs_query.bind(id);
             }
-            for r in q.fetch_all(&self.pool).await? {
+            // The four reads go out at once, each on its own pooled connection.
+            let (run_rows, metric_rows, param_rows, tag_rows) = tokio::try_join!(
+                runs_query.fetch_all(&self.pool),
+                bind_all(format!(
+                    "SELECT run_uuid, key, value, timestamp, step FROM latest_metrics \
+                     WHERE run_uuid IN ({list})"
+                )),
+                bind_all(format!(
+                    "SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({list})"
+                )),
+                bind_all(format!(
+                    "SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({list})"
+                )),
+            )?;
+            for r in run_rows {
                 let run = Run {
                     info: RunInfo {
                         run_id: r.run_uuid.clone(),
@@ -659,15 +679,7 @@ impl Registry {
                 };
                 by_id.insert(r.run_uuid, run);
             }
-            let sql = format!(
-                "SELECT run_uuid, key, value, timestamp, step FROM latest_metrics \
-                 WHERE run_uuid IN ({list})"
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
+            for row in metric_rows {
                 let id: String = row.try_get("run_uuid")?;
                 if let Some(run) = by_id.get_mut(&id) {
                     run.data.metrics.push(Metric {
@@ -678,17 +690,11 @@ impl Registry {
                     });
                 }
             }
-            for table in ["params", "tags"] {
-                let sql =
-                    format!("SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN ({list})");
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for id in chunk {
-                    q = q.bind(id);
-                }
-                for row in q.fetch_all(&self.pool).await? {
+            for (rows, is_params) in [(param_rows, true), (tag_rows, false)] {
+                for row in rows {
                     let id: String = row.try_get("run_uuid")?;
                     if let Some(run) = by_id.get_mut(&id) {
-                        let map = if table == "params" {
+                        let map = if is_params {
                             &mut run.data.params
                         } else {
                             &mut run.data.tags

@@ -63,7 +63,7 @@ use tracing::info;
 
 pub use error::{ApiError, Error, Result};
 
-/// Default [`RegistryServerOptions::listen`] (MLflow's port).
+/// Default [`RegistryServerOptions::listen`] (MLflow's port), for command lines.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 /// Default [`RegistryServerOptions::max_body_bytes`]: 1 GiB, the largest artifact one `PUT`
 /// may upload (it is held in memory while it is hashed and stored).
@@ -84,9 +84,7 @@ pub struct RegistryServerOptions {
 impl RegistryServerOptions {
     pub fn new(registry_url: impl Into<String>, artifacts: impl Into<PathBuf>) -> Self {
         Self {
-            listen: DEFAULT_LISTEN
-                .parse()
-                .expect("DEFAULT_LISTEN is an address"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             registry_url: registry_url.into(),
             artifacts: artifacts.into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -209,5 +207,16 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
         code: "ENDPOINT_NOT_FOUND",
         message: format!("{} does not answer {method}", uri.path()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_listen_is_the_options_default() {
+        let opts = RegistryServerOptions::new("sqlite:///r.db", "/a");
+        assert_eq!(opts.listen.to_string(), DEFAULT_LISTEN);
     }
 }

@@ -86,7 +86,7 @@ impl TestServer {
     /// `MLFLOW_TRACKING_URI` pointing at this server, in a fresh working directory.
     pub fn python(&self, args: &[&str]) -> Output {
         let work = tempfile::tempdir_in(self.dir.path()).expect("working directory");
-        let out = Command::new(client_python())
+        Command::new(client_python())
             .args(args)
             .arg(work.path())
             .current_dir(work.path())
@@ -96,8 +96,7 @@ impl TestServer {
             .env("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .output()
-            .expect("run python");
-        out
+            .expect("run python")
     }
 }
 
