@@ -74,6 +74,7 @@ bench: setup
 	scripts/bench-recs.sh
 	scripts/bench-ranking.sh
 	scripts/bench-live.sh
+	QUIRE=$(QUIRE) scripts/bench-registry.sh
 
 clean:
 	rm -rf $(QUIRE_HOME)

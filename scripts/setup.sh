@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # run against a real server that they start themselves (the default registry is SQLite).
 # clang/libclang: bindgen for LightGBM's C API. redis-server: the event bus and the published
 # recommendations (the tests start their own servers). python3-venv: the tool venv below.
-# chromium: the live dashboard's browser test. wrk: the live intake benchmark's load.
+# chromium: the browser tests of the live dashboard and the registry's web UI. wrk: the live
+# intake benchmark's load.
 APT_PACKAGES=(gcc g++ make clang libclang-dev postgresql redis-server python3 python3-venv chromium wrk)
 
 missing=()

@@ -847,4 +847,80 @@ fn serve_live_starts_from_the_lake_and_takes_events() {
         .expect("kill");
     let status = child.wait().expect("the service exits");
     assert!(status.success(), "{status}");
+/// `quire serve registry` on the default locations of `quire train` (models/ under the working
+/// directory): MLflow's REST API answers with the `Default` experiment, the UI renders, an
+/// unknown endpoint is a JSON 404.
+#[test]
+fn serve_registry_answers_mlflow_rest_and_ui() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    fn get(port: u16, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).ok()?;
+        let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, answer))
+    }
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut server = std::process::Command::new(quire_tests::quire_bin())
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "registry",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env_remove("QUIRE_REGISTRY")
+        .env_remove("QUIRE_ARTIFACTS")
+        .spawn()
+        .expect("start quire serve registry");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let default = loop {
+        if let Some(answer) = get(
+            port,
+            "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default",
+        ) {
+            break answer;
+        }
+        if let Some(status) = server.try_wait().expect("poll the server") {
+            panic!("quire serve registry exited with {status} before answering");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quire serve registry did not answer within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let ui = get(port, "/ui").expect("the UI answers");
+    let unknown = get(port, "/api/2.0/mlflow/nothing-here").expect("an answer");
+    server.kill().expect("stop the server");
+    server.wait().expect("reap the server");
+
+    assert_eq!(default.0, 200, "{}", default.1);
+    assert!(
+        default.1.contains(r#""experiment_id":"0""#),
+        "{}",
+        default.1
+    );
+    assert!(
+        dir.path().join("models/registry.db").exists(),
+        "the default registry location"
+    );
+    assert_eq!(ui.0, 200);
+    assert!(ui.1.contains("Experiments"), "{}", ui.1);
+    assert_eq!(unknown.0, 404);
+    assert!(unknown.1.contains("ENDPOINT_NOT_FOUND"), "{}", unknown.1);
 }

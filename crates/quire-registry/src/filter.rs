@@ -367,25 +367,21 @@ pub(crate) fn compile_order(order_by: &[String], out: &mut SqlBuilder) -> Result
         if let Some(extra) = p.next() {
             return Err(p.err(format!("unexpected {extra:?}")));
         }
-        // Twice: once for the NULLs-last key, once for the value (placeholders stay sequential).
-        let mut expr = || -> Result<String> {
-            Ok(match ent {
-                Entity::Attribute => attribute_column(&key)
-                    .map(|(c, _)| c.to_owned())
-                    .ok_or_else(|| p.err("unknown attribute"))?,
-                Entity::Metric | Entity::Param | Entity::Tag => {
-                    let ph = out.bind(Bind::Text(key.clone()));
-                    format!(
-                        "(SELECT x.value FROM {} x WHERE x.run_uuid = r.run_uuid AND x.key = {ph})",
-                        table_of(ent)
-                    )
-                }
-            })
+        // `NULLS LAST` (SQLite 3.30+, PostgreSQL) evaluates the key once per row; a CASE on
+        // `IS NULL` would look each value up twice.
+        let expr = match ent {
+            Entity::Attribute => attribute_column(&key)
+                .map(|(c, _)| c.to_owned())
+                .ok_or_else(|| p.err("unknown attribute"))?,
+            Entity::Metric | Entity::Param | Entity::Tag => {
+                let ph = out.bind(Bind::Text(key.clone()));
+                format!(
+                    "(SELECT x.value FROM {} x WHERE x.run_uuid = r.run_uuid AND x.key = {ph})",
+                    table_of(ent)
+                )
+            }
         };
-        let null_key = expr()?;
-        terms.push(format!("CASE WHEN {null_key} IS NULL THEN 1 ELSE 0 END"));
-        let expr = expr()?;
-        terms.push(format!("{expr} {dir}"));
+        terms.push(format!("{expr} {dir} NULLS LAST"));
     }
     Ok(terms)
 }
@@ -492,20 +488,16 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        let sub1 =
+        let sub =
             "(SELECT x.value FROM latest_metrics x WHERE x.run_uuid = r.run_uuid AND x.key = $1)";
-        let sub2 =
-            "(SELECT x.value FROM latest_metrics x WHERE x.run_uuid = r.run_uuid AND x.key = $2)";
         assert_eq!(
             terms,
             [
-                format!("CASE WHEN {sub1} IS NULL THEN 1 ELSE 0 END"),
-                format!("{sub2} DESC"),
-                "CASE WHEN r.start_time IS NULL THEN 1 ELSE 0 END".to_owned(),
-                "r.start_time ASC".to_owned(),
+                format!("{sub} DESC NULLS LAST"),
+                "r.start_time ASC NULLS LAST".to_owned(),
             ]
         );
-        assert_eq!(out.binds, [text("ndcg_5"), text("ndcg_5")]);
+        assert_eq!(out.binds, [text("ndcg_5")]);
         for bad in ["metrics.m up", "params.p ASC DESC", "nothing", ""] {
             assert!(
                 compile_order(&[bad.into()], &mut SqlBuilder::default()).is_err(),

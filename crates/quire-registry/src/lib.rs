@@ -29,6 +29,9 @@
 //! | `model_version_tags` | ModelVersionTag | |
 //! | `registered_model_aliases` | RegisteredModelAlias | `production`, `staging`, any name except `latest` and `v<n>` |
 //! | `alias_history` | — | every alias move (from, to, when, by whom): which version served when |
+//! | `artifact_files` | the artifact proxy's files | a path under `mlflow-artifacts:/` → its bytes in the content-addressed store and their SHA-256 |
+//! | `logged_models`, `logged_model_tags`, `logged_model_params` | LoggedModel (MLflow 3) | `m-<32 hex>` ids, artifacts under `<experiment location>/models/<id>/artifacts` |
+//! | `run_outputs` | RunOutputs | the logged models a run produced, with their step |
 //!
 //! Times are milliseconds since the Unix epoch, as in MLflow. Errors map to MLflow's codes:
 //! [`Error::NotFound`] → `RESOURCE_DOES_NOT_EXIST`, [`Error::AlreadyExists`] →
@@ -42,11 +45,16 @@
 mod artifacts;
 mod error;
 pub mod filter;
+mod mlflow;
 mod model;
 mod registry;
 
 pub use artifacts::{ArtifactRef, ArtifactStore, NamedArtifact, local_path};
 pub use error::{Error, Result};
+pub use mlflow::{
+    ArtifactFile, LOGGED_MODEL_STATUSES, LoggedModel, NewLoggedModel, SearchLoggedModels,
+    check_artifact_path,
+};
 pub use model::{
     ACTIVE, AliasMove, DELETED, Experiment, Metric, ModelVersion, NewModelVersion, NewRun,
     RegisteredModel, Run, RunData, RunInfo, RunStatus, RunsPage, SearchRuns, ViewType,

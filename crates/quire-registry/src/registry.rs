@@ -16,6 +16,7 @@ use tracing::debug;
 use crate::artifacts::{ArtifactRef, NamedArtifact};
 use crate::error::{Error, Result, classify};
 use crate::filter::{Bind, SqlBuilder, compile_filter, compile_order};
+use crate::mlflow::parse_offset;
 use crate::model::{
     ACTIVE, AliasMove, DELETED, Experiment, Metric, ModelVersion, NewModelVersion, NewRun,
     RegisteredModel, Run, RunData, RunInfo, RunStatus, RunsPage, SearchRuns, ViewType,
@@ -28,7 +29,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 60_000;
 /// MLflow's limits.
 const MAX_PARAM_VALUE_LEN: usize = 6000;
-const MAX_TAG_VALUE_LEN: usize = 8000;
+pub(crate) const MAX_TAG_VALUE_LEN: usize = 8000;
 const MAX_RESULTS_LIMIT: i64 = 50_000;
 
 /// The database behind a [`Registry`].
@@ -41,15 +42,15 @@ pub enum Backend {
 /// A handle on the registry database; cheap to clone (a connection pool).
 #[derive(Debug, Clone)]
 pub struct Registry {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn check_key(what: &str, key: &str) -> Result<()> {
+pub(crate) fn check_key(what: &str, key: &str) -> Result<()> {
     if key.is_empty() || key.len() > 250 {
         return Err(Error::InvalidParameter(format!(
             "{what} key {key:?} must have 1 to 250 characters"
@@ -58,7 +59,7 @@ fn check_key(what: &str, key: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_value(what: &str, key: &str, value: &str, max: usize) -> Result<()> {
+pub(crate) fn check_value(what: &str, key: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         return Err(Error::InvalidParameter(format!(
             "{what} {key:?} has a value of {} characters; the limit is {max}",
@@ -714,15 +715,7 @@ impl Registry {
                 )));
             }
         };
-        let offset = match &search.page_token {
-            None => 0,
-            Some(t) if t.is_empty() => 0,
-            Some(t) => t
-                .parse::<i64>()
-                .ok()
-                .filter(|o| *o >= 0)
-                .ok_or_else(|| Error::InvalidParameter(format!("invalid page token {t:?}")))?,
-        };
+        let offset = parse_offset(search.page_token.as_deref())?;
         let mut q = SqlBuilder {
             sql: "SELECT r.run_uuid FROM runs r WHERE 1 = 1".into(),
             binds: Vec::new(),
@@ -767,10 +760,7 @@ impl Registry {
         } else {
             None
         };
-        let mut runs = Vec::with_capacity(ids.len());
-        for id in &ids {
-            runs.push(self.get_run(id).await?);
-        }
+        let runs = self.get_runs(&ids).await?;
         Ok(RunsPage {
             runs,
             next_page_token,

@@ -68,7 +68,7 @@ enum Command {
         #[command(subcommand)]
         command: recs::RecsCommand,
     },
-    /// Long-running services (ranking, live)
+    /// Long-running services (ranking, live, registry)
     Serve {
         #[command(subcommand)]
         command: serve::ServeCommand,

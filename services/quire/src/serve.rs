@@ -14,6 +14,8 @@ pub enum ServeCommand {
     Ranking(RankingArgs),
     /// The live path: HTTP intake (POST /v1/events), archiver, live KPIs and dashboard
     Live(LiveArgs),
+    /// The registry over HTTP: MLflow's REST API for the `mlflow` client, and a web UI
+    Registry(RegistryServerArgs),
 }
 
 #[derive(Args)]
@@ -47,6 +49,18 @@ pub struct LiveArgs {
     /// Seconds between recomputations of today's KPIs (the hourly GMV follows every batch)
     #[arg(long, default_value_t = quire_live_server::DEFAULT_TODAY_EVERY.as_secs_f64())]
     today_every_seconds: f64,
+}
+
+#[derive(Args)]
+pub struct RegistryServerArgs {
+    /// Address to listen on
+    #[arg(long, default_value = quire_registry_server::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Largest request body (one artifact upload), in bytes
+    #[arg(long, default_value_t = quire_registry_server::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args)]
@@ -90,18 +104,19 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing the requests in flight");
 }
 
-pub fn serve(cmd: ServeCommand) -> Result<()> {
-    match cmd {
-        ServeCommand::Ranking(a) => serve_ranking(a),
-        ServeCommand::Live(a) => serve_live(a),
-    }
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+pub fn serve(cmd: ServeCommand) -> Result<()> {
+    match cmd {
+        ServeCommand::Ranking(a) => serve_ranking(a),
+        ServeCommand::Live(a) => serve_live(a),
+        ServeCommand::Registry(a) => serve_registry(a),
+    }
 }
 
 fn serve_live(a: LiveArgs) -> Result<()> {
@@ -130,6 +145,18 @@ fn serve_live(a: LiveArgs) -> Result<()> {
                 a.redis
             )
         })
+}
+
+fn serve_registry(a: RegistryServerArgs) -> Result<()> {
+    let mut opts = quire_registry_server::RegistryServerOptions::new(
+        a.registry.url()?,
+        a.registry.artifacts_dir()?,
+    );
+    opts.listen = a.listen;
+    opts.max_body_bytes = a.max_body_bytes;
+    runtime()?
+        .block_on(quire_registry_server::serve(opts, shutdown_signal()))
+        .with_context(|| format!("registry server on {}", a.listen))
 }
 
 fn serve_ranking(a: RankingArgs) -> Result<()> {

@@ -1,0 +1,229 @@
+//! The small filter language of MLflow's experiment, registered-model, model-version and
+//! logged-model searches: `field op value` clauses joined by `AND`, where a field is a word
+//! (`name`, `run_id`, `source_run_id`…) or `tags.<key>` (the key bare or back-quoted), `op` is
+//! `=`, `!=`, `LIKE` or `ILIKE`, and a value is a quoted string or a number. These searches
+//! run over few records, so conditions are checked in memory. (Run searches use the
+//! registry's SQL compiler in `quire_registry::filter`.)
+//!
+//! Hand-written because no crate parses MLflow's filter grammar; it is a dozen tokens.
+
+use crate::error::ApiError;
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Like,
+    ILike,
+}
+
+/// One `field op value` clause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// `name`, or `tags.<key>` with the key unquoted.
+    pub field: String,
+    pub op: Op,
+    pub value: String,
+}
+
+impl Condition {
+    /// Whether `actual` satisfies the clause. An absent value (a tag not set) satisfies only
+    /// `!=`, as in MLflow, whose client excludes prompts with `tags.mlflow.prompt.is_prompt !=
+    /// 'true'` from every registered-model search.
+    pub fn matches(&self, actual: Option<&str>) -> bool {
+        let Some(actual) = actual else {
+            return self.op == Op::Ne;
+        };
+        match self.op {
+            Op::Eq => actual == self.value,
+            Op::Ne => actual != self.value,
+            Op::Like => like(actual.as_bytes(), self.value.as_bytes()),
+            Op::ILike => like(
+                actual.to_lowercase().as_bytes(),
+                self.value.to_lowercase().as_bytes(),
+            ),
+        }
+    }
+}
+
+/// SQL `LIKE`: `%` any run of characters, `_` one byte.
+fn like(s: &[u8], p: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'%', rest)) => (0..=s.len()).any(|i| like(&s[i..], rest)),
+        Some((b'_', rest)) => !s.is_empty() && like(&s[1..], rest),
+        Some((c, rest)) => s.first() == Some(c) && like(&s[1..], rest),
+    }
+}
+
+/// Parses `filter` (empty: no conditions), allowing only the fields in `allowed` (and
+/// `tags.<key>` when `tags` is true).
+pub fn parse(filter: &str, allowed: &[&str], tags: bool) -> Result<Vec<Condition>, ApiError> {
+    let err = |msg: String| ApiError::invalid(format!("{msg} in filter {filter:?}"));
+    let chars: Vec<char> = filter.chars().collect();
+    let mut i = 0;
+    let mut out = Vec::new();
+    let skip_ws = |i: &mut usize| {
+        while *i < chars.len() && chars[*i].is_whitespace() {
+            *i += 1;
+        }
+    };
+    let word = |i: &mut usize| -> String {
+        let start = *i;
+        while *i < chars.len()
+            && (chars[*i].is_alphanumeric() || matches!(chars[*i], '_' | '.' | '-'))
+        {
+            *i += 1;
+        }
+        chars[start..*i].iter().collect()
+    };
+    let quoted = |i: &mut usize, q: char| -> Result<String, ApiError> {
+        let start = *i + 1;
+        let mut j = start;
+        while j < chars.len() && chars[j] != q {
+            j += 1;
+        }
+        if j == chars.len() {
+            return Err(err(format!("unterminated {q} quote at column {}", start)));
+        }
+        *i = j + 1;
+        Ok(chars[start..j].iter().collect())
+    };
+    skip_ws(&mut i);
+    if i == chars.len() {
+        return Ok(out);
+    }
+    loop {
+        skip_ws(&mut i);
+        let mut field = word(&mut i);
+        if field.eq_ignore_ascii_case("tags.") || field.eq_ignore_ascii_case("tag.") {
+            match chars.get(i) {
+                Some(&q @ ('`' | '"')) => field = format!("tags.{}", quoted(&mut i, q)?),
+                _ => return Err(err("expected a tag key after tags.".into())),
+            }
+        } else if let Some(key) = field
+            .strip_prefix("tags.")
+            .or_else(|| field.strip_prefix("tag."))
+        {
+            field = format!("tags.{key}");
+        }
+        let known = allowed.contains(&field.as_str()) || (tags && field.starts_with("tags."));
+        if field.is_empty() || !known {
+            let mut fields = allowed.join(", ");
+            if tags {
+                fields.push_str(", tags.<key>");
+            }
+            return Err(err(format!(
+                "unsupported field {field:?}; searchable fields are {fields}"
+            )));
+        }
+        skip_ws(&mut i);
+        let op = match chars.get(i) {
+            Some('=') => {
+                i += 1;
+                Op::Eq
+            }
+            Some('!') if chars.get(i + 1) == Some(&'=') => {
+                i += 2;
+                Op::Ne
+            }
+            _ => match word(&mut i).to_ascii_uppercase().as_str() {
+                "LIKE" => Op::Like,
+                "ILIKE" => Op::ILike,
+                other => {
+                    return Err(err(format!(
+                        "unsupported operator {other:?}; use =, !=, LIKE or ILIKE"
+                    )));
+                }
+            },
+        };
+        skip_ws(&mut i);
+        let value = match chars.get(i) {
+            Some(&q @ ('\'' | '"')) => quoted(&mut i, q)?,
+            Some(c) if c.is_ascii_digit() || *c == '-' => word(&mut i),
+            _ => return Err(err(format!("expected a quoted value for {field:?}"))),
+        };
+        out.push(Condition { field, op, value });
+        skip_ws(&mut i);
+        if i == chars.len() {
+            return Ok(out);
+        }
+        let and = word(&mut i);
+        if !and.eq_ignore_ascii_case("and") {
+            return Err(err(format!("expected AND, found {and:?}")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_clauses_joined_by_and() {
+        let c = parse(
+            "name = 'ltr' AND tags.`team name` != \"x\" and run_id LIKE 'ab%'",
+            &["name", "run_id"],
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            [
+                Condition {
+                    field: "name".into(),
+                    op: Op::Eq,
+                    value: "ltr".into()
+                },
+                Condition {
+                    field: "tags.team name".into(),
+                    op: Op::Ne,
+                    value: "x".into()
+                },
+                Condition {
+                    field: "run_id".into(),
+                    op: Op::Like,
+                    value: "ab%".into()
+                },
+            ]
+        );
+        assert!(parse("  ", &["name"], false).unwrap().is_empty());
+        assert_eq!(
+            parse("tags.stage = 'a'", &[], true).unwrap()[0].field,
+            "tags.stage"
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_fields_operators_and_syntax() {
+        for bad in [
+            "owner = 'x'",
+            "name > 'x'",
+            "name = x",
+            "name = 'x' OR name = 'y'",
+            "name = 'x",
+            "tags.k = 'v'",
+        ] {
+            let e = parse(bad, &["name"], false).unwrap_err();
+            assert_eq!(e.code, "INVALID_PARAMETER_VALUE", "{bad}");
+        }
+    }
+
+    #[test]
+    fn like_matches_sql_wildcards() {
+        let c = |op, value: &str| Condition {
+            field: "name".into(),
+            op,
+            value: value.into(),
+        };
+        assert!(c(Op::Like, "ab%").matches(Some("abc")));
+        assert!(c(Op::Like, "a_c").matches(Some("abc")));
+        assert!(!c(Op::Like, "A%").matches(Some("abc")));
+        assert!(c(Op::ILike, "A%").matches(Some("abc")));
+        assert!(c(Op::Ne, "x").matches(Some("y")));
+        assert!(!c(Op::Eq, "x").matches(None));
+        assert!(!c(Op::Like, "%").matches(None));
+        assert!(c(Op::Ne, "true").matches(None));
+    }
+}
