@@ -1,0 +1,3 @@
+//! quire-analytics on the published fixtures (data/) and on simulated lakes.
+
+mod fixtures;
