@@ -449,3 +449,141 @@ fn paths_find_the_bounce_difference_and_nothing_between_random_halves() {
     let r = quire_analytics::paths::compare(&a, &b, 50).unwrap();
     assert_eq!(r.to_json()["significant_paths"], 0, "{}", r.to_text(50));
 }
+
+/// The report runs every analysis on the store; each result's JSON document has exactly its
+/// documented keys, every chart renders to SVG, and `--out` writes a Parquet file per table.
+#[test]
+fn report_json_shapes_and_outputs_are_stable() {
+    let ds = dataset(DateRange::default());
+    let entries = quire_analytics::report::entries();
+    let sections = quire_analytics::report::run_entries(&ds, &entries, &|_| {});
+    let fixed = ["analysis", "charts", "notes", "warnings"];
+    let expected: BTreeMap<&str, Vec<&str>> = BTreeMap::from([
+        (
+            "segments",
+            vec![
+                "customers",
+                "k",
+                "seed",
+                "silhouette",
+                "clv_horizon_days",
+                "bgnbd_r",
+                "bgnbd_alpha",
+                "bgnbd_a",
+                "bgnbd_b",
+                "bgnbd_log_likelihood",
+                "gamma_gamma_p",
+                "gamma_gamma_q",
+                "gamma_gamma_v",
+                "segments",
+                "centroids",
+                "silhouette_by_k",
+                "members",
+            ],
+        ),
+        (
+            "top-customers",
+            vec![
+                "customers",
+                "top_customers",
+                "revenue_share",
+                "revenue_share_ci95",
+                "seed",
+                "attributes",
+            ],
+        ),
+        (
+            "time-to-purchase",
+            vec!["medians", "first_purchase_curve", "second_purchase_curve"],
+        ),
+        (
+            "paths",
+            vec![
+                "high_sessions",
+                "low_sessions",
+                "median_user_cvr",
+                "paths_tested",
+                "significant_paths",
+                "paths",
+            ],
+        ),
+        (
+            "after-abandon",
+            vec![
+                "abandoned_sessions",
+                "with_next_session",
+                "next_session_order_rate",
+                "next_session_order_rate_ci95",
+                "next_in_session",
+                "next_session_first_action",
+            ],
+        ),
+        (
+            "devices",
+            vec![
+                "sessions",
+                "reference_device",
+                "rates",
+                "means",
+                "comparison",
+                "by_source",
+            ],
+        ),
+        (
+            "basket",
+            vec![
+                "transactions",
+                "min_support",
+                "min_confidence",
+                "frequent_itemsets",
+                "rule_count",
+                "rules",
+            ],
+        ),
+        (
+            "sequences",
+            vec![
+                "users",
+                "repeat_purchasers",
+                "transitions",
+                "prefixspan_min_count",
+                "pattern_count",
+                "patterns",
+                "series_order",
+            ],
+        ),
+    ]);
+    let mut names: Vec<&str> = sections.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, expected.keys().copied().collect::<Vec<_>>());
+    let out = tempfile::tempdir().unwrap();
+    for s in &sections {
+        let r = s
+            .outcome
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{}: {e}", s.name));
+        let mut keys: Vec<String> = r.to_json().as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        let mut want: Vec<String> = expected[s.name.as_str()]
+            .iter()
+            .chain(fixed.iter())
+            .map(|k| (*k).to_owned())
+            .collect();
+        want.sort();
+        assert_eq!(keys, want, "{}", s.name);
+        assert!(!r.charts.is_empty(), "{} has no chart", s.name);
+        for c in &r.charts {
+            assert!(
+                c.to_svg().unwrap().contains("</svg>"),
+                "{}: {}",
+                s.name,
+                c.name
+            );
+        }
+        let written = r.write_out(out.path()).unwrap();
+        assert_eq!(written.len(), r.tables.len() + r.charts.len());
+    }
+    let page = quire_analytics::report::render_html("t", &[], &sections).unwrap();
+    assert_eq!(page.matches("<section").count(), 8);
+    assert!(!page.contains("not computed"));
+}
