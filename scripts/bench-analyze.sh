@@ -7,7 +7,7 @@
 # Overridable from the environment:
 #   BENCH_VENV            venv for the peers                         (default .venv-bench-analyze)
 #   BENCH_ANALYZE_DIR     simulation, lake, outputs                  (default /var/tmp/quire-bench-analyze)
-#   BENCH_DAYS/USERS/SEED the simulated store (default 30 days × 46,000 users ≈ 10M events, seed 42)
+#   BENCH_DAYS/USERS/SEED the simulated store (default 30 days × 66,500 users ≈ 10M events, seed 42)
 #   QUIRE                 the binary (default: `cargo build --release -p quire`, as `make bench` does)
 # BENCH_SMALL=1 runs a quick check (7 days × 3,000 users) that writes analyze-small.md instead.
 set -euo pipefail
@@ -37,6 +37,6 @@ ARGS=(--quire "$QUIRE" --peer-python "$BENCH_VENV/bin/python" --work "$BENCH_ANA
 if [[ -n "${BENCH_SMALL:-}" ]]; then
   ARGS+=(--days 7 --users 3000 --small)
 else
-  ARGS+=(--days "${BENCH_DAYS:-30}" --users "${BENCH_USERS:-46000}")
+  ARGS+=(--days "${BENCH_DAYS:-30}" --users "${BENCH_USERS:-66500}")
 fi
 exec "$PY" benches/analyze/run.py "${ARGS[@]}" --seed "${BENCH_SEED:-42}" "$@"

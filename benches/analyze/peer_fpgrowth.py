@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 from mlxtend.frequent_patterns import association_rules, fpgrowth
 
@@ -21,13 +22,13 @@ n = len(tx)
 counts = Counter(i for t in tx for i in set(t))
 items = sorted(i for i, c in counts.items() if c / n >= min_support)
 index = {i: k for k, i in enumerate(items)}
-rows = [[False] * len(items) for _ in tx]
-for r, t in zip(rows, tx):
+onehot = np.zeros((n, len(items)), dtype=bool)
+for r, t in enumerate(tx):
     for i in t:
         k = index.get(i)
         if k is not None:
-            r[k] = True
-df = pd.DataFrame(rows, columns=items, dtype=bool)
+            onehot[r, k] = True
+df = pd.DataFrame(onehot, columns=items)
 t1 = time.perf_counter()
 sets = fpgrowth(df, min_support=min_support, use_colnames=True)
 rules = association_rules(sets, num_itemsets=n, metric="confidence", min_threshold=min_confidence) if len(sets) else []
