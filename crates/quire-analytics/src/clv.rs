@@ -12,6 +12,9 @@ use statrs::function::gamma::ln_gamma;
 
 use crate::{Error, Result};
 
+/// Bound of the log-parameters in the fits (e^12 ≈ 163,000).
+const LOG_BOUND: f64 = 12.0;
+
 /// One customer's summary: `x` repeat purchases, `t_x` time of the last purchase and `t_cap`
 /// (T) the length of observation, both from the first purchase, in any one time unit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,8 +59,10 @@ pub fn bgnbd_ll(r: f64, alpha: f64, a: f64, b: f64, c: &Rfm) -> f64 {
 }
 
 /// Minimizes `f` from `start` by the Nelder–Mead simplex (standard coefficients 1, 2, ½, ½),
-/// restarting once from the best point; stops when the simplex's values differ by less than
-/// `tol`. Returns the best point, its value and the iterations used.
+/// restarting from the best point while that improves it; stops when the simplex's values
+/// differ by less than `tol` relative to the best value (`tol · (1 + |f|)`: a log-likelihood
+/// summed over many customers is large, and an absolute tolerance would never be met).
+/// Returns the best point, its value and the iterations used.
 pub fn nelder_mead(
     f: &dyn Fn(&[f64]) -> f64,
     start: &[f64],
@@ -85,7 +90,13 @@ pub fn nelder_mead(
         for _ in 0..max_iter {
             total += 1;
             simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-            if (simplex[n].1 - simplex[0].1).abs() < tol {
+            let spread = simplex
+                .iter()
+                .flat_map(|p| p.0.iter().zip(&simplex[0].0).map(|(a, b)| (a - b).abs()))
+                .fold(0.0f64, f64::max);
+            if (simplex[n].1 - simplex[0].1).abs() < tol * (1.0 + simplex[0].1.abs())
+                || spread < 1e-10
+            {
                 break;
             }
             let centroid: Vec<f64> = (0..n)
@@ -125,7 +136,7 @@ pub fn nelder_mead(
             }
         }
         simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let improved = simplex[0].1 < best_v - tol;
+        let improved = simplex[0].1 < best_v - tol * (1.0 + best_v.abs());
         best = simplex[0].0.clone();
         best_v = simplex[0].1;
         if !improved {
@@ -161,13 +172,18 @@ fn check_rfm(data: &[Rfm]) -> Result<()> {
 pub fn fit_bgnbd(data: &[Rfm]) -> Result<BgNbd> {
     check_rfm(data)?;
     let nll = |p: &[f64]| {
+        // Log-parameters are kept in [−LOG_BOUND, LOG_BOUND]: when the data cannot identify a
+        // parameter (no dropout seen: b → ∞) the fit stops at the bound instead of wandering.
+        if p.iter().any(|x| x.abs() > LOG_BOUND) {
+            return f64::INFINITY;
+        }
         let (r, alpha, a, b) = (p[0].exp(), p[1].exp(), p[2].exp(), p[3].exp());
         -data
             .iter()
             .map(|c| bgnbd_ll(r, alpha, a, b, c))
             .sum::<f64>()
     };
-    let (p, v, iterations) = nelder_mead(&nll, &[0.0, 0.0, 0.0, 0.0], 0.5, 1e-10, 5000);
+    let (p, v, iterations) = nelder_mead(&nll, &[0.0, 0.0, 0.0, 0.0], 0.5, 1e-15, 2000);
     if !v.is_finite() {
         return Err(Error::NoAnswer(
             "BG/NBD: the likelihood did not converge".into(),
@@ -258,11 +274,14 @@ pub fn fit_gamma_gamma(data: &[(f64, f64)]) -> Result<GammaGamma> {
         )));
     }
     let nll = |w: &[f64]| {
+        if w.iter().any(|x| x.abs() > LOG_BOUND) {
+            return f64::INFINITY;
+        }
         let (p, q, v) = (w[0].exp(), w[1].exp(), w[2].exp());
         -data.iter().map(|&(x, m)| gg_ll(p, q, v, x, m)).sum::<f64>()
     };
     let mean_m = data.iter().map(|d| d.1).sum::<f64>() / data.len() as f64;
-    let (w, val, _) = nelder_mead(&nll, &[0.0, 1.0, mean_m.ln()], 0.5, 1e-10, 5000);
+    let (w, val, _) = nelder_mead(&nll, &[0.0, 1.0, mean_m.ln()], 0.5, 1e-15, 2000);
     if !val.is_finite() {
         return Err(Error::NoAnswer(
             "Gamma-Gamma: the likelihood did not converge".into(),
