@@ -75,6 +75,7 @@ bench: setup
 	scripts/bench-ranking.sh
 	scripts/bench-live.sh
 	QUIRE=$(QUIRE) scripts/bench-registry.sh
+	scripts/bench-analyze.sh
 
 clean:
 	rm -rf $(QUIRE_HOME)
