@@ -60,6 +60,8 @@ pub struct Options {
     pub estimand: Estimand,
     /// Drop rows whose propensity is outside [trim, 1 − trim] (Crump et al.); `None` keeps all.
     pub trim: Option<f64>,
+    /// L2 penalty of the propensity model (0: maximum likelihood; see [`Logit::fit_ridge`]).
+    pub ridge: f64,
     /// Bootstrap replicates (0: no intervals).
     pub replicates: usize,
     pub seed: u64,
@@ -182,7 +184,7 @@ fn fit(data: &CausalData, opts: &Options) -> Result<Fit> {
     let naive = group_mean(&mut all.clone().filter(|&i| t[i]))
         - group_mean(&mut all.clone().filter(|&i| !t[i]));
 
-    let e = Logit::fit(&data.covariates, t)?.predict(&data.covariates);
+    let e = Logit::fit_ridge(&data.covariates, t, opts.ridge)?.predict(&data.covariates);
     let kept: Vec<usize> = match opts.trim {
         Some(a) => all.filter(|&i| e[i] >= a && e[i] <= 1.0 - a).collect(),
         None => all.collect(),
@@ -421,6 +423,7 @@ mod tests {
             let opts = Options {
                 estimand,
                 trim: None,
+                ridge: 0.0,
                 replicates: 0,
                 seed: 1,
             };
@@ -437,6 +440,7 @@ mod tests {
         let opts = Options {
             estimand: Estimand::Att,
             trim: None,
+            ridge: 0.0,
             replicates: 20,
             seed: 7,
         };
@@ -456,6 +460,7 @@ mod tests {
         let opts = Options {
             estimand: Estimand::Att,
             trim: None,
+            ridge: 0.0,
             replicates: 0,
             seed: 0,
         };

@@ -36,8 +36,22 @@ fn log1p_exp(z: f64) -> f64 {
 }
 
 impl Logit {
-    /// Fits P(t = 1 | x). Covariates are standardized internally; constant ones are dropped.
+    /// Fits P(t = 1 | x) by maximum likelihood. Covariates are standardized internally;
+    /// constant ones are dropped.
     pub fn fit(x: &Covariates, t: &[bool]) -> Result<Self> {
+        Self::fit_ridge(x, t, 0.0)
+    }
+
+    /// Fits with an L2 penalty `ridge/2 · Σβⱼ²` on the standardized slopes (not the intercept).
+    /// A positive penalty keeps the fit finite when few treated units are (quasi-)separated
+    /// from the controls by the covariates; 0 is plain maximum likelihood.
+    pub fn fit_ridge(x: &Covariates, t: &[bool], ridge: f64) -> Result<Self> {
+        if !(ridge >= 0.0 && ridge.is_finite()) {
+            return Err(Error::Argument {
+                name: "ridge",
+                reason: format!("must be a finite value >= 0, got {ridge}"),
+            });
+        }
         check_len("treatment", x.rows(), t.len())?;
         let treated = t.iter().filter(|&&v| v).count();
         if treated == 0 || treated == t.len() {
@@ -62,7 +76,8 @@ impl Logit {
                     let z = dot(&rows[i * p..(i + 1) * p], beta);
                     y[i] * z - log1p_exp(z)
                 })
-                .sum()
+                .sum::<f64>()
+                - 0.5 * ridge * beta[1..].iter().map(|b| b * b).sum::<f64>()
         };
         // Start from the intercept that matches the treated share.
         let share = treated as f64 / n as f64;
@@ -88,6 +103,10 @@ impl Logit {
                     hess[(a, b)] = hess[(b, a)];
                 }
             }
+            for a in 1..p {
+                grad[a] -= ridge * beta[a];
+                hess[(a, a)] += ridge;
+            }
             let step = solve_symmetric(hess, grad, "propensity model")?;
             // Step halving keeps every accepted step an ascent step.
             let mut scale = 1.0;
@@ -108,7 +127,7 @@ impl Logit {
             beta = next;
             ll = next_ll;
             if max_step < 1e-8 || change < 1e-10 * (1.0 + ll.abs()) {
-                if beta.iter().any(|b| b.abs() > 30.0) {
+                if ridge == 0.0 && beta.iter().any(|b| b.abs() > 30.0) {
                     return Err(Error::NotConverged {
                         iterations: iteration,
                     });

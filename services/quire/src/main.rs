@@ -12,6 +12,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod analyze;
+mod analyze_causal;
 mod commands;
 mod ml;
 mod output;
@@ -73,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: serve::ServeCommand,
     },
+    /// Deep-dive analyses over a date range of the lake (tables, --json, --out DIR, report)
+    Analyze {
+        #[command(subcommand)]
+        command: analyze::AnalyzeCommand,
+    },
     /// The main job, end to end
     Pipeline {
         #[command(subcommand)]
@@ -113,6 +120,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models(a) => ml::models(a),
         Command::Recs { command } => recs::recs(command),
         Command::Serve { command } => serve::serve(command),
+        Command::Analyze { command } => analyze::analyze(command),
         Command::Pipeline { command } => commands::pipeline(command),
     }
 }

@@ -105,6 +105,7 @@ fn adjusted_estimates_recover_the_experimental_effect() {
         &Options {
             estimand: Estimand::Att,
             trim: None,
+            ridge: 0.0,
             replicates: 200,
             seed: 20261125,
         },
@@ -185,6 +186,7 @@ fn placebo_outcome_removes_most_of_the_gap() {
     let opts = Options {
         estimand: Estimand::Att,
         trim: None,
+        ridge: 0.0,
         replicates: 0,
         seed: 3,
     };

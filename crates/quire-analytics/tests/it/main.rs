@@ -1,0 +1,4 @@
+//! quire-analytics on the published fixtures (data/) and on simulated lakes.
+
+mod causal;
+mod fixtures;

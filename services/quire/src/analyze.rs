@@ -1,0 +1,192 @@
+//! `quire analyze <question>`: the deep-dive analyses (crate quire-analytics), their common
+//! flags, and the HTML report.
+//!
+//! Every subcommand takes [`CommonArgs`] (lake, date range, `--json`, `--out DIR`) and returns
+//! an [`AnalysisResult`]; [`emit`] prints it (table or one JSON document) and writes its tables
+//! as Parquet and its charts as SVG under `--out`. Another set of analyses joins by adding a
+//! flattened subcommand enum beside [`AnalyzeCommand`]'s variants and its report entries to
+//! [`report_entries`].
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use quire_analytics::basket::{BasketParams, Fraction};
+use quire_analytics::report::Entry;
+use quire_analytics::{AnalysisResult, Dataset, DateRange};
+use quire_lake::{DimTable, Lake};
+
+use crate::LakeArg;
+use crate::output::print_json;
+
+/// The flags every `quire analyze` subcommand shares.
+#[derive(Args, Clone)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+    /// First UTC day (YYYY-MM-DD), inclusive
+    #[arg(long)]
+    pub from: Option<NaiveDate>,
+    /// Last UTC day (YYYY-MM-DD), inclusive
+    #[arg(long)]
+    pub to: Option<NaiveDate>,
+    /// Print one JSON document on stdout instead of tables
+    #[arg(long)]
+    pub json: bool,
+    /// Also write each table as Parquet and each chart as SVG into this directory
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    pub fn range(&self) -> DateRange {
+        DateRange {
+            from: self.from,
+            to: self.to,
+        }
+    }
+
+    /// Opens the lake and stages the range (with the books dimension when loaded).
+    pub fn dataset(&self) -> Result<Dataset> {
+        let lake = Lake::open(&self.lake.lake)
+            .with_context(|| format!("opening the lake at {}", self.lake.lake.display()))?;
+        let books = lake.scan_dim(DimTable::Books)?;
+        Dataset::new(lake.scan_events()?, books, self.range()).context("staging the lake")
+    }
+}
+
+#[derive(Args)]
+pub struct BasketArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Minimum support, a decimal fraction of transactions (compared exactly)
+    #[arg(long, default_value = "0.001")]
+    pub min_support: String,
+    /// Minimum confidence, a decimal fraction (compared exactly)
+    #[arg(long, default_value = "0.2")]
+    pub min_confidence: String,
+    /// Largest rule (books in antecedent + consequent); 0 = no limit
+    #[arg(long, default_value_t = 4)]
+    pub max_len: usize,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Subcommand)]
+pub enum AnalyzeCommand {
+    /// Frequently bought together: association rules by FP-growth (contracts/cli.md)
+    Basket(BasketArgs),
+    /// Every analysis into one HTML report (DIR/report.html) with tables and charts
+    Report(ReportArgs),
+    #[command(flatten)]
+    Causal(crate::analyze_causal::CausalCommand),
+}
+
+/// Prints a result as `--json` or tables, and writes it under `--out`.
+pub fn emit(result: &AnalysisResult, common: &CommonArgs) -> Result<()> {
+    result.check()?;
+    if let Some(dir) = &common.out {
+        let written = result
+            .write_out(dir)
+            .with_context(|| format!("writing the results into {}", dir.display()))?;
+        for p in written {
+            tracing::info!(path = %p.display(), "written");
+        }
+    }
+    if common.json {
+        return print_json(&result.to_json());
+    }
+    println!("{}", result.to_text(30));
+    if let Some(dir) = &common.out {
+        println!("\ntables and charts written to {}", dir.display());
+    }
+    Ok(())
+}
+
+/// The report's analyses, in order.
+pub fn report_entries() -> Vec<Entry> {
+    let mut entries = quire_analytics::report::entries();
+    entries.extend(crate::analyze_causal::report_entries());
+    entries
+}
+
+pub fn analyze(cmd: AnalyzeCommand) -> Result<()> {
+    match cmd {
+        AnalyzeCommand::Basket(a) => {
+            let p = BasketParams {
+                min_support: Fraction::parse(&a.min_support, "--min-support")?,
+                min_confidence: Fraction::parse(&a.min_confidence, "--min-confidence")?,
+                max_len: if a.max_len == 0 {
+                    usize::MAX
+                } else {
+                    a.max_len
+                },
+            };
+            let ds = a.common.dataset()?;
+            emit(&quire_analytics::basket::run(&ds, &p)?, &a.common)
+        }
+        AnalyzeCommand::Report(a) => report(&a),
+        AnalyzeCommand::Causal(c) => crate::analyze_causal::analyze(c),
+    }
+}
+
+fn report(a: &ReportArgs) -> Result<()> {
+    let dir = a
+        .common
+        .out
+        .clone()
+        .context("quire analyze report needs --out DIR")?;
+    let ds = a.common.dataset()?;
+    let entries = report_entries();
+    let progress = crate::commands::progress_enabled(a.common.json);
+    let sections = quire_analytics::report::run_entries(&ds, &entries, &|name| {
+        if progress {
+            eprintln!("analyzing: {name}");
+        }
+    });
+    let range = |d: Option<NaiveDate>| d.map_or("unbounded".to_owned(), |d| d.to_string());
+    let facts = vec![
+        ("lake".to_owned(), a.common.lake.lake.display().to_string()),
+        ("from".to_owned(), range(a.common.from)),
+        ("to".to_owned(), range(a.common.to)),
+        (
+            "generated".to_owned(),
+            chrono::Utc::now()
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
+        ),
+    ];
+    let path =
+        quire_analytics::report::write_report(&dir, "Quire analytics report", &facts, &sections)
+            .with_context(|| format!("writing the report into {}", dir.display()))?;
+    let failed: Vec<(&str, &str)> = sections
+        .iter()
+        .filter_map(|s| {
+            s.outcome
+                .as_ref()
+                .err()
+                .map(|e| (s.name.as_str(), e.as_str()))
+        })
+        .collect();
+    if a.common.json {
+        let v = serde_json::json!({
+            "report": path.display().to_string(),
+            "sections": sections.iter().map(|s| serde_json::json!({
+                "name": s.name,
+                "ok": s.outcome.is_ok(),
+                "error": s.outcome.as_ref().err(),
+            })).collect::<Vec<_>>(),
+        });
+        return print_json(&v);
+    }
+    println!("report written to {}", path.display());
+    for (name, e) in failed {
+        println!("  {name}: not computed: {e}");
+    }
+    Ok(())
+}
