@@ -167,9 +167,13 @@ impl Dataset {
         })
     }
 
-    /// The end of observation, epoch ms: the latest event of the range (censoring time).
+    /// The end of observation, epoch ms: the end of the latest session of the range (the
+    /// censoring time of the survival and CLV models).
     pub fn end_ms(&self) -> Result<Option<i64>> {
-        let ev = self.events()?;
-        Ok(ev.column("ts")?.i64()?.max())
+        let s = self.sessions()?;
+        Ok(s.column("session_end")?
+            .cast(&DataType::Int64)?
+            .i64()?
+            .max())
     }
 }

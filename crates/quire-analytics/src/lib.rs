@@ -17,13 +17,22 @@
 //! - [`stats`]: the small statistics they share (Wilson, two-proportion tests,
 //!   Benjamini–Hochberg, Kaplan–Meier).
 
+pub mod abandon;
 pub mod basket;
 pub mod causal;
 pub mod chart;
+pub mod clv;
+pub mod customers;
 mod data;
+pub mod devices;
 pub mod output;
+pub mod paths;
 pub mod report;
+pub mod segments;
+pub mod sequences;
 pub mod stats;
+pub mod top;
+pub mod ttp;
 
 pub use chart::{BarSeries, Chart, ChartKind, LineSeries};
 pub use data::Dataset;

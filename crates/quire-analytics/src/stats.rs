@@ -176,8 +176,8 @@ pub fn kaplan_meier(obs: &[(f64, bool)]) -> KmFit {
         events: tot_events,
         censored: tot_cens,
         median: first_at_or_below(&|s| s.surv),
-        median_lo: first_at_or_below(&|s| s.hi),
-        median_hi: first_at_or_below(&|s| s.lo),
+        median_lo: first_at_or_below(&|s| s.lo),
+        median_hi: first_at_or_below(&|s| s.hi),
         steps,
     }
 }
@@ -257,6 +257,9 @@ mod tests {
         close(s[4], 0.0, 1e-12);
         assert_eq!(km.steps[2].at_risk, 3);
         assert_eq!(km.median, Some(3.0));
+        // The lower band reaches one half first: it bounds the median from below.
+        let (lo, hi) = (km.median_lo.unwrap(), km.median_hi.unwrap_or(f64::INFINITY));
+        assert!(lo <= 3.0 && 3.0 <= hi, "{lo} {hi}");
         // Greenwood at t=1: var = S² · 1/(6·5); log-log band by hand.
         let st = km.steps[0];
         let se = (1.0f64 / 30.0).sqrt() / (5.0f64 / 6.0).ln().abs();

@@ -72,6 +72,71 @@ pub struct BasketArgs {
 }
 
 #[derive(Args)]
+pub struct SegmentsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Number of segments (default: chosen by silhouette over 2..=--max-k)
+    #[arg(long)]
+    pub k: Option<usize>,
+    #[arg(long, default_value_t = 8)]
+    pub max_k: usize,
+    /// Seed of k-means (printed with the result)
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Horizon of the predicted CLV, in days
+    #[arg(long, default_value_t = 90.0)]
+    pub horizon_days: f64,
+}
+
+#[derive(Args)]
+pub struct TopCustomersArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Size of the top group, percent of customers by spend
+    #[arg(long, default_value_t = 10.0)]
+    pub pct: f64,
+    /// Seed of the bootstrap
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Args)]
+pub struct PlainArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args)]
+pub struct PathsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How many of the most common paths to show
+    #[arg(long, default_value_t = 30)]
+    pub top: usize,
+}
+
+#[derive(Args)]
+pub struct SequencesArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Items of a sequence: book or genre
+    #[arg(long, default_value = "book")]
+    pub by: String,
+    /// PrefixSpan minimum support, a fraction of purchasing users
+    #[arg(long, default_value_t = 0.005)]
+    pub min_support: f64,
+    /// Longest pattern, in items
+    #[arg(long, default_value_t = 3)]
+    pub max_items: usize,
+    /// Transitions seen by fewer users are left out
+    #[arg(long, default_value_t = 3)]
+    pub min_count: u64,
+    /// Rows shown per table
+    #[arg(long, default_value_t = 30)]
+    pub top: usize,
+}
+
+#[derive(Args)]
 pub struct ReportArgs {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -79,8 +144,22 @@ pub struct ReportArgs {
 
 #[derive(Subcommand)]
 pub enum AnalyzeCommand {
+    /// Customer segments (k-means) with historical and predicted CLV (BG/NBD + Gamma-Gamma)
+    Segments(SegmentsArgs),
+    /// The top customers' share of revenue and their attributes against the rest
+    TopCustomers(TopCustomersArgs),
+    /// First visit → first purchase → second purchase (Kaplan–Meier, censored)
+    TimeToPurchase(PlainArgs),
+    /// Page paths of high- vs low-converting users (tests, Benjamini–Hochberg)
+    Paths(PathsArgs),
+    /// What users do after abandoning a cart
+    AfterAbandon(PlainArgs),
+    /// Mobile vs desktop vs tablet, stratified by traffic source
+    Devices(PlainArgs),
     /// Frequently bought together: association rules by FP-growth (contracts/cli.md)
     Basket(BasketArgs),
+    /// What users buy in a later session: transitions and PrefixSpan patterns
+    Sequences(SequencesArgs),
     /// Every analysis into one HTML report (DIR/report.html) with tables and charts
     Report(ReportArgs),
     #[command(flatten)]
@@ -116,7 +195,37 @@ pub fn report_entries() -> Vec<Entry> {
 }
 
 pub fn analyze(cmd: AnalyzeCommand) -> Result<()> {
+    use quire_analytics as qa;
     match cmd {
+        AnalyzeCommand::Segments(a) => {
+            let p = qa::segments::SegmentParams {
+                k: a.k,
+                max_k: a.max_k,
+                seed: a.seed,
+                horizon_days: a.horizon_days,
+            };
+            emit(&qa::segments::run(&a.common.dataset()?, &p)?, &a.common)
+        }
+        AnalyzeCommand::TopCustomers(a) => emit(
+            &qa::top::run(&a.common.dataset()?, a.pct, a.seed)?,
+            &a.common,
+        ),
+        AnalyzeCommand::TimeToPurchase(a) => emit(&qa::ttp::run(&a.common.dataset()?)?, &a.common),
+        AnalyzeCommand::Paths(a) => emit(&qa::paths::run(&a.common.dataset()?, a.top)?, &a.common),
+        AnalyzeCommand::AfterAbandon(a) => {
+            emit(&qa::abandon::run(&a.common.dataset()?)?, &a.common)
+        }
+        AnalyzeCommand::Devices(a) => emit(&qa::devices::run(&a.common.dataset()?)?, &a.common),
+        AnalyzeCommand::Sequences(a) => {
+            let p = qa::sequences::SequenceParams {
+                by: a.by.clone(),
+                min_support: a.min_support,
+                max_items: a.max_items,
+                min_count: a.min_count,
+                top: a.top,
+            };
+            emit(&qa::sequences::run(&a.common.dataset()?, &p)?, &a.common)
+        }
         AnalyzeCommand::Basket(a) => {
             let p = BasketParams {
                 min_support: Fraction::parse(&a.min_support, "--min-support")?,

@@ -157,3 +157,42 @@ fn groceries_frequent_itemsets_count() {
     assert_eq!(n, 12_949);
     assert_eq!(sets.counts.keys().filter(|k| k.len() == 1).count(), 157);
 }
+
+fn cdnow() -> Vec<quire_analytics::clv::Rfm> {
+    let text = std::fs::read_to_string(data("cdnow/cdnow_customers_summary.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("ID,frequency,recency,T"));
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<f64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+            quire_analytics::clv::Rfm {
+                x: f[1],
+                t_x: f[2],
+                t_cap: f[3],
+            }
+        })
+        .collect()
+}
+
+/// Fader, Hardie & Lee (2005) on CDNOW: r 0.2426, α 4.4135, a 0.7929, b 2.4258, LL −9582.43;
+/// the customer (2, 30.43, 38.86) expects 1.226 purchases in 39 weeks, P(alive) 0.727.
+#[test]
+fn bgnbd_reproduces_the_cdnow_fit() {
+    let data = cdnow();
+    assert_eq!(data.len(), 2357);
+    let fit = quire_analytics::clv::fit_bgnbd(&data).unwrap();
+    let close = |got: f64, want: f64| (got - want).abs() < 5e-5;
+    assert!(close(fit.r, 0.2426), "{fit:?}");
+    assert!(close(fit.alpha, 4.4135), "{fit:?}");
+    assert!(close(fit.a, 0.7929), "{fit:?}");
+    assert!(close(fit.b, 2.4258), "{fit:?}");
+    assert!((fit.log_likelihood - -9582.43).abs() < 0.005, "{fit:?}");
+    let c = quire_analytics::clv::Rfm {
+        x: 2.0,
+        t_x: 30.43,
+        t_cap: 38.86,
+    };
+    assert!((fit.expected_purchases(&c, 39.0) - 1.226).abs() < 5e-4);
+    assert!((fit.p_alive(&c) - 0.727).abs() < 5e-4);
+}

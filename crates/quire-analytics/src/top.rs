@@ -1,0 +1,190 @@
+//! `quire analyze top-customers --pct P`: the top P% of customers by spend — their share of
+//! revenue (bootstrap 95% interval over customers) and each attribute's mean as a ratio to the
+//! rest's (95% interval by the delta method on the log ratio).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::chart::{BarSeries, Chart, ChartKind};
+use crate::customers::customers;
+use crate::output::{AnalysisResult, Table};
+use crate::stats::Z95;
+use crate::{Dataset, Error, Result};
+
+/// Bootstrap resamples for the revenue share.
+pub const BOOTSTRAP: usize = 1_000;
+
+/// Number of customers in the top `pct` percent of `n` (at least one).
+pub fn top_count(n: usize, pct: f64) -> usize {
+    ((n as f64 * pct / 100.0).ceil() as usize).clamp(1, n)
+}
+
+/// Share of the total held by the top `pct`% of `values`.
+pub fn top_share(values: &[f64], pct: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| b.total_cmp(a));
+    let total: f64 = v.iter().sum();
+    if total <= 0.0 {
+        return f64::NAN;
+    }
+    v[..top_count(v.len(), pct)].iter().sum::<f64>() / total
+}
+
+/// Percentile bootstrap 95% interval of [`top_share`] (resampling customers).
+pub fn top_share_ci(values: &[f64], pct: f64, seed: u64, reps: usize) -> (f64, f64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = values.len();
+    let mut shares: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s: Vec<f64> = (0..n).map(|_| values[rng.gen_range(0..n)]).collect();
+            top_share(&s, pct)
+        })
+        .filter(|x| x.is_finite())
+        .collect();
+    if shares.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    shares.sort_by(f64::total_cmp);
+    let q = |p: f64| shares[((shares.len() - 1) as f64 * p).round() as usize];
+    (q(0.025), q(0.975))
+}
+
+/// Ratio of means `mean(a) / mean(b)` with a delta-method 95% interval on the log scale.
+pub fn ratio_of_means(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
+    let stats = |x: &[f64]| {
+        let n = x.len() as f64;
+        let m = x.iter().sum::<f64>() / n;
+        let v = if x.len() > 1 {
+            x.iter().map(|y| (y - m).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            f64::NAN
+        };
+        (m, v, n)
+    };
+    if a.is_empty() || b.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let (ma, va, na) = stats(a);
+    let (mb, vb, nb) = stats(b);
+    let ratio = ma / mb;
+    if ma <= 0.0 || mb <= 0.0 {
+        return (ratio, f64::NAN, f64::NAN);
+    }
+    let se = (va / (na * ma * ma) + vb / (nb * mb * mb)).sqrt();
+    (ratio, ratio * (-Z95 * se).exp(), ratio * (Z95 * se).exp())
+}
+
+pub fn run(ds: &Dataset, pct: f64, seed: u64) -> Result<AnalysisResult> {
+    if !(pct > 0.0 && pct < 100.0) {
+        return Err(Error::Invalid(format!(
+            "--pct {pct}: must be between 0 and 100 (exclusive)"
+        )));
+    }
+    let mut c = customers(ds)?.rows;
+    if c.len() < 2 {
+        return Err(Error::NoAnswer(format!(
+            "{} customers: need at least 2",
+            c.len()
+        )));
+    }
+    c.sort_by(|a, b| b.spend.total_cmp(&a.spend).then(a.user_id.cmp(&b.user_id)));
+    let k = top_count(c.len(), pct);
+    if k == c.len() {
+        return Err(Error::NoAnswer(
+            "the top group would hold every customer".into(),
+        ));
+    }
+    let spend: Vec<f64> = c.iter().map(|x| x.spend).collect();
+    let share = top_share(&spend, pct);
+    let (lo, hi) = top_share_ci(&spend, pct, seed, BOOTSTRAP);
+    let mut r = AnalysisResult::new("top-customers", format!("Top {pct}% of customers by spend"));
+    r.fact("customers", c.len() as u64);
+    r.fact("top_customers", k as u64);
+    r.fact("revenue_share", share);
+    r.fact("revenue_share_ci95", vec![lo, hi]);
+    r.fact("seed", seed);
+    let (top, rest) = c.split_at(k);
+    type Attr = (&'static str, fn(&crate::customers::Customer) -> f64);
+    let attrs: [Attr; 7] = [
+        ("spend", |x| x.spend),
+        ("orders", |x| x.orders as f64),
+        ("aov", |x| x.aov),
+        ("units", |x| x.units),
+        ("promo_share", |x| x.promo_share),
+        ("mobile_share", |x| {
+            if x.mobile_share.is_nan() {
+                0.0
+            } else {
+                x.mobile_share
+            }
+        }),
+        ("recency_days", |x| x.recency_days),
+    ];
+    let mut rows = Vec::new();
+    for (name, f) in attrs {
+        let a: Vec<f64> = top.iter().map(f).collect();
+        let b: Vec<f64> = rest.iter().map(f).collect();
+        let (ratio, rlo, rhi) = ratio_of_means(&a, &b);
+        rows.push((
+            name,
+            a.iter().sum::<f64>() / a.len() as f64,
+            b.iter().sum::<f64>() / b.len() as f64,
+            ratio,
+            rlo,
+            rhi,
+        ));
+    }
+    r.tables.push(
+        Table::new(
+            "attributes",
+            "Top group vs the rest: mean per customer and ratio",
+        )
+        .text("attribute", rows.iter().map(|x| x.0))
+        .float("top_mean", rows.iter().map(|x| x.1), 3)
+        .float("rest_mean", rows.iter().map(|x| x.2), 3)
+        .float("ratio", rows.iter().map(|x| x.3), 3)
+        .float("ratio_lo", rows.iter().map(|x| x.4), 3)
+        .float("ratio_hi", rows.iter().map(|x| x.5), 3),
+    );
+    r.charts.push(Chart {
+        name: "ratios".into(),
+        title: format!("Top {pct}% vs the rest (ratio of means, 95% CI)"),
+        x_label: "attribute".into(),
+        y_label: "ratio".into(),
+        kind: ChartKind::Bars {
+            categories: rows.iter().map(|x| x.0.to_owned()).collect(),
+            series: vec![BarSeries {
+                name: "ratio".into(),
+                values: rows.iter().map(|x| x.3).collect(),
+                ci: Some(rows.iter().map(|x| (x.4, x.5)).collect()),
+            }],
+        },
+    });
+    r.note(format!(
+        "revenue share interval: percentile bootstrap over customers, {BOOTSTRAP} resamples, seed {seed}; ratio intervals: delta method on log(mean_top / mean_rest)"
+    ));
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_and_ratio_by_hand() {
+        // 10 customers: one spends 91, nine spend 1 → top 10% holds 91/100.
+        let mut v = vec![1.0; 9];
+        v.push(91.0);
+        assert_eq!(top_count(10, 10.0), 1);
+        assert_eq!(top_count(11, 10.0), 2);
+        assert!((top_share(&v, 10.0) - 0.91).abs() < 1e-12);
+        let (lo, hi) = top_share_ci(&v, 10.0, 1, 500);
+        assert!(lo <= 0.91 && 0.91 <= hi + 1e-12, "{lo} {hi}");
+        // Ratio of means 4/2 = 2; sample variances 1 and 1: se² = 1/(3·16) + 1/(3·4).
+        let (r, lo, hi) = ratio_of_means(&[3.0, 4.0, 5.0], &[1.0, 2.0, 3.0]);
+        assert!((r - 2.0).abs() < 1e-12);
+        let se = ((1.0 / 48.0) + (1.0 / 12.0f64)).sqrt();
+        assert!((lo - 2.0 * (-Z95 * se).exp()).abs() < 1e-12);
+        assert!((hi - 2.0 * (Z95 * se).exp()).abs() < 1e-12);
+    }
+}
