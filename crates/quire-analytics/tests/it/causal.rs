@@ -40,6 +40,26 @@ fn dataset(lake: &Lake, range: DateRange) -> Dataset {
     .unwrap()
 }
 
+/// Checks the result's shape, writes its tables (Parquet) and charts (SVG), and returns its JSON.
+fn checked(r: quire_analytics::AnalysisResult) -> Value {
+    r.check().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let written = r.write_out(dir.path()).unwrap();
+    for c in &r.charts {
+        let svg = dir.path().join(format!("{}.{}.svg", r.name, c.name));
+        assert!(written.contains(&svg), "{} not written", svg.display());
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    }
+    assert_eq!(
+        written
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .count(),
+        r.tables.len()
+    );
+    r.to_json()
+}
+
 /// The row of `table` whose `method` is `m`: (estimate, ci low, ci high).
 fn row(j: &Value, table: &str, m: &str) -> (f64, f64, f64) {
     let r = j[table]
@@ -79,7 +99,7 @@ fn uplift_recovers_the_effects(ds: &Dataset, truth: &Value) {
             trim: Some(0.01),
             resampling,
         };
-        let j = uplift::run(ds, &p).unwrap().to_json();
+        let j = checked(uplift::run(ds, &p).unwrap());
         let att = truth[key]["att_at_order_step"].as_f64().unwrap();
         let (est, lo, hi) = row(&j, "conversion", "doubly robust (AIPW)");
         assert!(
@@ -114,7 +134,7 @@ fn promotion_recovers_the_window_lift_and_cannibalization(ds: &Dataset, truth: &
         before_days: 14,
         after_days: 7,
     };
-    let j = promotion::run(ds, &p).unwrap().to_json();
+    let j = checked(promotion::run(ds, &p).unwrap());
     assert_eq!(j["window"][0], t["start_date"]);
     assert_eq!(j["window"][1], t["end_date"]);
     let planted: HashSet<&str> = t["book_ids"]
@@ -170,7 +190,7 @@ fn gateway_finds_no_false_gateway(ds: &Dataset, truth: &Value) {
             seed: 2,
         },
     };
-    let j = gateway::run(ds, &p).unwrap().to_json();
+    let j = checked(gateway::run(ds, &p).unwrap());
     let books = j["books"].as_array().unwrap();
     assert!(books.len() >= 10, "{} books tested", books.len());
     for b in j["gateway_books"].as_array().unwrap() {
@@ -204,7 +224,7 @@ fn abtest_matches_the_truth(ds: &Dataset, truth: &Value) {
         planned_users: None,
         mde: 0.05,
     };
-    let j = abtest::run(ds, &p).unwrap().to_json();
+    let j = checked(abtest::run(ds, &p).unwrap());
     assert_eq!(j["mixed_users"], 0);
     let c = &j["comparisons"]["ltr"];
     let (lo, hi) = (
