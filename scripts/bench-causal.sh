@@ -40,7 +40,7 @@ mkdir -p "$OUT" "$RESULTS"
 
 declare -a NAMES=(gateway uplift-rec-click uplift-review-read abtest promotion)
 declare -A ARGS=(
-  [gateway]="gateway"
+  [gateway]="gateway --days 14"
   [uplift-rec-click]="uplift --treatment rec-click"
   [uplift-review-read]="uplift --treatment review-read"
   [abtest]="abtest --experiment search_ranker --control bm25"

@@ -81,7 +81,7 @@ pub struct GatewayArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Days after the first order whose revenue is the outcome
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 14)]
     pub days: u32,
     /// Books with fewer first buyers are not tested
     #[arg(long, default_value_t = 30)]

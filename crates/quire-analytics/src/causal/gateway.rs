@@ -37,7 +37,7 @@ pub struct GatewayParams {
 impl Default for GatewayParams {
     fn default() -> Self {
         GatewayParams {
-            days: 30,
+            days: 14,
             min_buyers: 30,
             max_books: 25,
             fdr: 0.05,
@@ -272,7 +272,11 @@ pub struct BookEffect {
     pub max_smd_after: f64,
 }
 
-pub fn effects(fb: &FirstBuyers, p: &GatewayParams) -> Result<Vec<BookEffect>> {
+/// A book that could not be estimated, and why.
+pub type Skipped = (String, String);
+
+/// The tested books (sorted by q-value), and the books that could not be estimated.
+pub fn effects(fb: &FirstBuyers, p: &GatewayParams) -> Result<(Vec<BookEffect>, Vec<Skipped>)> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for b in fb.books.iter().flatten() {
         *counts.entry(b.as_str()).or_default() += 1;
@@ -293,6 +297,7 @@ pub fn effects(fb: &FirstBuyers, p: &GatewayParams) -> Result<Vec<BookEffect>> {
         seed: p.resampling.seed,
     };
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for (book, n) in candidates {
         // Comparable first buyers: those whose first order has a book of the same genre.
         let genre = fb.genre_of.get(book).cloned().unwrap_or_default();
@@ -310,10 +315,10 @@ pub fn effects(fb: &FirstBuyers, p: &GatewayParams) -> Result<Vec<BookEffect>> {
         )?;
         let r = match estimate(&data, &opts) {
             Ok(r) => r,
-            // A book whose buyers cannot be compared (separation, too few controls) is skipped
-            // and named in the notes by the caller through its absence.
+            // A book whose buyers cannot be compared (too few comparable controls, separation
+            // even with the penalty) is reported as not estimable.
             Err(e) => {
-                tracing::warn!(book, error = %e, "gateway: book not estimable");
+                skipped.push((book.to_owned(), e.to_string()));
                 continue;
             }
         };
@@ -354,7 +359,7 @@ pub fn effects(fb: &FirstBuyers, p: &GatewayParams) -> Result<Vec<BookEffect>> {
             .total_cmp(&b.q_value)
             .then(b.effect.total_cmp(&a.effect))
     });
-    Ok(out)
+    Ok((out, skipped))
 }
 
 pub fn run(ds: &Dataset, p: &GatewayParams) -> Result<AnalysisResult> {
@@ -365,7 +370,7 @@ pub fn run(ds: &Dataset, p: &GatewayParams) -> Result<AnalysisResult> {
         )));
     }
     let fb = prepare(ds, p.days)?;
-    let books = effects(&fb, p)?;
+    let (books, skipped) = effects(&fb, p)?;
     let mut res = AnalysisResult::new(
         "gateway",
         format!(
@@ -397,6 +402,9 @@ pub fn run(ds: &Dataset, p: &GatewayParams) -> Result<AnalysisResult> {
             "no book has {} first buyers in the range: nothing tested",
             p.min_buyers
         ));
+    }
+    for (book, why) in &skipped {
+        res.warn(format!("{book}: not estimable: {why}"));
     }
     for b in books.iter().filter(|b| b.max_smd_after >= 0.1) {
         res.warn(format!(
