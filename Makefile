@@ -71,6 +71,7 @@ bench: setup
 	scripts/bench-cf.sh
 	scripts/bench-recs.sh
 	scripts/bench-ranking.sh
+	scripts/bench-analyze.sh
 	scripts/bench-causal.sh
 
 clean:

@@ -372,8 +372,15 @@ pub fn analyze<S: AsRef<str>>(transactions: &[Vec<S>], p: &BasketParams) -> Resu
     }
     let (tx, names) = encode(transactions);
     let n = tx.len() as u64;
+    let started = std::time::Instant::now();
     let sets = frequent_itemsets(&tx, names.len(), p.min_support.min_count(n), p.max_len);
     let rules = rules(&sets, p.min_support, p.min_confidence);
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        itemsets = sets.counts.len(),
+        rules = rules.len(),
+        "fp-growth and rules"
+    );
     let name = |i: u32| names[i as usize].clone();
     let mut r = AnalysisResult::new("basket", "Frequently bought together (FP-growth)");
     r.fact("transactions", n);
@@ -455,6 +462,42 @@ pub fn transactions(ds: &Dataset) -> Result<Vec<Vec<String>>> {
     Ok(out)
 }
 
+/// Reads transactions in the basket CSV format (one transaction per line, items separated by
+/// commas, no header, no quoting; the format of `data/groceries/groceries.csv`). Items are
+/// kept as written (no trimming); empty lines are skipped.
+pub fn read_transactions(path: &std::path::Path) -> Result<Vec<Vec<String>>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect())
+}
+
+/// Writes transactions in the format [`read_transactions`] reads; refuses items containing a
+/// comma or a line break, which the format cannot hold.
+pub fn write_transactions(path: &std::path::Path, tx: &[Vec<String>]) -> Result<()> {
+    let mut out = String::new();
+    for (i, t) in tx.iter().enumerate() {
+        if let Some(bad) = t.iter().find(|x| x.contains([',', '\n', '\r'])) {
+            return Err(Error::Invalid(format!(
+                "transaction {i}: item {bad:?} contains a comma or a line break"
+            )));
+        }
+        out.push_str(&t.join(","));
+        out.push('\n');
+    }
+    std::fs::write(path, out).map_err(|source| Error::Io {
+        action: "writing",
+        path: path.to_owned(),
+        source,
+    })
+}
+
 pub fn run(ds: &Dataset, p: &BasketParams) -> Result<AnalysisResult> {
     let tx = transactions(ds)?;
     if tx.is_empty() {
@@ -517,6 +560,25 @@ mod tests {
         fcam.sort_unstable();
         assert_eq!(sets.counts.get(&fcam), Some(&3));
         assert_eq!(expected.len(), 18);
+    }
+
+    #[test]
+    fn transactions_round_trip_and_bad_items_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        let tx = vec![
+            vec!["a".to_owned(), "cream cheese ".to_owned()],
+            vec!["b".to_owned()],
+        ];
+        write_transactions(&path, &tx).unwrap();
+        assert_eq!(read_transactions(&path).unwrap(), tx);
+        let bad = vec![vec!["x,y".to_owned()]];
+        assert!(
+            write_transactions(&path, &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("transaction 0")
+        );
     }
 
     #[test]

@@ -93,6 +93,18 @@ pub fn analyze(users: &BTreeMap<String, UserSessions>, top: usize) -> Result<Ana
                 .into(),
         ));
     }
+    let mut r = compare(&high, &low, top)?;
+    r.summary
+        .insert(2, ("median_user_cvr".to_owned(), median.into()));
+    Ok(r)
+}
+
+/// Compares the session paths of two groups (`high`, `low`): support in each, two-proportion
+/// tests, Benjamini–Hochberg across the paths seen in at least [`MIN_SESSIONS`] sessions.
+pub fn compare(high: &[&str], low: &[&str], top: usize) -> Result<AnalysisResult> {
+    if high.is_empty() || low.is_empty() {
+        return Err(Error::NoAnswer("both groups need sessions".into()));
+    }
     let count = |v: &[&str]| {
         let mut m: HashMap<String, u64> = HashMap::new();
         for p in v {
@@ -100,7 +112,7 @@ pub fn analyze(users: &BTreeMap<String, UserSessions>, top: usize) -> Result<Ana
         }
         m
     };
-    let (ch, cl) = (count(&high), count(&low));
+    let (ch, cl) = (count(high), count(low));
     let (nh, nl) = (high.len() as u64, low.len() as u64);
     let mut paths: Vec<(String, u64, u64)> = ch
         .keys()
@@ -131,7 +143,6 @@ pub fn analyze(users: &BTreeMap<String, UserSessions>, top: usize) -> Result<Ana
     let mut r = AnalysisResult::new("paths", "Session paths: high- vs low-converting users");
     r.fact("high_sessions", nh);
     r.fact("low_sessions", nl);
-    r.fact("median_user_cvr", median);
     r.fact("paths_tested", tested.len() as u64);
     r.fact(
         "significant_paths",

@@ -46,12 +46,23 @@ pub struct Section {
 
 /// The analyses of this crate with their report defaults, in report order.
 pub fn entries() -> Vec<Entry> {
-    vec![Entry::new("basket", |ds| {
-        Ok(crate::basket::run(
-            ds,
-            &crate::basket::BasketParams::report_default(),
-        )?)
-    })]
+    use crate::{abandon, basket, devices, paths, segments, sequences, top, ttp};
+    vec![
+        Entry::new("segments", |ds| {
+            Ok(segments::run(ds, &segments::SegmentParams::default())?)
+        }),
+        Entry::new("top-customers", |ds| Ok(top::run(ds, 10.0, 42)?)),
+        Entry::new("time-to-purchase", |ds| Ok(ttp::run(ds)?)),
+        Entry::new("paths", |ds| Ok(paths::run(ds, 30)?)),
+        Entry::new("after-abandon", |ds| Ok(abandon::run(ds)?)),
+        Entry::new("devices", |ds| Ok(devices::run(ds)?)),
+        Entry::new("basket", |ds| {
+            Ok(basket::run(ds, &basket::BasketParams::report_default())?)
+        }),
+        Entry::new("sequences", |ds| {
+            Ok(sequences::run(ds, &sequences::SequenceParams::default())?)
+        }),
+    ]
 }
 
 /// Runs every entry (each error is kept in its section); `progress` is told each name first.

@@ -354,7 +354,13 @@ pub fn analyze(pur: &Purchases, p: &SequenceParams) -> Result<AnalysisResult> {
         .float("lift", shown.iter().map(|t| t.lift), 2),
     );
     let min_count = (p.min_support * users as f64).ceil().max(1.0) as u64;
+    let started = std::time::Instant::now();
     let mut pats = prefixspan(&pur.sequences, min_count, p.max_items);
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        patterns = pats.len(),
+        "prefixspan"
+    );
     pats.sort_by(|a, b| b.count.cmp(&a.count).then(a.itemsets.cmp(&b.itemsets)));
     r.fact("prefixspan_min_count", min_count);
     r.fact("pattern_count", pats.len() as u64);
@@ -527,6 +533,115 @@ pub fn prepare(ds: &Dataset, by: &str) -> Result<Purchases> {
     })
 }
 
+/// Reads a sequence database in SPMF's format: one sequence per line, items as integers,
+/// `-1` ends an itemset and `-2` the sequence; `@ITEM=<id>=<name>` lines name items (other
+/// `@`/`#` lines are ignored). Errors name the line.
+pub fn read_spmf(path: &std::path::Path) -> Result<Purchases> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut named: HashMap<i64, String> = HashMap::new();
+    let mut raw: Vec<Vec<Vec<i64>>> = Vec::new();
+    for (ln, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("@ITEM=") {
+            if let Some((id, name)) = rest.split_once('=')
+                && let Ok(id) = id.parse()
+            {
+                named.insert(id, name.to_owned());
+            }
+            continue;
+        }
+        if line.is_empty() || line.starts_with('@') || line.starts_with('#') {
+            continue;
+        }
+        let mut seq = Vec::new();
+        let mut set: Vec<i64> = Vec::new();
+        for tok in line.split_whitespace() {
+            let v: i64 = tok.parse().map_err(|_| {
+                Error::Invalid(format!(
+                    "{}:{}: {tok:?} is not an integer",
+                    path.display(),
+                    ln + 1
+                ))
+            })?;
+            match v {
+                -1 => {
+                    if !set.is_empty() {
+                        seq.push(std::mem::take(&mut set));
+                    }
+                }
+                -2 => break,
+                v if v >= 0 => set.push(v),
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "{}:{}: item {v} is negative (only -1 and -2 are markers)",
+                        path.display(),
+                        ln + 1
+                    )));
+                }
+            }
+        }
+        if !set.is_empty() {
+            seq.push(set);
+        }
+        raw.push(seq);
+    }
+    let mut ids: HashMap<i64, u32> = HashMap::new();
+    let mut names = Vec::new();
+    let sequences = raw
+        .into_iter()
+        .map(|seq| {
+            seq.into_iter()
+                .map(|set| {
+                    let mut s: Vec<u32> = set
+                        .into_iter()
+                        .map(|v| {
+                            *ids.entry(v).or_insert_with(|| {
+                                names.push(named.get(&v).cloned().unwrap_or_else(|| v.to_string()));
+                                (names.len() - 1) as u32
+                            })
+                        })
+                        .collect();
+                    s.sort_unstable();
+                    s.dedup();
+                    s
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Purchases {
+        names,
+        sequences,
+        volumes: Vec::new(),
+    })
+}
+
+/// Writes `pur` in SPMF's format (item ids with `@ITEM` name lines), as [`read_spmf`] reads.
+pub fn write_spmf(path: &std::path::Path, pur: &Purchases) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut out = String::from("@CONVERTED_FROM_TEXT\n");
+    for (i, n) in pur.names.iter().enumerate() {
+        let _ = writeln!(out, "@ITEM={i}={n}");
+    }
+    for seq in &pur.sequences {
+        for set in seq {
+            for x in set {
+                let _ = write!(out, "{x} ");
+            }
+            out.push_str("-1 ");
+        }
+        out.push_str("-2\n");
+    }
+    std::fs::write(path, out).map_err(|source| Error::Io {
+        action: "writing",
+        path: path.to_owned(),
+        source,
+    })
+}
+
 pub fn run(ds: &Dataset, p: &SequenceParams) -> Result<AnalysisResult> {
     analyze(&prepare(ds, &p.by)?, p)
 }
@@ -583,6 +698,23 @@ mod tests {
                 .iter()
                 .all(|p| p.itemsets.len() == 1 && p.itemsets[0].len() == 1)
         );
+    }
+
+    #[test]
+    fn spmf_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.txt");
+        let pur = Purchases {
+            names: vec!["bk_1".into(), "bk_2".into(), "bk_3".into()],
+            sequences: vec![vec![vec![0, 1], vec![2]], vec![vec![1]]],
+            volumes: Vec::new(),
+        };
+        write_spmf(&path, &pur).unwrap();
+        let back = read_spmf(&path).unwrap();
+        assert_eq!(back.names, pur.names);
+        assert_eq!(back.sequences, pur.sequences);
+        std::fs::write(&path, "1 -1 x -2\n").unwrap();
+        assert!(read_spmf(&path).unwrap_err().to_string().contains(":1:"));
     }
 
     #[test]

@@ -172,11 +172,17 @@ pub fn analyze(s: &Stages) -> Result<AnalysisResult> {
     Ok(r)
 }
 
-/// The lake side: the cohort and its orders.
+/// The lake side: the cohort and its orders, censored at the end of the range.
 pub fn prepare(ds: &Dataset) -> Result<Stages> {
     let end = ds
         .end_ms()?
         .ok_or_else(|| Error::NoAnswer("no sessions in the range".into()))?;
+    Ok(stages(&cohort(ds)?, end))
+}
+
+/// The cohort of the range (users whose first session ever starts in it): each user's first
+/// visit and all their order times (epoch ms, the whole lake).
+pub fn cohort(ds: &Dataset) -> Result<Vec<(i64, Vec<i64>)>> {
     let first = ds
         .sessions()?
         .lazy()
@@ -210,7 +216,7 @@ pub fn prepare(ds: &Dataset) -> Result<Stages> {
         .zip(fv.iter())
         .filter_map(|(u, v)| Some((v?, by_user.get(u?).cloned().unwrap_or_default())))
         .collect();
-    Ok(stages(&users, end))
+    Ok(users)
 }
 
 pub fn run(ds: &Dataset) -> Result<AnalysisResult> {

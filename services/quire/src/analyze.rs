@@ -69,6 +69,13 @@ pub struct BasketArgs {
     /// Largest rule (books in antecedent + consequent); 0 = no limit
     #[arg(long, default_value_t = 4)]
     pub max_len: usize,
+    /// Mine this basket file (one transaction per line, items separated by commas) instead
+    /// of the lake's orders
+    #[arg(long)]
+    pub transactions: Option<PathBuf>,
+    /// Also write the lake's transactions in that format to this file
+    #[arg(long)]
+    pub transactions_out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -134,6 +141,12 @@ pub struct SequencesArgs {
     /// Rows shown per table
     #[arg(long, default_value_t = 30)]
     pub top: usize,
+    /// Mine this sequence database (SPMF format) instead of the lake's purchases
+    #[arg(long)]
+    pub spmf: Option<PathBuf>,
+    /// Also write the lake's purchase sequences to this file (SPMF format)
+    #[arg(long)]
+    pub sequences_out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -224,7 +237,14 @@ pub fn analyze(cmd: AnalyzeCommand) -> Result<()> {
                 min_count: a.min_count,
                 top: a.top,
             };
-            emit(&qa::sequences::run(&a.common.dataset()?, &p)?, &a.common)
+            let pur = match &a.spmf {
+                Some(f) => qa::sequences::read_spmf(f)?,
+                None => qa::sequences::prepare(&a.common.dataset()?, &p.by)?,
+            };
+            if let Some(f) = &a.sequences_out {
+                qa::sequences::write_spmf(f, &pur)?;
+            }
+            emit(&qa::sequences::analyze(&pur, &p)?, &a.common)
         }
         AnalyzeCommand::Basket(a) => {
             let p = BasketParams {
@@ -236,8 +256,17 @@ pub fn analyze(cmd: AnalyzeCommand) -> Result<()> {
                     a.max_len
                 },
             };
-            let ds = a.common.dataset()?;
-            emit(&quire_analytics::basket::run(&ds, &p)?, &a.common)
+            let tx = match &a.transactions {
+                Some(f) => qa::basket::read_transactions(f)?,
+                None => qa::basket::transactions(&a.common.dataset()?)?,
+            };
+            if let Some(f) = &a.transactions_out {
+                qa::basket::write_transactions(f, &tx)?;
+            }
+            if tx.is_empty() {
+                anyhow::bail!("no transactions to mine");
+            }
+            emit(&qa::basket::analyze(&tx, &p)?, &a.common)
         }
         AnalyzeCommand::Report(a) => report(&a),
         AnalyzeCommand::Causal(c) => crate::analyze_causal::analyze(c),
