@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # run against a real server that they start themselves (the default registry is SQLite).
 # clang/libclang: bindgen for LightGBM's C API. redis-server: the event bus and the published
 # recommendations (the tests start their own servers). python3-venv: the tool venv below.
-APT_PACKAGES=(gcc g++ make clang libclang-dev postgresql redis-server python3 python3-venv)
+# time: GNU time, the benchmarks' peak-memory figures (scripts/bench-causal.sh).
+APT_PACKAGES=(gcc g++ make clang libclang-dev postgresql redis-server python3 python3-venv time)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
