@@ -715,3 +715,129 @@ fn recs_publish_from_the_registry_to_redis() {
     assert!(err.contains("127.0.0.1:1"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// `quire analyze`: the basket contract of cli.md through the binary (arules' 410 groceries
+/// rules, exact thresholds, the JSON shape sorted by lift), an analysis and the report on a
+/// simulated lake with `--out`, and bad input refused with a one-line reason.
+#[test]
+fn analyze_basket_contract_report_and_bad_input() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let groceries = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/groceries/groceries.csv");
+    let basket = quire_json(
+        dir,
+        &[
+            "analyze",
+            "basket",
+            "--transactions",
+            groceries.to_str().expect("utf-8 path"),
+            "--min-support",
+            "0.001",
+            "--min-confidence",
+            "0.8",
+            "--max-len",
+            "0",
+            "--json",
+        ],
+    );
+    assert_eq!(basket["transactions"], 9835);
+    let rules = basket["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 410);
+    let mut keys: Vec<&str> = rules[0]
+        .as_object()
+        .expect("rule")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "antecedent",
+            "confidence",
+            "consequent",
+            "count",
+            "lift",
+            "support"
+        ]
+    );
+    assert!(
+        rules
+            .windows(2)
+            .all(|w| w[0]["lift"].as_f64() >= w[1]["lift"].as_f64())
+    );
+    assert!(
+        rules
+            .iter()
+            .all(|r| r["consequent"].as_array().map(Vec::len) == Some(1))
+    );
+
+    simulate(dir);
+    quire_ok(
+        dir,
+        &["ingest", "--lake", "lake", "sim/events.jsonl", "--json"],
+    );
+    quire_ok(
+        dir,
+        &["dims", "load", "--lake", "lake", "--books", "sim/books.csv"],
+    );
+    let devices = quire_json(
+        dir,
+        &[
+            "analyze", "devices", "--lake", "lake", "--json", "--out", "out",
+        ],
+    );
+    assert_eq!(devices["analysis"], "devices");
+    assert!(dir.join("out/devices.rates.parquet").exists());
+    assert!(dir.join("out/devices.cvr.svg").exists());
+    quire_ok(
+        dir,
+        &["analyze", "report", "--lake", "lake", "--out", "report"],
+    );
+    let html = fs::read_to_string(dir.join("report/report.html")).expect("report.html");
+    assert_eq!(
+        html.matches("<section").count(),
+        8,
+        "eight analyses in the report"
+    );
+    assert!(html.contains("<svg"));
+
+    for (args, reason) in [
+        (
+            vec![
+                "analyze",
+                "basket",
+                "--lake",
+                "lake",
+                "--min-support",
+                "1.5",
+            ],
+            "--min-support",
+        ),
+        (
+            vec![
+                "analyze",
+                "devices",
+                "--lake",
+                "lake",
+                "--from",
+                "2025-10-05",
+                "--to",
+                "2025-10-01",
+            ],
+            "after --to",
+        ),
+        (
+            vec!["analyze", "top-customers", "--lake", "lake", "--pct", "0"],
+            "--pct",
+        ),
+    ] {
+        let out = quire(dir, &args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(reason) && err.trim().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+}
