@@ -76,6 +76,7 @@ bench: setup
 	scripts/bench-live.sh
 	QUIRE=$(QUIRE) scripts/bench-registry.sh
 	scripts/bench-analyze.sh
+	scripts/bench-causal.sh
 
 clean:
 	rm -rf $(QUIRE_HOME)

@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 # clang/libclang: bindgen for LightGBM's C API. redis-server: the event bus and the published
 # recommendations (the tests start their own servers). python3-venv: the tool venv below.
 # chromium: the browser tests of the live dashboard and the registry's web UI. wrk: the live
-# intake benchmark's load.
-APT_PACKAGES=(gcc g++ make clang libclang-dev postgresql redis-server python3 python3-venv chromium wrk)
+# intake benchmark's load. time: GNU time, the benchmarks' peak-memory figures.
+APT_PACKAGES=(gcc g++ make clang libclang-dev postgresql redis-server python3 python3-venv chromium wrk time)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1004,9 +1004,42 @@ fn analyze_basket_contract_report_and_bad_input() {
     let html = fs::read_to_string(dir.join("report/report.html")).expect("report.html");
     assert_eq!(
         html.matches("<section").count(),
-        8,
-        "eight analyses in the report"
+        12,
+        "eight analyses and the four causal ones in the report"
     );
+    // The A/B contract of cli.md through the binary.
+    let ab = quire_json(
+        dir,
+        &[
+            "analyze",
+            "abtest",
+            "--lake",
+            "lake",
+            "--experiment",
+            "search_ranker",
+            "--control",
+            "bm25",
+            "--json",
+        ],
+    );
+    for key in [
+        "experiment",
+        "control",
+        "mixed_users",
+        "variants",
+        "srm_p_value",
+        "comparisons",
+    ] {
+        assert!(ab.get(key).is_some(), "abtest --json lacks {key}: {ab}");
+    }
+    for key in ["users", "conversions", "cvr", "revenue_per_user"] {
+        assert!(ab["variants"]["bm25"].get(key).is_some(), "{key}");
+    }
+    let ltr = &ab["comparisons"]["ltr"];
+    assert_eq!(ltr["ci95"].as_array().map(Vec::len), Some(2));
+    for key in ["abs_diff", "rel_lift", "p_value"] {
+        assert!(ltr.get(key).is_some(), "{key}");
+    }
     assert!(html.contains("<svg"));
 
     for (args, reason) in [

@@ -24,7 +24,7 @@ pub struct Dataset {
     events: OnceLock<DataFrame>,
 }
 
-fn in_range(range: DateRange, date: Expr) -> Expr {
+pub(crate) fn in_range(range: DateRange, date: Expr) -> Expr {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     let day = |d: chrono::NaiveDate| {
         lit(i32::try_from((d - epoch).num_days()).unwrap_or(i32::MAX)).cast(DataType::Date)

@@ -12,11 +12,14 @@
 //!   hand-computed cases) plus its lake-side preparation: [`segments`] (k-means, BG/NBD +
 //!   Gamma-Gamma CLV in [`clv`]), [`top`], [`ttp`] (Kaplan–Meier), [`paths`], [`abandon`],
 //!   [`devices`], [`basket`] (FP-growth) and [`sequences`] (transitions, PrefixSpan);
+//! - [`causal`]: the causal analyses (`gateway`, `uplift`, `abtest`, `promotion`) over the
+//!   estimators of quire-causal;
 //! - [`stats`]: the small statistics they share (Wilson, two-proportion tests,
 //!   Benjamini–Hochberg, Kaplan–Meier).
 
 pub mod abandon;
 pub mod basket;
+pub mod causal;
 pub mod chart;
 pub mod clv;
 pub mod customers;

@@ -47,6 +47,9 @@ pub struct DayStats {
     pub sessions_reaching_order_step: u64,
     pub orders: u64,
     pub rec_click_sessions: u64,
+    /// Sessions with a recommendation click (a review read) that reached the order decision.
+    pub rec_click_order_step: u64,
+    pub review_order_step: u64,
     pub rec_click_orders: u64,
     pub rec_ate_sum: f64,
     pub rec_att_sum: f64,
@@ -78,6 +81,8 @@ impl DayStats {
         self.sessions_reaching_order_step += o.sessions_reaching_order_step;
         self.orders += o.orders;
         self.rec_click_sessions += o.rec_click_sessions;
+        self.rec_click_order_step += o.rec_click_order_step;
+        self.review_order_step += o.review_order_step;
         self.rec_click_orders += o.rec_click_orders;
         self.rec_ate_sum += o.rec_ate_sum;
         self.rec_att_sum += o.rec_att_sum;

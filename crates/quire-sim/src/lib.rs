@@ -34,7 +34,9 @@
 //! multiplier); `bought_together` (pairs A → B: adding A adds B with a known probability);
 //! `series_order` (volume n is bought before n+1); `recommendation_click_effect` and
 //! `review_effect` (a logit shift at the order decision, with the exact ATE/ATT on session
-//! conversion and the naive, confounded difference); `promotion` (code, books, window,
+//! conversion, the ATT over treated sessions that reached the order decision, and the naive
+//! difference, confounded through device and login, which also drive the click or read decided
+//! at the session's first recommendation module or product page); `promotion` (code, books, window,
 //! discount, lift, cannibalization of the same genres, pull-forward dip, realized daily units);
 //! `data_quality` (test traffic, duplicate lines, retried orders, late mobile events, non-UTC
 //! offsets, malformed lines by kind); `volumes` (events per user-day).

@@ -148,6 +148,8 @@ pub fn simulate_day(
         cart: Vec::new(),
         rec_clicked: false,
         review_read: false,
+        rec_offered: false,
+        review_offered: false,
         abandon: false,
         queue: Vec::new(),
     };
@@ -229,6 +231,11 @@ struct Sess<'a> {
     cart: Vec<(u32, u32, i64)>,
     rec_clicked: bool,
     review_read: bool,
+    /// The session's first recommendation module (first product page) has been shown: only
+    /// there is the click (review) decided, so how long a session runs does not change its
+    /// chance of being treated.
+    rec_offered: bool,
+    review_offered: bool,
     /// Set by a search without a click: the visitor may leave.
     abandon: bool,
     /// Books to view next: (book, via).
@@ -541,6 +548,19 @@ impl Sess<'_> {
             + 1.2 * taste
     }
 
+    /// The part of the session's purchase intent an analyst can see (device, logged in or not):
+    /// recommendation clicks and review reading depend on it alone, so the confounding of their
+    /// effects is observable and an adjusted estimate can recover the planted effect, while the
+    /// naive comparison stays biased (desktop and logged-in sessions click, read and buy more).
+    fn visible_intent(&self) -> f64 {
+        let anon = if self.st.kind == UserKind::Anon {
+            -0.8
+        } else {
+            0.0
+        };
+        2.0 * self.device.intent_shift() + anon
+    }
+
     fn session(&mut self, start: i64, rng: &mut ChaCha8Rng) {
         let w = self.world;
         self.t = start;
@@ -549,6 +569,8 @@ impl Sess<'_> {
         self.queue.clear();
         self.rec_clicked = false;
         self.review_read = false;
+        self.rec_offered = false;
+        self.review_offered = false;
         self.abandon = false;
         let p = &self.st.profile;
         self.device = if rng.gen_bool(0.8) {
@@ -768,7 +790,8 @@ impl Sess<'_> {
         }
     }
 
-    /// Shows a recommendation module; the user may click one (more likely with high intent).
+    /// Shows a recommendation module; at the session's first module the user may click the best
+    /// one (more likely on desktop and when logged in, see `visible_intent`).
     fn recs_shown(&mut self, module: &str, books: &[u32], rng: &mut ChaCha8Rng) {
         if books.is_empty() {
             return;
@@ -779,13 +802,14 @@ impl Sess<'_> {
         self.field_books("book_ids", books);
         let k = self.kind();
         self.finish(rng, s, k);
-        let (pos, best) = books
+        let (pos, _) = books
             .iter()
             .enumerate()
             .map(|(i, &b)| (i, self.utility(b) - 0.15 * i as f64))
             .fold((0, f64::MIN), |a, x| if x.1 > a.1 { x } else { a });
-        let p = sigmoid(-2.6 + EFFECTS.rec_click_intent_slope * self.intent + 0.3 * best);
-        if rng.gen_bool(p.clamp(0.0, 1.0)) {
+        let p = sigmoid(-1.2 + EFFECTS.rec_click_intent_slope * self.visible_intent());
+        let first = !std::mem::replace(&mut self.rec_offered, true);
+        if rng.gen_bool(p.clamp(0.0, 1.0)) && first {
             self.wait(rng, 2, 20);
             let s = self.begin(rng, "recommendation_clicked");
             self.field_str("module", module);
@@ -939,7 +963,8 @@ impl Sess<'_> {
         self.finish(rng, s, k);
         let u = self.utility(book);
         self.wait(rng, 10, 90);
-        if rng.gen_bool(sigmoid(-1.3 + 0.3 * self.intent + 0.2 * u)) {
+        let first = !std::mem::replace(&mut self.review_offered, true);
+        if rng.gen_bool(sigmoid(-0.6 + self.visible_intent())) && first {
             let s = self.begin(rng, "review_viewed");
             self.field_book(book);
             let k = self.kind();
@@ -1068,6 +1093,8 @@ impl Sess<'_> {
         if self.not_test() {
             let st = &mut self.out.stats;
             st.sessions_reaching_order_step += 1;
+            st.rec_click_order_step += u64::from(self.rec_clicked);
+            st.review_order_step += u64::from(self.review_read);
             st.rec_ate_sum += sigmoid(z0 + tr + tv * v) - sigmoid(z0 + tv * v);
             st.review_ate_sum += sigmoid(z0 + tr * r + tv) - sigmoid(z0 + tr * r);
             if self.rec_clicked {

@@ -116,6 +116,11 @@ pub struct CausalEffect {
     pub treated_sessions: u64,
     pub cvr_treated: Option<f64>,
     pub cvr_untreated: Option<f64>,
+    /// The effect lives at the order decision: treated sessions that reached it
+    /// (`checkout_started`) and the true average effect on their order probability. This is
+    /// what `quire analyze uplift` estimates over the sessions that started checkout.
+    pub treated_sessions_at_order_step: u64,
+    pub att_at_order_step: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -220,23 +225,30 @@ pub fn build<'a>(
     let abs_diff = ltr.cvr.zip(bm25.cvr).map(|(t, c)| t - c);
     let rel_lift = abs_diff.zip(bm25.cvr).and_then(|(d, c)| ratio(d, c));
 
-    let causal =
-        |shift, definition, ate_sum: f64, att_sum: f64, treated: u64, treated_orders: u64| {
-            let untreated = total.sessions - treated;
-            let cvr_t = ratio(treated_orders as f64, treated as f64);
-            let cvr_u = ratio((total.orders - treated_orders) as f64, untreated as f64);
-            CausalEffect {
-                order_logit_shift: shift,
-                definition,
-                ate_on_session_cvr: ratio(ate_sum, total.sessions as f64),
-                att_on_session_cvr: ratio(att_sum, treated as f64),
-                naive_cvr_diff: cvr_t.zip(cvr_u).map(|(t, u)| t - u),
-                sessions: total.sessions,
-                treated_sessions: treated,
-                cvr_treated: cvr_t,
-                cvr_untreated: cvr_u,
-            }
-        };
+    let causal = |shift,
+                  definition,
+                  ate_sum: f64,
+                  att_sum: f64,
+                  treated: u64,
+                  treated_orders: u64,
+                  at_order_step: u64| {
+        let untreated = total.sessions - treated;
+        let cvr_t = ratio(treated_orders as f64, treated as f64);
+        let cvr_u = ratio((total.orders - treated_orders) as f64, untreated as f64);
+        CausalEffect {
+            order_logit_shift: shift,
+            definition,
+            ate_on_session_cvr: ratio(ate_sum, total.sessions as f64),
+            att_on_session_cvr: ratio(att_sum, treated as f64),
+            naive_cvr_diff: cvr_t.zip(cvr_u).map(|(t, u)| t - u),
+            sessions: total.sessions,
+            treated_sessions: treated,
+            cvr_treated: cvr_t,
+            cvr_untreated: cvr_u,
+            treated_sessions_at_order_step: at_order_step,
+            att_at_order_step: ratio(att_sum, at_order_step as f64),
+        }
+    };
     let p = &world.promo;
     let daily_promo = daily
         .iter()
@@ -319,19 +331,21 @@ pub fn build<'a>(
         },
         recommendation_click_effect: causal(
             EFFECTS.rec_click_order_logit,
-            "a session with >= 1 recommendation_clicked gets order_logit_shift at the order decision (after checkout_started), cart held fixed; high-intent sessions click more (rec_click_intent_slope), which confounds the naive comparison; ate/att are exact expectations over the simulated sessions",
+            "a session with >= 1 recommendation_clicked gets order_logit_shift at the order decision (after checkout_started), cart held fixed; desktop and logged-in sessions click more and buy more (rec_click_intent_slope x visible intent), which confounds the naive comparison through observable covariates; ate/att are exact expectations over the simulated sessions",
             total.rec_ate_sum,
             total.rec_att_sum,
             total.rec_click_sessions,
             total.rec_click_orders,
+            total.rec_click_order_step,
         ),
         review_effect: causal(
             EFFECTS.review_order_logit,
-            "a session with >= 1 review_viewed gets order_logit_shift at the order decision, cart held fixed; high-intent sessions read reviews more",
+            "a session with >= 1 review_viewed gets order_logit_shift at the order decision, cart held fixed; desktop and logged-in sessions read reviews more (observable confounding)",
             total.review_ate_sum,
             total.review_att_sum,
             total.review_sessions,
             total.review_orders,
+            total.review_order_step,
         ),
         promotion: PromotionTruth {
             promo_code: p.promo_code,

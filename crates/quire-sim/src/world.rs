@@ -297,7 +297,8 @@ pub struct Effects {
     pub rec_click_order_logit: f64,
     /// Logit points added to the order decision when the session read a review.
     pub review_order_logit: f64,
-    /// Logit of P(recommendation click | shown) per unit of session intent (the confounder).
+    /// Logit of P(recommendation click | shown) per unit of visible intent (device, logged in: the
+    /// observable confounder, see `Sess::visible_intent`).
     pub rec_click_intent_slope: f64,
     /// Standard deviation of the ltr ranker's error on the true relevance (logit points).
     pub ltr_noise_sd: f64,
@@ -315,7 +316,7 @@ pub const EFFECTS: Effects = Effects {
     series_next_volume_probability: 0.35,
     rec_click_order_logit: 0.6,
     review_order_logit: 0.3,
-    rec_click_intent_slope: 0.9,
+    rec_click_intent_slope: 2.0,
     ltr_noise_sd: 0.25,
 };
 

@@ -175,6 +175,8 @@ pub enum AnalyzeCommand {
     Sequences(SequencesArgs),
     /// Every analysis into one HTML report (DIR/report.html) with tables and charts
     Report(ReportArgs),
+    #[command(flatten)]
+    Causal(crate::analyze_causal::CausalCommand),
 }
 
 /// Prints a result as `--json` or tables, and writes it under `--out`.
@@ -200,7 +202,9 @@ pub fn emit(result: &AnalysisResult, common: &CommonArgs) -> Result<()> {
 
 /// The report's analyses, in order.
 pub fn report_entries() -> Vec<Entry> {
-    quire_analytics::report::entries()
+    let mut entries = quire_analytics::report::entries();
+    entries.extend(crate::analyze_causal::report_entries());
+    entries
 }
 
 pub fn analyze(cmd: AnalyzeCommand) -> Result<()> {
@@ -265,6 +269,7 @@ pub fn analyze(cmd: AnalyzeCommand) -> Result<()> {
             emit(&qa::basket::analyze(&tx, &p)?, &a.common)
         }
         AnalyzeCommand::Report(a) => report(&a),
+        AnalyzeCommand::Causal(c) => crate::analyze_causal::analyze(c),
     }
 }
 

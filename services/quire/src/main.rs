@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod analyze;
+mod analyze_causal;
 mod commands;
 mod ml;
 mod output;

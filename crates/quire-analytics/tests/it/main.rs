@@ -1,4 +1,5 @@
 //! quire-analytics on the published fixtures (data/) and on simulated lakes.
 
+mod causal;
 mod fixtures;
 mod sim;

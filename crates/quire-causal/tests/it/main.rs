@@ -1,0 +1,3 @@
+//! Integration tests of the estimators on published data.
+
+mod lalonde;
