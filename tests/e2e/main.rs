@@ -716,213 +716,6 @@ fn recs_publish_from_the_registry_to_redis() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
-/// `curl -s URL [args]`: (HTTP status, body).
-fn curl(url: &str, args: &[&str]) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "--max-time", "10"])
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
-/// `quire serve live`: Redis from `QUIRE_REDIS`, the lake from `--lake`; it starts from the
-/// lake (its closed hours are the replay's), takes an event over HTTP, archives it, and
-/// stops on SIGTERM with status 0; an unreachable Redis is a one-line error naming it.
-#[test]
-fn serve_live_starts_from_the_lake_and_takes_events() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    simulate(dir);
-    quire_ok(dir, &["ingest", "--lake", "lake", "sim/events.jsonl"]);
-    let kpis = quire_json(dir, &["kpis", "--lake", "lake", "--json"]);
-
-    let down = quire(
-        dir,
-        &[
-            "serve",
-            "live",
-            "--lake",
-            "lake",
-            "--redis",
-            "redis://127.0.0.1:1/0",
-        ],
-    );
-    assert!(!down.status.success());
-    let err = String::from_utf8_lossy(&down.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("redis://127.0.0.1:1/0"), "{err}");
-
-    let redis = Redis::start(dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = std::process::Command::new(quire_tests::quire_bin())
-        .current_dir(dir)
-        .args(["serve", "live", "--lake", "lake", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .env("QUIRE_REDIS", redis.url())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("quire serve live");
-    let ready = (0..150).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        curl(&format!("{base}/health/ready"), &[]).0 == 200
-    });
-    assert!(ready, "the live service did not become ready");
-
-    // The live window (the newest event's day and the day before), as the live path emits
-    // it from the lake, is the replay's.
-    let (_, status) = curl(&format!("{base}/api/v1/status"), &[]);
-    let status: Value = serde_json::from_str(&status).expect("status JSON");
-    let today = &status["max_event_time"].as_str().expect("max_event_time")[..10];
-    let days: Vec<&str> = kpis["daily"]
-        .as_array()
-        .expect("daily")
-        .iter()
-        .filter_map(|d| d["date"].as_str())
-        .collect();
-    let at = days
-        .iter()
-        .position(|d| *d == today)
-        .expect("today in the replay");
-    let from = days[at - 1];
-    let hourly = kpis["hourly_gmv"].as_array().expect("hourly_gmv");
-    let (status, body) = curl(
-        &format!("{base}/api/v1/hourly-gmv?from={from}T00&to={today}T23"),
-        &[],
-    );
-    assert_eq!(status, 200, "{body}");
-    let live: Vec<Value> = serde_json::from_str(&body).expect("JSON");
-    let replay: Vec<&Value> = hourly
-        .iter()
-        .filter(|h| {
-            h["hour"]
-                .as_str()
-                .is_some_and(|t| t >= from && &t[..10] <= today)
-        })
-        .collect();
-    assert_eq!(live.len(), replay.len(), "{body}");
-    for (l, r) in live.iter().zip(&replay) {
-        assert_eq!(l["hour"], r["hour"]);
-        let (a, b) = (
-            l["net_gmv"].as_f64().expect("n"),
-            r["net_gmv"].as_f64().expect("n"),
-        );
-        assert!((a - b).abs() < 1e-6, "{l} vs {r}");
-    }
-
-    let event = r#"{"event_id":"e2e-live-1","event_type":"page_view","event_timestamp":"2025-10-03T23:59:00Z","user_id":"usr_e2e","device":"tablet","page":"home"}"#;
-    let (status, body) = curl(
-        &format!("{base}/v1/events"),
-        &["-H", "content-type: application/json", "-d", event],
-    );
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("\"accepted\":1"), "{body}");
-    // The archiver commits it: the replay sees one more tablet session that day.
-    let tablets = |k: &Value| {
-        k["daily"]
-            .as_array()
-            .and_then(|d| d.iter().find(|d| d["date"] == "2025-10-03"))
-            .and_then(|d| d["sessions_by_device"]["tablet"].as_i64())
-            .unwrap_or(0)
-    };
-    let before = tablets(&kpis);
-    let archived = (0..100).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let out = quire(dir, &["kpis", "--lake", "lake", "--json"]);
-        serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|k| tablets(&k) == before + 1)
-    });
-    assert!(archived, "the posted event never reached the lake");
-
-    let pid = child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    let status = child.wait().expect("the service exits");
-    assert!(status.success(), "{status}");
-/// `quire serve registry` on the default locations of `quire train` (models/ under the working
-/// directory): MLflow's REST API answers with the `Default` experiment, the UI renders, an
-/// unknown endpoint is a JSON 404.
-#[test]
-fn serve_registry_answers_mlflow_rest_and_ui() {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::time::{Duration, Instant};
-
-    fn get(port: u16, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).ok()?;
-        let status = answer.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, answer))
-    }
-
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut server = std::process::Command::new(quire_tests::quire_bin())
-        .current_dir(dir.path())
-        .args([
-            "serve",
-            "registry",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env_remove("QUIRE_REGISTRY")
-        .env_remove("QUIRE_ARTIFACTS")
-        .spawn()
-        .expect("start quire serve registry");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let default = loop {
-        if let Some(answer) = get(
-            port,
-            "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default",
-        ) {
-            break answer;
-        }
-        if let Some(status) = server.try_wait().expect("poll the server") {
-            panic!("quire serve registry exited with {status} before answering");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "quire serve registry did not answer within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let ui = get(port, "/ui").expect("the UI answers");
-    let unknown = get(port, "/api/2.0/mlflow/nothing-here").expect("an answer");
-    server.kill().expect("stop the server");
-    server.wait().expect("reap the server");
-
-    assert_eq!(default.0, 200, "{}", default.1);
-    assert!(
-        default.1.contains(r#""experiment_id":"0""#),
-        "{}",
-        default.1
-    );
-    assert!(
-        dir.path().join("models/registry.db").exists(),
-        "the default registry location"
-    );
-    assert_eq!(ui.0, 200);
-    assert!(ui.1.contains("Experiments"), "{}", ui.1);
-    assert_eq!(unknown.0, 404);
-    assert!(unknown.1.contains("ENDPOINT_NOT_FOUND"), "{}", unknown.1);
 /// `quire analyze`: the basket contract of cli.md through the binary (arules' 410 groceries
 /// rules, exact thresholds, the JSON shape sorted by lift), an analysis and the report on a
 /// simulated lake with `--out`, and bad input refused with a one-line reason.
@@ -1080,4 +873,215 @@ fn analyze_basket_contract_report_and_bad_input() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// `curl -s URL [args]`: (HTTP status, body).
+fn curl(url: &str, args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--max-time", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// `quire serve live`: Redis from `QUIRE_REDIS`, the lake from `--lake`; it starts from the
+/// lake (its closed hours are the replay's), takes an event over HTTP, archives it, and
+/// stops on SIGTERM with status 0; an unreachable Redis is a one-line error naming it.
+#[test]
+fn serve_live_starts_from_the_lake_and_takes_events() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    simulate(dir);
+    quire_ok(dir, &["ingest", "--lake", "lake", "sim/events.jsonl"]);
+    let kpis = quire_json(dir, &["kpis", "--lake", "lake", "--json"]);
+
+    let down = quire(
+        dir,
+        &[
+            "serve",
+            "live",
+            "--lake",
+            "lake",
+            "--redis",
+            "redis://127.0.0.1:1/0",
+        ],
+    );
+    assert!(!down.status.success());
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("redis://127.0.0.1:1/0"), "{err}");
+
+    let redis = Redis::start(dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = std::process::Command::new(quire_tests::quire_bin())
+        .current_dir(dir)
+        .args(["serve", "live", "--lake", "lake", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("QUIRE_REDIS", redis.url())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("quire serve live");
+    let ready = (0..150).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        curl(&format!("{base}/health/ready"), &[]).0 == 200
+    });
+    assert!(ready, "the live service did not become ready");
+
+    // The live window (the newest event's day and the day before), as the live path emits
+    // it from the lake, is the replay's.
+    let (_, status) = curl(&format!("{base}/api/v1/status"), &[]);
+    let status: Value = serde_json::from_str(&status).expect("status JSON");
+    let today = &status["max_event_time"].as_str().expect("max_event_time")[..10];
+    let days: Vec<&str> = kpis["daily"]
+        .as_array()
+        .expect("daily")
+        .iter()
+        .filter_map(|d| d["date"].as_str())
+        .collect();
+    let at = days
+        .iter()
+        .position(|d| *d == today)
+        .expect("today in the replay");
+    let from = days[at - 1];
+    let hourly = kpis["hourly_gmv"].as_array().expect("hourly_gmv");
+    let (status, body) = curl(
+        &format!("{base}/api/v1/hourly-gmv?from={from}T00&to={today}T23"),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    let live: Vec<Value> = serde_json::from_str(&body).expect("JSON");
+    let replay: Vec<&Value> = hourly
+        .iter()
+        .filter(|h| {
+            h["hour"]
+                .as_str()
+                .is_some_and(|t| t >= from && &t[..10] <= today)
+        })
+        .collect();
+    assert_eq!(live.len(), replay.len(), "{body}");
+    for (l, r) in live.iter().zip(&replay) {
+        assert_eq!(l["hour"], r["hour"]);
+        let (a, b) = (
+            l["net_gmv"].as_f64().expect("n"),
+            r["net_gmv"].as_f64().expect("n"),
+        );
+        assert!((a - b).abs() < 1e-6, "{l} vs {r}");
+    }
+
+    let event = r#"{"event_id":"e2e-live-1","event_type":"page_view","event_timestamp":"2025-10-03T23:59:00Z","user_id":"usr_e2e","device":"tablet","page":"home"}"#;
+    let (status, body) = curl(
+        &format!("{base}/v1/events"),
+        &["-H", "content-type: application/json", "-d", event],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"accepted\":1"), "{body}");
+    // The archiver commits it: the replay sees one more tablet session that day.
+    let tablets = |k: &Value| {
+        k["daily"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["date"] == "2025-10-03"))
+            .and_then(|d| d["sessions_by_device"]["tablet"].as_i64())
+            .unwrap_or(0)
+    };
+    let before = tablets(&kpis);
+    let archived = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let out = quire(dir, &["kpis", "--lake", "lake", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|k| tablets(&k) == before + 1)
+    });
+    assert!(archived, "the posted event never reached the lake");
+
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let status = child.wait().expect("the service exits");
+    assert!(status.success(), "{status}");
+}
+
+/// `quire serve registry` on the default locations of `quire train` (models/ under the working
+/// directory): MLflow's REST API answers with the `Default` experiment, the UI renders, an
+/// unknown endpoint is a JSON 404.
+#[test]
+fn serve_registry_answers_mlflow_rest_and_ui() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    fn get(port: u16, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).ok()?;
+        let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, answer))
+    }
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut server = std::process::Command::new(quire_tests::quire_bin())
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "registry",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env_remove("QUIRE_REGISTRY")
+        .env_remove("QUIRE_ARTIFACTS")
+        .spawn()
+        .expect("start quire serve registry");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let default = loop {
+        if let Some(answer) = get(
+            port,
+            "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default",
+        ) {
+            break answer;
+        }
+        if let Some(status) = server.try_wait().expect("poll the server") {
+            panic!("quire serve registry exited with {status} before answering");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quire serve registry did not answer within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let ui = get(port, "/ui").expect("the UI answers");
+    let unknown = get(port, "/api/2.0/mlflow/nothing-here").expect("an answer");
+    server.kill().expect("stop the server");
+    server.wait().expect("reap the server");
+
+    assert_eq!(default.0, 200, "{}", default.1);
+    assert!(
+        default.1.contains(r#""experiment_id":"0""#),
+        "{}",
+        default.1
+    );
+    assert!(
+        dir.path().join("models/registry.db").exists(),
+        "the default registry location"
+    );
+    assert_eq!(ui.0, 200);
+    assert!(ui.1.contains("Experiments"), "{}", ui.1);
+    assert_eq!(unknown.0, 404);
+    assert!(unknown.1.contains("ENDPOINT_NOT_FOUND"), "{}", unknown.1);
 }
