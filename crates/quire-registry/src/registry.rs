@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -44,6 +45,11 @@ pub enum Backend {
 pub struct Registry {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// SQLite: this process's run writers take turns here instead of in SQLite's busy handler,
+    /// which sleeps (1, 2, 5, 10… ms) whenever another connection holds the write lock; that
+    /// sleeping made a few concurrent `log-batch` calls wait 100+ ms. Other processes still
+    /// wait on the busy timeout. PostgreSQL locks rows and needs no turn.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub(crate) fn now_millis() -> i64 {
@@ -173,6 +179,15 @@ const VERSION_COLUMNS: &str =
     "name, version, description, creation_time, last_updated_time, source, run_id, status";
 
 impl Registry {
+    /// This process's turn to write a run (SQLite; see [`Registry::writer`]); `None` on
+    /// PostgreSQL.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.writer.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+
     /// Opens the registry at `url` and brings its schema up to date.
     ///
     /// `sqlite:///abs/path/registry.db` creates the file and its parent directories and uses
@@ -223,6 +238,10 @@ impl Registry {
                     .await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // Reads through a memory map share the OS page cache across connections
+                    // instead of each connection's 2 MiB page cache (a run search probing
+                    // 10,000 runs' metrics ran in half the time). Virtual size, not memory.
+                    conn.execute("PRAGMA mmap_size = 268435456").await?;
                     // LIKE is case-sensitive on PostgreSQL; make SQLite agree.
                     conn.execute("PRAGMA case_sensitive_like = ON").await?;
                     Ok(())
@@ -236,7 +255,11 @@ impl Registry {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         debug!(?backend, "registry connected");
-        Ok(Registry { pool, backend })
+        Ok(Registry {
+            pool,
+            backend,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// Which database this registry lives in.
@@ -435,6 +458,7 @@ impl Registry {
             "{}/{run_id}/artifacts",
             experiment.artifact_location.trim_end_matches('/')
         );
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
@@ -614,6 +638,7 @@ impl Registry {
             check_key("tag", k)?;
             check_value("tag", k, v, MAX_TAG_VALUE_LEN)?;
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         // A write first: it takes SQLite's write lock and checks the run exists and is active.
         let touched = sqlx::query(
@@ -649,33 +674,63 @@ impl Registry {
                 }
             }
         }
+        // Multi-row statements: one round trip per chunk, not two per metric (a batch of 20
+        // metrics went from 40 statements to 2).
+        for chunk in metrics.chunks(METRIC_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO metrics (run_uuid, key, value, timestamp, step) VALUES {}",
+                value_rows(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for m in chunk {
+                q = q
+                    .bind(run_id)
+                    .bind(&m.key)
+                    .bind(m.value)
+                    .bind(m.timestamp)
+                    .bind(m.step);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // The batch's latest value per key first (a statement may not upsert a row twice), by
+        // the same order as the stored one: step, then timestamp, then value.
+        let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
         for m in metrics {
-            sqlx::query(
-                "INSERT INTO metrics (run_uuid, key, value, timestamp, step) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(run_id)
-            .bind(&m.key)
-            .bind(m.value)
-            .bind(m.timestamp)
-            .bind(m.step)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step) VALUES ($1, $2, $3, $4, $5) \
+            let newer = |cur: &Metric| {
+                (m.step, m.timestamp)
+                    .cmp(&(cur.step, cur.timestamp))
+                    .then(m.value.total_cmp(&cur.value))
+                    .is_gt()
+            };
+            match latest.get(m.key.as_str()) {
+                Some(cur) if !newer(cur) => {}
+                _ => {
+                    latest.insert(&m.key, m);
+                }
+            }
+        }
+        let latest: Vec<&Metric> = latest.into_values().collect();
+        for chunk in latest.chunks(METRIC_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step) VALUES {} \
                  ON CONFLICT (run_uuid, key) DO UPDATE \
                  SET value = excluded.value, timestamp = excluded.timestamp, step = excluded.step \
                  WHERE excluded.step > latest_metrics.step \
                     OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
                     OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
                         AND excluded.value > latest_metrics.value)",
-            )
-            .bind(run_id)
-            .bind(&m.key)
-            .bind(m.value)
-            .bind(m.timestamp)
-            .bind(m.step)
-            .execute(&mut *tx)
-            .await?;
+                value_rows(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for m in chunk {
+                q = q
+                    .bind(run_id)
+                    .bind(&m.key)
+                    .bind(m.value)
+                    .bind(m.timestamp)
+                    .bind(m.step);
+            }
+            q.execute(&mut *tx).await?;
         }
         for (k, v) in tags {
             upsert_tag(&mut tx, run_id, k, v).await?;
@@ -1285,6 +1340,21 @@ impl Registry {
             })
             .collect())
     }
+}
+
+/// Rows per multi-row metric statement: 500 bound values, far below SQLite's and
+/// PostgreSQL's limits.
+const METRIC_ROWS_PER_STATEMENT: usize = 100;
+
+/// `($1, $2, …), (…)`: `rows` groups of `width` numbered placeholders.
+fn value_rows(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Switches a SQLite registry to WAL and migrates it. Processes opening a fresh file at the

@@ -386,6 +386,46 @@ pub async fn log_batch_is_all_or_nothing(t: &TestRegistry) {
     assert!(!data.tags.contains_key("u"));
 }
 
+/// One batch with a key at several steps, and more metrics than one statement takes: every
+/// value is in the history, and the latest is the highest (step, timestamp, value), whichever
+/// order the batch lists them in and whatever was stored before.
+pub async fn log_batch_keeps_history_and_latest(t: &TestRegistry) {
+    let reg = &t.registry;
+    let exp = experiment(reg, "batch").await;
+    let id = run(reg, exp, "r").await;
+    reg.log_metric(&id, &metric("loss", 9.0, 5, 50))
+        .await
+        .unwrap();
+    let mut batch = vec![
+        metric("loss", 1.0, 7, 70),
+        metric("loss", 2.0, 3, 30), // older than the stored step 5: history only
+        metric("loss", 0.5, 7, 70), // same step and time, lower value: not the latest
+        metric("acc", 0.1, 1, 10),
+        metric("acc", 0.3, 1, 11),
+    ];
+    batch.extend((0..250).map(|i| metric(&format!("m{i:03}"), f64::from(i), 0, 1)));
+    reg.log_batch(&id, &batch, &[], &[]).await.unwrap();
+
+    let history = reg.get_metric_history(&id, "loss").await.unwrap();
+    assert_eq!(history.len(), 4);
+    let latest = reg.get_run(&id).await.unwrap().data.metrics;
+    assert_eq!(latest.len(), 252);
+    let get = |k: &str| latest.iter().find(|m| m.key == k).unwrap().clone();
+    assert_eq!(get("loss"), metric("loss", 1.0, 7, 70));
+    assert_eq!(get("acc"), metric("acc", 0.3, 1, 11));
+    assert_eq!(get("m249"), metric("m249", 249.0, 0, 1));
+
+    // A later batch with only older values changes the history, not the latest.
+    reg.log_batch(&id, &[metric("loss", 0.0, 6, 99)], &[], &[])
+        .await
+        .unwrap();
+    let latest = reg.get_run(&id).await.unwrap().data.metrics;
+    assert_eq!(
+        latest.iter().find(|m| m.key == "loss").unwrap(),
+        &metric("loss", 1.0, 7, 70)
+    );
+}
+
 async fn seed_runs(reg: &Registry) -> (i64, i64, Vec<String>) {
     let exp = experiment(reg, "search").await;
     let other = experiment(reg, "other").await;

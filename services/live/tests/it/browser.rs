@@ -2,45 +2,17 @@
 //! bars with the live one marked, and a screenshot is saved as a test artifact
 //! (`$CARGO_TARGET_DIR/test-artifacts/live-dashboard.png`).
 
-use std::process::Command;
-
 use serde_json::Value;
 
 use crate::harness::*;
 
-/// Runs Chromium headless on `url` with the flags this environment needs, plus `extra`;
-/// returns (stdout, stderr). Virtual time lets the page's fetches finish before the dump.
+/// Runs Chromium headless on `url` (`quire_testkit::chromium`) plus `extra`; returns (stdout,
+/// stderr). Virtual time lets the page's fetches finish before the dump.
 fn chromium(url: &str, extra: &[&str]) -> (String, String) {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=8000",
-            "--window-size=1400,1900",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("chromium (make setup installs it)");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut args = vec!["--virtual-time-budget=8000", "--window-size=1400,1900"];
+    args.extend_from_slice(extra);
+    let page = quire_testkit::chromium::run(url, &args);
+    (page.stdout, page.stderr)
 }
 
 /// The value of attribute `name` (which may start with its tag, `<body data-state`) where it
