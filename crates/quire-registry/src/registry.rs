@@ -676,21 +676,9 @@ impl Registry {
         }
         // Multi-row statements: one round trip per chunk, not two per metric (a batch of 20
         // metrics went from 40 statements to 2).
-        for chunk in metrics.chunks(METRIC_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO metrics (run_uuid, key, value, timestamp, step) VALUES {}",
-                value_rows(chunk.len(), 5)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for m in chunk {
-                q = q
-                    .bind(run_id)
-                    .bind(&m.key)
-                    .bind(m.value)
-                    .bind(m.timestamp)
-                    .bind(m.step);
-            }
-            q.execute(&mut *tx).await?;
+        let all: Vec<&Metric> = metrics.iter().collect();
+        for chunk in all.chunks(METRIC_ROWS_PER_STATEMENT) {
+            insert_metric_rows(&mut tx, "INSERT INTO metrics", "", run_id, chunk).await?;
         }
         // The batch's latest value per key first (a statement may not upsert a row twice), by
         // the same order as the stored one: step, then timestamp, then value.
@@ -711,26 +699,19 @@ impl Registry {
         }
         let latest: Vec<&Metric> = latest.into_values().collect();
         for chunk in latest.chunks(METRIC_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step) VALUES {} \
-                 ON CONFLICT (run_uuid, key) DO UPDATE \
+            insert_metric_rows(
+                &mut tx,
+                "INSERT INTO latest_metrics",
+                "ON CONFLICT (run_uuid, key) DO UPDATE \
                  SET value = excluded.value, timestamp = excluded.timestamp, step = excluded.step \
                  WHERE excluded.step > latest_metrics.step \
                     OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
                     OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
                         AND excluded.value > latest_metrics.value)",
-                value_rows(chunk.len(), 5)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for m in chunk {
-                q = q
-                    .bind(run_id)
-                    .bind(&m.key)
-                    .bind(m.value)
-                    .bind(m.timestamp)
-                    .bind(m.step);
-            }
-            q.execute(&mut *tx).await?;
+                run_id,
+                chunk,
+            )
+            .await?;
         }
         for (k, v) in tags {
             upsert_tag(&mut tx, run_id, k, v).await?;
@@ -1345,6 +1326,32 @@ impl Registry {
 /// Rows per multi-row metric statement: 500 bound values, far below SQLite's and
 /// PostgreSQL's limits.
 const METRIC_ROWS_PER_STATEMENT: usize = 100;
+
+/// `{insert} (run_uuid, key, value, timestamp, step) VALUES (…), (…) {tail}`: one statement
+/// for `rows` of run `run_id`.
+async fn insert_metric_rows(
+    conn: &mut AnyConnection,
+    insert: &str,
+    tail: &str,
+    run_id: &str,
+    rows: &[&Metric],
+) -> Result<()> {
+    let sql = format!(
+        "{insert} (run_uuid, key, value, timestamp, step) VALUES {} {tail}",
+        value_rows(rows.len(), 5)
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for m in rows {
+        q = q
+            .bind(run_id)
+            .bind(&m.key)
+            .bind(m.value)
+            .bind(m.timestamp)
+            .bind(m.step);
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
 
 /// `($1, $2, …), (…)`: `rows` groups of `width` numbered placeholders.
 fn value_rows(rows: usize, width: usize) -> String {
