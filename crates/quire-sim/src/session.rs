@@ -178,6 +178,13 @@ pub fn simulate_day(
         let start = start.max(s.st.last_event_ms + 31 * 60_000 + rng.gen_range(0..600_000));
         s.session(start, &mut rng);
     }
+    // An anonymous visitor (one `anonymous_id`, all its sessions of the day) is one user of the
+    // A/B truth, as `quire analyze abtest` counts users: counted once, after its day.
+    if s.st.kind == UserKind::Anon {
+        let arm = usize::from(s.st.profile.ltr);
+        s.out.stats.anon_exposed[arm] += u64::from(s.st.exposed);
+        s.out.stats.anon_converted[arm] += u64::from(s.st.converted);
+    }
 }
 
 /// Knuth's Poisson sampler (small rates).
@@ -617,17 +624,6 @@ impl Sess<'_> {
             }
         }
         self.st.last_event_ms = self.st.last_event_ms.max(self.t);
-        if self.st.kind == UserKind::Anon {
-            let arm = usize::from(self.st.profile.ltr);
-            if self.st.exposed {
-                self.out.stats.anon_exposed[arm] += 1;
-            }
-            if self.st.converted {
-                self.out.stats.anon_converted[arm] += 1;
-            }
-            self.st.exposed = false;
-            self.st.converted = false;
-        }
     }
 
     /// A visit that does not bounce: landing, browsing, and perhaps checkout. Returns whether
