@@ -833,6 +833,19 @@ fn analyze_basket_contract_report_and_bad_input() {
     for key in ["abs_diff", "rel_lift", "p_value"] {
         assert!(ltr.get(key).is_some(), "{key}");
     }
+    // The simulator's A/B truth counts users and conversions as cli.md does: on the whole
+    // lake they agree to the unit (anonymous visitors with two sessions in a day included).
+    let truth: Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("sim/truth.json")).expect("truth.json"))
+            .expect("truth.json is JSON");
+    for arm in ["bm25", "ltr"] {
+        for count in ["users", "conversions"] {
+            assert_eq!(
+                ab["variants"][arm][count], truth["experiment"][arm][count],
+                "{arm} {count}"
+            );
+        }
+    }
     assert!(html.contains("<svg"));
 
     for (args, reason) in [
@@ -1084,40 +1097,4 @@ fn serve_registry_answers_mlflow_rest_and_ui() {
     assert!(ui.1.contains("Experiments"), "{}", ui.1);
     assert_eq!(unknown.0, 404);
     assert!(unknown.1.contains("ENDPOINT_NOT_FOUND"), "{}", unknown.1);
-}
-
-/// The simulator's A/B truth counts users and conversions exactly as `quire analyze abtest`
-/// does (cli.md): on the whole lake the two agree to the unit, anonymous visitors with two
-/// sessions in a day included.
-#[test]
-fn abtest_on_the_whole_lake_equals_the_simulators_truth() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    simulate(dir);
-    quire_ok(dir, &["ingest", "--lake", "lake", "sim/events.jsonl"]);
-    let ab = quire_json(
-        dir,
-        &[
-            "analyze",
-            "abtest",
-            "--lake",
-            "lake",
-            "--experiment",
-            "search_ranker",
-            "--control",
-            "bm25",
-            "--json",
-        ],
-    );
-    let truth: Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("sim/truth.json")).expect("truth.json"))
-            .expect("truth.json is JSON");
-    for arm in ["bm25", "ltr"] {
-        for count in ["users", "conversions"] {
-            assert_eq!(
-                ab["variants"][arm][count], truth["experiment"][arm][count],
-                "{arm} {count}"
-            );
-        }
-    }
 }

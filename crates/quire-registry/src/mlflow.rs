@@ -9,8 +9,10 @@ use sqlx::{AssertSqlSafe, FromRow, Row};
 
 use crate::artifacts::ArtifactRef;
 use crate::error::{Error, Result, classify};
-use crate::model::{ACTIVE, AliasMove, Metric, Run, RunData, RunInfo};
-use crate::registry::{MAX_TAG_VALUE_LEN, Registry, check_key, check_value, now_millis};
+use crate::model::{ACTIVE, AliasMove, Metric, Run, RunData};
+use crate::registry::{
+    MAX_TAG_VALUE_LEN, RUN_COLUMNS, Registry, RunRow, check_key, check_value, now_millis,
+};
 
 /// How many ids one `IN (…)` list binds (well under SQLite's and PostgreSQL's limits).
 const IN_CHUNK: usize = 500;
@@ -117,21 +119,6 @@ struct LoggedModelRow {
     lifecycle_stage: String,
     creation_time: i64,
     last_updated_time: i64,
-}
-
-#[derive(FromRow)]
-struct RunRow {
-    run_uuid: String,
-    experiment_id: i64,
-    name: String,
-    user_id: String,
-    status: String,
-    start_time: i64,
-    end_time: Option<i64>,
-    artifact_uri: String,
-    lifecycle_stage: String,
-    source_config: Option<String>,
-    git_commit: Option<String>,
 }
 
 const LOGGED_MODEL_COLUMNS: &str = "model_id, experiment_id, name, model_type, source_run_id, \
@@ -640,8 +627,7 @@ impl Registry {
                 q.fetch_all(&self.pool)
             };
             let mut runs_query = sqlx::query_as::<_, RunRow>(AssertSqlSafe(format!(
-                "SELECT run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
-                 artifact_uri, lifecycle_stage, source_config, git_commit FROM runs WHERE run_uuid IN ({list})"
+                "SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid IN ({list})"
             )));
             for id in chunk {
                 runs_query = runs_query.bind(id);
@@ -661,23 +647,12 @@ impl Registry {
                 )),
             )?;
             for r in run_rows {
+                let info = r.into_info()?;
                 let run = Run {
-                    info: RunInfo {
-                        run_id: r.run_uuid.clone(),
-                        experiment_id: r.experiment_id,
-                        run_name: r.name,
-                        user_id: r.user_id,
-                        status: r.status.parse()?,
-                        start_time: r.start_time,
-                        end_time: r.end_time,
-                        artifact_uri: r.artifact_uri,
-                        lifecycle_stage: r.lifecycle_stage,
-                        source_config: r.source_config,
-                        git_commit: r.git_commit,
-                    },
                     data: RunData::default(),
+                    info,
                 };
-                by_id.insert(r.run_uuid, run);
+                by_id.insert(run.info.run_id.clone(), run);
             }
             for row in metric_rows {
                 let id: String = row.try_get("run_uuid")?;

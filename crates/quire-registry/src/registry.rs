@@ -99,7 +99,7 @@ struct ExperimentRow {
 }
 
 #[derive(FromRow)]
-struct RunRow {
+pub(crate) struct RunRow {
     run_uuid: String,
     experiment_id: i64,
     name: String,
@@ -111,6 +111,25 @@ struct RunRow {
     lifecycle_stage: String,
     source_config: Option<String>,
     git_commit: Option<String>,
+}
+
+impl RunRow {
+    /// The run's info; fails on a status the schema should not hold.
+    pub(crate) fn into_info(self) -> Result<RunInfo> {
+        Ok(RunInfo {
+            run_id: self.run_uuid,
+            experiment_id: self.experiment_id,
+            run_name: self.name,
+            user_id: self.user_id,
+            status: self.status.parse()?,
+            start_time: self.start_time,
+            end_time: self.end_time,
+            artifact_uri: self.artifact_uri,
+            lifecycle_stage: self.lifecycle_stage,
+            source_config: self.source_config,
+            git_commit: self.git_commit,
+        })
+    }
 }
 
 #[derive(FromRow)]
@@ -173,7 +192,7 @@ struct AliasMoveRow {
 
 const EXPERIMENT_COLUMNS: &str =
     "experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time";
-const RUN_COLUMNS: &str = "run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
+pub(crate) const RUN_COLUMNS: &str = "run_uuid, experiment_id, name, user_id, status, start_time, end_time, \
      artifact_uri, lifecycle_stage, source_config, git_commit";
 const VERSION_COLUMNS: &str =
     "name, version, description, creation_time, last_updated_time, source, run_id, status";
@@ -509,19 +528,7 @@ impl Registry {
         let params = self.key_values("params", run_id).await?;
         let tags = self.key_values("tags", run_id).await?;
         Ok(Run {
-            info: RunInfo {
-                run_id: row.run_uuid,
-                experiment_id: row.experiment_id,
-                run_name: row.name,
-                user_id: row.user_id,
-                status: row.status.parse()?,
-                start_time: row.start_time,
-                end_time: row.end_time,
-                artifact_uri: row.artifact_uri,
-                lifecycle_stage: row.lifecycle_stage,
-                source_config: row.source_config,
-                git_commit: row.git_commit,
-            },
+            info: row.into_info()?,
             data: RunData {
                 metrics: metrics.into_iter().map(Metric::from).collect(),
                 params,
