@@ -13,6 +13,9 @@
 //! Metrics compare numbers against the latest value; params, tags and text attributes compare
 //! strings (`=`, `!=`, `LIKE`, `ILIKE`); `start_time` and `end_time` compare numbers.
 
+use sqlx::any::AnyArguments;
+use sqlx::{Arguments, AssertSqlSafe};
+
 use crate::error::{Error, Result};
 
 /// A value bound to a `$n` placeholder.
@@ -35,6 +38,20 @@ impl SqlBuilder {
     pub fn bind(&mut self, value: Bind) -> String {
         self.binds.push(value);
         format!("${}", self.binds.len())
+    }
+
+    /// The SQL and its values, for `sqlx::query_with` and its kin.
+    pub fn into_parts(self) -> Result<(AssertSqlSafe<String>, AnyArguments), sqlx::Error> {
+        let mut arguments = AnyArguments::default();
+        for b in self.binds {
+            match b {
+                Bind::Text(s) => arguments.add(s),
+                Bind::Int(i) => arguments.add(i),
+                Bind::Float(f) => arguments.add(f),
+            }
+            .map_err(sqlx::Error::Encode)?;
+        }
+        Ok((AssertSqlSafe(self.sql), arguments))
     }
 }
 

@@ -41,6 +41,13 @@
 //! SQLite runs in WAL mode with a 60 s busy timeout, and every transaction starts with a write,
 //! so concurrent writers queue rather than fail; version numbers come from an `UPDATE …
 //! RETURNING` on the model row, so concurrent registrations never share a number.
+//!
+//! # Durability
+//! SQLite commits with `synchronous = NORMAL` (WAL): a committed write survives a crash of the
+//! process, and a power loss never corrupts the file, but the last commits before a power loss
+//! may be lost — the WAL is synced to disk at checkpoints, not at every commit. (MLflow's
+//! SQLite backend keeps SQLite's defaults, a rollback journal with `synchronous = FULL`: one
+//! sync per commit.) PostgreSQL keeps its server's settings.
 
 mod artifacts;
 mod error;
@@ -48,6 +55,7 @@ pub mod filter;
 mod mlflow;
 mod model;
 mod registry;
+mod script;
 
 pub use artifacts::{ArtifactRef, ArtifactStore, NamedArtifact, local_path};
 pub use error::{Error, Result};

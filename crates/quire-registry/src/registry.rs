@@ -5,7 +5,7 @@
 //! Transactions start with a write, so SQLite takes its write lock up front and concurrent
 //! writers queue on the busy timeout instead of failing on a lock upgrade.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use crate::model::{
     ACTIVE, AliasMove, DELETED, Experiment, Metric, ModelVersion, NewModelVersion, NewRun,
     RegisteredModel, Run, RunData, RunInfo, RunStatus, RunsPage, SearchRuns, ViewType,
 };
+use crate::script::Script;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -249,6 +250,9 @@ impl Registry {
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(120));
         if backend == Backend::Sqlite {
+            // A SQLite connection is a file handle in this process: it cannot have been lost
+            // while idle, so the pool's ping before each use would only cost a round trip.
+            options = options.test_before_acquire(false);
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(AssertSqlSafe(format!(
@@ -645,50 +649,8 @@ impl Registry {
             check_key("tag", k)?;
             check_value("tag", k, v, MAX_TAG_VALUE_LEN)?;
         }
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
-        // A write first: it takes SQLite's write lock and checks the run exists and is active.
-        let touched = sqlx::query(
-            "UPDATE runs SET lifecycle_stage = lifecycle_stage WHERE run_uuid = $1 AND lifecycle_stage = $2",
-        )
-        .bind(run_id)
-        .bind(ACTIVE)
-        .execute(&mut *tx)
-        .await?;
-        found(touched, "active run", run_id)?;
-        for (k, v) in params {
-            let inserted = sqlx::query(
-                "INSERT INTO params (run_uuid, key, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (run_uuid, key) DO NOTHING",
-            )
-            .bind(run_id)
-            .bind(k)
-            .bind(v)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                let old: String =
-                    sqlx::query_scalar("SELECT value FROM params WHERE run_uuid = $1 AND key = $2")
-                        .bind(run_id)
-                        .bind(k)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                if &old != v {
-                    return Err(Error::InvalidParameter(format!(
-                        "param {k:?} of run {run_id} was already logged with value {old:?}; \
-                         params are immutable, so {v:?} is refused"
-                    )));
-                }
-            }
-        }
-        // Multi-row statements: one round trip per chunk, not two per metric (a batch of 20
-        // metrics went from 40 statements to 2).
-        let all: Vec<&Metric> = metrics.iter().collect();
-        for chunk in all.chunks(METRIC_ROWS_PER_STATEMENT) {
-            insert_metric_rows(&mut tx, "INSERT INTO metrics", "", run_id, chunk).await?;
-        }
-        // The batch's latest value per key first (a statement may not upsert a row twice), by
-        // the same order as the stored one: step, then timestamp, then value.
+        // The batch's latest value per key (a statement may not upsert a row twice), by the
+        // same order as the stored one: step, then timestamp, then value.
         let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
         for m in metrics {
             let newer = |cur: &Metric| {
@@ -705,9 +667,54 @@ impl Registry {
             }
         }
         let latest: Vec<&Metric> = latest.into_values().collect();
-        for chunk in latest.chunks(METRIC_ROWS_PER_STATEMENT) {
-            insert_metric_rows(
-                &mut tx,
+        let all: Vec<&Metric> = metrics.iter().collect();
+
+        // The whole batch is one script (one round trip on SQLite; see `crate::script`), and
+        // its statements write many rows each.
+        let mut script = Script::new(self.backend);
+        // A write first: it takes SQLite's write lock and checks the run exists and is active.
+        let q = script.statement();
+        let (run, active) = (
+            q.bind(Bind::Text(run_id.into())),
+            q.bind(Bind::Text(ACTIVE.into())),
+        );
+        q.sql.push_str(&format!(
+            "UPDATE runs SET lifecycle_stage = lifecycle_stage WHERE run_uuid = {run} AND lifecycle_stage = {active}"
+        ));
+        // Params: a new key is stored, a logged one kept; then the stored values of the batch's
+        // keys come back, to refuse a changed one.
+        for chunk in params.chunks(ROWS_PER_STATEMENT) {
+            let q = script.statement();
+            let run = q.bind(Bind::Text(run_id.into()));
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|(k, v)| {
+                    let (k, v) = (q.bind(Bind::Text(k.clone())), q.bind(Bind::Text(v.clone())));
+                    format!("({run}, {k}, {v})")
+                })
+                .collect();
+            q.sql.push_str(&format!(
+                "INSERT INTO params (run_uuid, key, value) VALUES {} \
+                 ON CONFLICT (run_uuid, key) DO NOTHING",
+                rows.join(", ")
+            ));
+            let q = script.statement();
+            let run = q.bind(Bind::Text(run_id.into()));
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|(k, _)| q.bind(Bind::Text(k.clone())))
+                .collect();
+            q.sql.push_str(&format!(
+                "SELECT key, value FROM params WHERE run_uuid = {run} AND key IN ({})",
+                keys.join(", ")
+            ));
+        }
+        for chunk in all.chunks(ROWS_PER_STATEMENT) {
+            metric_rows(script.statement(), "INSERT INTO metrics", "", run_id, chunk);
+        }
+        for chunk in latest.chunks(ROWS_PER_STATEMENT) {
+            metric_rows(
+                script.statement(),
                 "INSERT INTO latest_metrics",
                 "ON CONFLICT (run_uuid, key) DO UPDATE \
                  SET value = excluded.value, timestamp = excluded.timestamp, step = excluded.step \
@@ -717,11 +724,44 @@ impl Registry {
                         AND excluded.value > latest_metrics.value)",
                 run_id,
                 chunk,
-            )
-            .await?;
+            );
         }
         for (k, v) in tags {
-            upsert_tag(&mut tx, run_id, k, v).await?;
+            let q = script.statement();
+            let (run, k, v) = (
+                q.bind(Bind::Text(run_id.into())),
+                q.bind(Bind::Text(k.clone())),
+                q.bind(Bind::Text(v.clone())),
+            );
+            q.sql.push_str(&format!(
+                "INSERT INTO tags (run_uuid, key, value) VALUES ({run}, {k}, {v}) \
+                 ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value"
+            ));
+        }
+
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        let done = script.run(&mut tx).await;
+        // The run check first: a missing run also fails the later statements (their foreign
+        // keys), but it is reported as missing; a deleted one fails nothing else.
+        if done.changed.first() == Some(&0) {
+            return Err(Error::not_found("active run", run_id));
+        }
+        if let Some(e) = done.error {
+            return Err(e.into());
+        }
+        let stored: HashMap<String, String> = done
+            .rows
+            .iter()
+            .map(|row| Ok((row.try_get("key")?, row.try_get("value")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        for (k, v) in params {
+            if let Some(old) = stored.get(k).filter(|old| *old != v) {
+                return Err(Error::InvalidParameter(format!(
+                    "param {k:?} of run {run_id} was already logged with value {old:?}; \
+                     params are immutable, so {v:?} is refused"
+                )));
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -788,15 +828,10 @@ impl Registry {
             " ORDER BY {} LIMIT {limit} OFFSET {off}",
             order.join(", ")
         ));
-        let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(q.sql));
-        for b in q.binds {
-            query = match b {
-                Bind::Text(s) => query.bind(s),
-                Bind::Int(i) => query.bind(i),
-                Bind::Float(f) => query.bind(f),
-            };
-        }
-        let mut ids = query.fetch_all(&self.pool).await?;
+        let (sql, arguments) = q.into_parts()?;
+        let mut ids: Vec<String> = sqlx::query_scalar_with(sql, arguments)
+            .fetch_all(&self.pool)
+            .await?;
         let next_page_token = if ids.len() as i64 > max_results {
             ids.truncate(max_results as usize);
             Some((offset + max_results).to_string())
@@ -1332,43 +1367,29 @@ impl Registry {
 
 /// Rows per multi-row metric statement: 500 bound values, far below SQLite's and
 /// PostgreSQL's limits.
-const METRIC_ROWS_PER_STATEMENT: usize = 100;
+/// Rows (or keys) per multi-row statement of a batch: a few hundred values each.
+const ROWS_PER_STATEMENT: usize = 100;
 
 /// `{insert} (run_uuid, key, value, timestamp, step) VALUES (…), (…) {tail}`: one statement
 /// for `rows` of run `run_id`.
-async fn insert_metric_rows(
-    conn: &mut AnyConnection,
-    insert: &str,
-    tail: &str,
-    run_id: &str,
-    rows: &[&Metric],
-) -> Result<()> {
-    let sql = format!(
-        "{insert} (run_uuid, key, value, timestamp, step) VALUES {} {tail}",
-        value_rows(rows.len(), 5)
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for m in rows {
-        q = q
-            .bind(run_id)
-            .bind(&m.key)
-            .bind(m.value)
-            .bind(m.timestamp)
-            .bind(m.step);
-    }
-    q.execute(&mut *conn).await?;
-    Ok(())
-}
-
-/// `($1, $2, …), (…)`: `rows` groups of `width` numbered placeholders.
-fn value_rows(rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cols: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-            format!("({})", cols.join(", "))
+fn metric_rows(q: &mut SqlBuilder, insert: &str, tail: &str, run_id: &str, rows: &[&Metric]) {
+    let run = q.bind(Bind::Text(run_id.into()));
+    let values: Vec<String> = rows
+        .iter()
+        .map(|m| {
+            format!(
+                "({run}, {}, {}, {}, {})",
+                q.bind(Bind::Text(m.key.clone())),
+                q.bind(Bind::Float(m.value)),
+                q.bind(Bind::Int(m.timestamp)),
+                q.bind(Bind::Int(m.step))
+            )
         })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    q.sql.push_str(&format!(
+        "{insert} (run_uuid, key, value, timestamp, step) VALUES {} {tail}",
+        values.join(", ")
+    ));
 }
 
 /// Switches a SQLite registry to WAL and migrates it. Processes opening a fresh file at the

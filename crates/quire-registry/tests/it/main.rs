@@ -35,6 +35,7 @@ backend_suite!(
     params_are_immutable,
     metric_history_and_latest,
     log_batch_is_all_or_nothing,
+    log_batch_checks_whatever_its_size,
     log_batch_keeps_history_and_latest,
     search_runs_filters_order_and_pages,
     search_filter_rejects_bad_input,

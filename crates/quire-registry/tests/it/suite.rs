@@ -386,6 +386,78 @@ pub async fn log_batch_is_all_or_nothing(t: &TestRegistry) {
     assert!(!data.tags.contains_key("u"));
 }
 
+/// A batch goes to the database as few queries as the backend allows; whatever the split, a
+/// missing or deleted run is "not found", a key logged twice in one batch with two values is
+/// refused, nothing of a refused batch stays, and a batch too large for one SQLite query
+/// (more than 16,000 values) is stored whole.
+pub async fn log_batch_checks_whatever_its_size(t: &TestRegistry) {
+    let reg = &t.registry;
+    let exp = experiment(reg, "e").await;
+    let id = run(reg, exp, "r").await;
+    let one = [metric("a", 1.0, 0, 1)];
+    let err = reg
+        .log_batch("missing", &one, &[kv("p", "1")], &[kv("t", "x")])
+        .await;
+    assert!(
+        matches!(
+            err,
+            Err(Error::NotFound {
+                what: "active run",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+
+    reg.set_run_lifecycle(&id, true).await.unwrap();
+    let err = reg.log_batch(&id, &one, &[kv("p", "1")], &[]).await;
+    assert!(
+        matches!(
+            err,
+            Err(Error::NotFound {
+                what: "active run",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    reg.set_run_lifecycle(&id, false).await.unwrap();
+    let data = reg.get_run(&id).await.unwrap().data;
+    assert!(data.metrics.is_empty() && data.params.is_empty());
+
+    let err = reg
+        .log_batch(&id, &one, &[kv("p", "1"), kv("p", "2")], &[])
+        .await;
+    assert!(matches!(err, Err(Error::InvalidParameter(_))), "{err:?}");
+    // The same value twice is one param.
+    reg.log_batch(&id, &[], &[kv("p", "1"), kv("p", "1")], &[])
+        .await
+        .unwrap();
+
+    let metrics: Vec<Metric> = (0..2_000)
+        .map(|i| metric(&format!("k{i:04}"), f64::from(i), 0, 1))
+        .collect();
+    let params: Vec<(String, String)> = (0..250)
+        .map(|i| kv(&format!("q{i:03}"), &i.to_string()))
+        .collect();
+    let tags: Vec<(String, String)> = (0..50).map(|i| kv(&format!("t{i:02}"), "v")).collect();
+    reg.log_batch(&id, &metrics, &params, &tags).await.unwrap();
+    let data = reg.get_run(&id).await.unwrap().data;
+    assert_eq!(data.metrics.len(), 2_000);
+    assert_eq!(data.params.len(), 251);
+    assert_eq!(data.params["q249"], "249");
+    assert!(data.tags.contains_key("t49"));
+    // A changed param at the end of the large batch still refuses all of it.
+    let mut changed = params.clone();
+    changed.push(kv("q000", "changed"));
+    let more: Vec<Metric> = (0..2_000)
+        .map(|i| metric(&format!("k{i:04}"), 0.0, 1, 2))
+        .collect();
+    let err = reg.log_batch(&id, &more, &changed, &[]).await;
+    assert!(matches!(err, Err(Error::InvalidParameter(_))), "{err:?}");
+    assert_eq!(reg.get_metric_history(&id, "k0007").await.unwrap().len(), 1);
+}
+
 /// One batch with a key at several steps, and more metrics than one statement takes: every
 /// value is in the history, and the latest is the highest (step, timestamp, value), whichever
 /// order the batch lists them in and whatever was stored before.
