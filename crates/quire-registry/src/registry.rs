@@ -1421,17 +1421,20 @@ async fn init_sqlite(pool: &AnyPool) -> Result<()> {
     }
 }
 
-/// SQLITE_BUSY / SQLITE_LOCKED, or a migration that found its tables already created.
+/// SQLITE_BUSY / SQLITE_LOCKED, or a migration that found its tables already created or its
+/// version already recorded (one that runs again without failing, as a table rebuild does).
 fn lost_init_race(err: &Error) -> bool {
     let db = match err {
         Error::Database(sqlx::Error::Database(db)) => db,
-        Error::Migration(sqlx::migrate::MigrateError::ExecuteMigration(
-            sqlx::Error::Database(db),
-            _,
-        )) => db,
+        Error::Migration(
+            sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(db), _)
+            | sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db)),
+        ) => db,
         _ => return false,
     };
-    matches!(db.code().as_deref(), Some("5" | "6")) || db.message().contains("already exists")
+    matches!(db.code().as_deref(), Some("5" | "6"))
+        || db.message().contains("already exists")
+        || (db.is_unique_violation() && db.message().contains("_sqlx_migrations"))
 }
 
 fn view_stage(view: ViewType) -> &'static str {
