@@ -302,6 +302,8 @@ pub struct Effects {
     pub rec_click_intent_slope: f64,
     /// Standard deviation of the ltr ranker's error on the true relevance (logit points).
     pub ltr_noise_sd: f64,
+    /// Probability that the session after one that abandoned its cart starts at the cart.
+    pub cart_return_probability: f64,
 }
 
 pub const EFFECTS: Effects = Effects {
@@ -309,7 +311,7 @@ pub const EFFECTS: Effects = Effects {
     cannibalization_logit: -0.7,
     pull_forward_logit: -0.8,
     promo_code_use: 0.85,
-    gateway_session_multiplier: 1.6,
+    gateway_session_multiplier: 2.5,
     gateway_first_appeal: 1.0,
     pair_probability: 0.6,
     series_in_order_probability: 0.99,
@@ -318,6 +320,7 @@ pub const EFFECTS: Effects = Effects {
     review_order_logit: 0.3,
     rec_click_intent_slope: 2.0,
     ltr_noise_sd: 0.25,
+    cart_return_probability: 0.35,
 };
 
 /// Everything shared by all users during a run.
@@ -389,15 +392,25 @@ impl World {
             genres,
             books,
         };
-        // Gateway books: five of the 40 most popular (not promoted, not a later series volume).
-        let mut gateway_books: Vec<u32> = catalog.popular[..40]
+        // Gateway books: two of the 20 most popular (not promoted, not a later series volume), of
+        // different genres so that neither is among the other's comparable first buyers. Few
+        // and popular, shown to new customers on the home page: each gets enough first buyers
+        // for `quire analyze gateway` to confirm it on a test-sized run.
+        let candidates: Vec<u32> = catalog.popular[..20]
             .iter()
             .copied()
             .filter(|&b| !promoted[b as usize] && !catalog.is_later_volume(b))
-            .collect::<Vec<_>>()
-            .choose_multiple(&mut rng, 5)
-            .copied()
             .collect();
+        let mut gateway_books: Vec<u32> = candidates.choose(&mut rng).copied().into_iter().collect();
+        let genre = |b: u32| catalog.books[b as usize].genre;
+        if let Some(&first) = gateway_books.first() {
+            let others: Vec<u32> = candidates
+                .iter()
+                .copied()
+                .filter(|&b| genre(b) != genre(first))
+                .collect();
+            gateway_books.extend(others.choose(&mut rng));
+        }
         gateway_books.sort_unstable();
         let mut gateway = vec![false; catalog.books.len()];
         for &b in &gateway_books {
