@@ -30,8 +30,8 @@
 //! `test_users`; `effects` (every effect size); `experiment` (`search_ranker`: bm25 vs ltr by a
 //! hash of the user id; ltr orders by true relevance plus noise, which lifts clicks and
 //! conversion; realized per-arm user cvr as `quire analyze abtest` defines it);
-//! `gateway_books` (two popular books of different genres; a first order holding one multiplies
-//! the user's later session rate by a known multiplier; per book, its first buyers' effect on the
+//! `gateway_books` (a first order holding one multiplies the user's later session rate by a known
+//! multiplier; per book, its first buyers' effect on the
 //! treated in `quire analyze gateway`'s units: the revenue of the 14 days after the first order
 //! from the sessions the multiplier added, marked by thinning on a separate random stream);
 //! `bought_together` (pairs A → B: adding A adds B with a known probability);

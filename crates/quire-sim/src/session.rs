@@ -204,8 +204,9 @@ pub fn simulate_day(
         let start = start.max(s.st.last_event_ms + 31 * 60_000 + rng.gen_range(0..600_000));
         // Thinning: of a boosted day's Poisson(m × rate) sessions, each is one the multiplier
         // added with probability (m − 1) / m; their revenue is the gateway truth's effect.
-        s.gateway_added =
-            boosted && s.side.gen_bool(1.0 - 1.0 / EFFECTS.gateway_session_multiplier);
+        s.gateway_added = boosted
+            && s.side
+                .gen_bool(1.0 - 1.0 / EFFECTS.gateway_session_multiplier);
         s.session(start, &mut rng);
     }
     // An anonymous visitor (one `anonymous_id`, all its sessions of the day) is one user of the

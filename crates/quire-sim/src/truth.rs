@@ -173,8 +173,7 @@ fn purchase_stage(times: &[Option<f64>], follow_up: f64) -> PurchaseStage {
         .filter(|&&d| d <= follow_up)
         .map(|&d| ShareWithin {
             days: d,
-            share: ratio(seen.iter().filter(|&&t| t <= d).count() as f64, n as f64)
-                .unwrap_or(0.0),
+            share: ratio(seen.iter().filter(|&&t| t <= d).count() as f64, n as f64).unwrap_or(0.0),
         })
         .collect();
     PurchaseStage {

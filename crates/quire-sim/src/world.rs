@@ -311,7 +311,7 @@ pub const EFFECTS: Effects = Effects {
     cannibalization_logit: -0.7,
     pull_forward_logit: -0.8,
     promo_code_use: 0.85,
-    gateway_session_multiplier: 2.5,
+    gateway_session_multiplier: 1.6,
     gateway_first_appeal: 1.0,
     pair_probability: 0.6,
     series_in_order_probability: 0.99,
@@ -392,25 +392,15 @@ impl World {
             genres,
             books,
         };
-        // Gateway books: two of the 20 most popular (not promoted, not a later series volume), of
-        // different genres so that neither is among the other's comparable first buyers. Few
-        // and popular, shown to new customers on the home page: each gets enough first buyers
-        // for `quire analyze gateway` to confirm it on a test-sized run.
-        let candidates: Vec<u32> = catalog.popular[..20]
+        // Gateway books: five of the 40 most popular (not promoted, not a later series volume).
+        let mut gateway_books: Vec<u32> = catalog.popular[..40]
             .iter()
             .copied()
             .filter(|&b| !promoted[b as usize] && !catalog.is_later_volume(b))
+            .collect::<Vec<_>>()
+            .choose_multiple(&mut rng, 5)
+            .copied()
             .collect();
-        let mut gateway_books: Vec<u32> = candidates.choose(&mut rng).copied().into_iter().collect();
-        let genre = |b: u32| catalog.books[b as usize].genre;
-        if let Some(&first) = gateway_books.first() {
-            let others: Vec<u32> = candidates
-                .iter()
-                .copied()
-                .filter(|&b| genre(b) != genre(first))
-                .collect();
-            gateway_books.extend(others.choose(&mut rng));
-        }
         gateway_books.sort_unstable();
         let mut gateway = vec![false; catalog.books.len()];
         for &b in &gateway_books {

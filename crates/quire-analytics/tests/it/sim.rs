@@ -326,7 +326,7 @@ fn top_customers_finds_the_concentration() {
 /// bought in that week who bought again within as many days of the first order, each user
 /// followed to the end of the run (two weeks), so exact. Recovered: the Kaplan–Meier curves of
 /// `time-to-purchase` over the first week alone (every user censored at its end) hold each share
-/// at each tabulated day within their 95% intervals, on the same cohort, and report a median
+/// at each tabulated day within their 95% intervals, on the same cohort, and reports a median
 /// exactly when the truth reaches one. Absent: the bias of ignoring censoring — the naive share
 /// (purchases seen / cohort) is below the KM estimate and below the truth.
 #[test]
@@ -350,13 +350,20 @@ fn time_to_purchase_recovers_the_uncensored_truth() {
     ] {
         let truth_stage = &tt[stage];
         let medians = &j["medians"][row];
-        assert_eq!(medians["users"], truth_stage["users"], "{stage}: {medians}");
+        // The same cohort (the second stage's may differ by an order placed just after
+        // midnight in the range's last session).
+        let (n, n_truth) = (f(&medians["users"]), f(&truth_stage["users"]));
+        assert!(
+            (n - n_truth).abs() <= 0.01 * n_truth,
+            "{stage}: {medians} vs {truth_stage}"
+        );
         let rows = j[curve].as_array().unwrap();
         let mut checked = 0;
         for w in truth_stage["share_within"].as_array().unwrap() {
             let Some(r) = rows
                 .iter()
-                .find(|r| (f(&r["days"]) - f(&w["days"])).abs() < 1e-9) else {
+                .find(|r| (f(&r["days"]) - f(&w["days"])).abs() < 1e-9)
+            else {
                 continue;
             };
             let share = f(&w["share"]);
@@ -409,7 +416,7 @@ fn time_to_purchase_recovers_the_uncensored_truth() {
 /// (Wilson) holds the truth's, and mobile's and tablet's differences from desktop — crude and
 /// stratified by source (Mantel–Haenszel) — hold the truth's difference, mobile's below 0.
 /// Absent: no Simpson's paradox warning, and with the device labels shuffled across sessions the
-/// stratified difference's interval holds 0.
+/// stratified differences' intervals hold 0 at their nominal rate.
 #[test]
 fn devices_recover_the_conversion_by_device() {
     let ds = dataset(DateRange::default());
@@ -457,21 +464,28 @@ fn devices_recover_the_conversion_by_device() {
         "{:?}",
         r.warnings
     );
+    // No device effect once the labels are shuffled across sessions: over 20 shufflings, the
+    // stratified intervals of both comparisons hold 0 at about their nominal 95% (at least 34
+    // of 40; fewer has probability about 1% when they are calibrated).
     let mut shuffled = rows.clone();
     let mut devices: Vec<String> = rows.iter().map(|x| x.device.clone()).collect();
-    devices.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
-    for (x, d) in shuffled.iter_mut().zip(devices) {
-        x.device = d;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let (mut held, mut intervals) = (0, 0);
+    for _ in 0..20 {
+        devices.shuffle(&mut rng);
+        for (x, d) in shuffled.iter_mut().zip(&devices) {
+            x.device.clone_from(d);
+        }
+        let j = quire_analytics::devices::analyze(&shuffled, "desktop")
+            .unwrap()
+            .to_json();
+        for c in j["comparison"].as_array().unwrap() {
+            intervals += 1;
+            held += usize::from(f(&c["stratified_lo"]) <= 0.0 && 0.0 <= f(&c["stratified_hi"]));
+        }
     }
-    let j = quire_analytics::devices::analyze(&shuffled, "desktop")
-        .unwrap()
-        .to_json();
-    for c in j["comparison"].as_array().unwrap() {
-        assert!(
-            f(&c["stratified_lo"]) <= 0.0 && 0.0 <= f(&c["stratified_hi"]),
-            "shuffled labels: {c}"
-        );
-    }
+    assert_eq!(intervals, 40);
+    assert!(held >= 34, "shuffled labels: {held} of 40 intervals hold 0");
 }
 
 /// The abandonment counts are the KPI definitions' (sessions with an add-to-cart and no
@@ -551,7 +565,7 @@ fn after_abandon_recovers_the_returns_to_the_cart() {
     let ci = &j["next_session_cart_rate_ci95"];
     assert!(j["with_next_session"].as_u64().unwrap() >= 100, "{j}");
     assert!(
-        f(&ci[0]) <= 0.0 && f(&ci[1]) < planted,
+        f(&ci[0]) < 1e-12 && f(&ci[1]) < planted,
         "bought carts: cart rate {} {ci}",
         j["next_session_cart_rate"]
     );
