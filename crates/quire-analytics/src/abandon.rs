@@ -2,7 +2,7 @@
 //! cart when it has an `add_to_cart` and no `order_placed`; the abandonment point is its last
 //! `add_to_cart`. Reported with Wilson intervals: the next event in that session (or leaving),
 //! and the first action of the user's next session (or no next session within observation),
-//! plus how often that next session orders.
+//! plus how often that next session orders and how often it starts at the cart.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +23,8 @@ pub struct Session {
 }
 
 pub const LEFT: &str = "(left the site)";
+/// The action of a session that starts by returning to the cart.
+pub const CART: &str = "page_view:cart";
 pub const NO_NEXT: &str = "(no next session)";
 
 /// What follows each abandonment.
@@ -32,6 +34,8 @@ pub struct Outcomes {
     pub next_in_session: BTreeMap<String, u64>,
     pub next_session_first: BTreeMap<String, u64>,
     pub next_session_orders: u64,
+    /// Next sessions that start at the cart ([`CART`]).
+    pub next_session_at_cart: u64,
     pub with_next_session: u64,
 }
 
@@ -56,6 +60,9 @@ pub fn outcomes(sessions: &[Session]) -> Outcomes {
                 *o.next_session_first.entry(first.to_owned()).or_default() += 1;
                 if n.actions.iter().any(|a| a == "order_placed") {
                     o.next_session_orders += 1;
+                }
+                if first == CART {
+                    o.next_session_at_cart += 1;
                 }
             }
             None => *o.next_session_first.entry(NO_NEXT.to_owned()).or_default() += 1,
@@ -94,6 +101,16 @@ pub fn analyze(sessions: &[Session]) -> Result<AnalysisResult> {
         },
     );
     r.fact("next_session_order_rate_ci95", vec![lo, hi]);
+    let (lo, hi) = wilson(o.next_session_at_cart, o.with_next_session, Z95);
+    r.fact(
+        "next_session_cart_rate",
+        if o.with_next_session > 0 {
+            o.next_session_at_cart as f64 / o.with_next_session as f64
+        } else {
+            f64::NAN
+        },
+    );
+    r.fact("next_session_cart_rate_ci95", vec![lo, hi]);
     r.tables.push(share_table(
         "next_in_session",
         "Next event in the session after the last add-to-cart (Wilson 95%)",
@@ -143,7 +160,7 @@ pub fn analyze(sessions: &[Session]) -> Result<AnalysisResult> {
             }],
         },
     });
-    r.note("abandoned = a session with an add_to_cart and no order_placed; the next session is the user's next one within the range");
+    r.note("abandoned = a session with an add_to_cart and no order_placed; the next session is the user's next one within the range; its order rate and cart rate (its first event is a page view of the cart) are shares of the abandoned sessions that have one (Wilson 95%)");
     Ok(r)
 }
 
@@ -223,6 +240,7 @@ mod tests {
         assert_eq!(o.next_session_first[NO_NEXT], 1);
         assert_eq!(o.next_session_first["product_view"], 1);
         assert_eq!((o.with_next_session, o.next_session_orders), (2, 1));
+        assert_eq!(o.next_session_at_cart, 1);
         let r = analyze(&sessions).unwrap();
         assert_eq!(r.to_json()["next_in_session"].as_array().unwrap().len(), 3);
         assert!(analyze(&sessions[3..4]).is_err());

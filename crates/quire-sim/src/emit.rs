@@ -73,6 +73,16 @@ pub struct DayStats {
     pub offset_timestamps: u64,
     pub returns: u64,
     pub malformed: [u64; 7],
+    /// Sessions and sessions with an order, by device (`Device as usize`).
+    pub device_sessions: [u64; 3],
+    pub device_orders: [u64; 3],
+    /// Sessions with an add_to_cart and no order; those followed by a session of the same
+    /// user (visitor); and of those, the next sessions that started at the cart.
+    pub abandoned_sessions: u64,
+    pub abandoned_then_session: u64,
+    pub cart_returns: u64,
+    /// Anonymous visitors of the day: first event and first two orders (ms since the start).
+    pub anon_purchase_times: Vec<(i64, [Option<i64>; 2])>,
 }
 
 impl DayStats {
@@ -110,6 +120,15 @@ impl DayStats {
         for i in 0..7 {
             self.malformed[i] += o.malformed[i];
         }
+        for i in 0..3 {
+            self.device_sessions[i] += o.device_sessions[i];
+            self.device_orders[i] += o.device_orders[i];
+        }
+        self.abandoned_sessions += o.abandoned_sessions;
+        self.abandoned_then_session += o.abandoned_then_session;
+        self.cart_returns += o.cart_returns;
+        self.anon_purchase_times
+            .extend_from_slice(&o.anon_purchase_times);
     }
 }
 

@@ -30,15 +30,23 @@
 //! `test_users`; `effects` (every effect size); `experiment` (`search_ranker`: bm25 vs ltr by a
 //! hash of the user id; ltr orders by true relevance plus noise, which lifts clicks and
 //! conversion; realized per-arm user cvr as `quire analyze abtest` defines it);
-//! `gateway_books` (first purchase of one raises the user's later session rate by a known
-//! multiplier); `bought_together` (pairs A → B: adding A adds B with a known probability);
+//! `gateway_books` (a first order holding one multiplies the user's later session rate by a known
+//! multiplier; per book, its first buyers' effect on the
+//! treated in `quire analyze gateway`'s units: the revenue of the 14 days after the first order
+//! from the sessions the multiplier added, marked by thinning on a separate random stream);
+//! `bought_together` (pairs A → B: adding A adds B with a known probability);
 //! `series_order` (volume n is bought before n+1); `recommendation_click_effect` and
 //! `review_effect` (a logit shift at the order decision, with the exact ATE/ATT on session
 //! conversion, the ATT over treated sessions that reached the order decision, and the naive
 //! difference, confounded through device and login, which also drive the click or read decided
 //! at the session's first recommendation module or product page); `promotion` (code, books, window,
 //! discount, lift, cannibalization of the same genres, pull-forward dip, realized daily units);
-//! `data_quality` (test traffic, duplicate lines, retried orders, late mobile events, non-UTC
+//! `devices` (each device's intent shift and its sessions' realized conversion, the device drawn
+//! independently of the traffic source); `after_abandon` (the next session after an abandoned
+//! cart starts at the cart with a known probability, decided on a separate stream; realized
+//! counts); `time_to_purchase` (the users whose first visit is in the run's first half, followed
+//! to its end: exact shares who bought within 1 h to 28 days of the first visit, and again
+//! within as many days of the first order, with medians); `data_quality` (test traffic, duplicate lines, retried orders, late mobile events, non-UTC
 //! offsets, malformed lines by kind); `volumes` (events per user-day).
 //!
 //! # Data quality
@@ -83,7 +91,7 @@ use crate::world::{DAY_MS, SOURCES, World};
 
 /// The generator's version: bumped whenever the same config would write different files, so
 /// schedulers (the pipeline) know to simulate again.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 pub type Result<T> = std::result::Result<T, Error>;
 

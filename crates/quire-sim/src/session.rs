@@ -50,6 +50,17 @@ pub struct UserState {
     pub pending_returns: Vec<PendingReturn>,
     pub exposed: bool,
     pub converted: bool,
+    /// Time of the first event (ms since the start).
+    pub first_visit_ms: Option<i64>,
+    /// Times of the first two orders (ms since the start).
+    pub order_ms: [Option<i64>; 2],
+    /// Gateway books in the first order.
+    pub first_gateways: Vec<u32>,
+    /// Revenue (cents) of the orders placed, within `GATEWAY_HORIZON_DAYS` after the first order,
+    /// in the sessions the gateway multiplier added.
+    pub gateway_added_cents: i64,
+    /// The last session added to the cart and did not order.
+    pub abandoned_cart: bool,
 }
 
 impl UserState {
@@ -76,6 +87,11 @@ impl UserState {
             pending_returns: Vec::new(),
             exposed: false,
             converted: false,
+            first_visit_ms: None,
+            order_ms: [None; 2],
+            first_gateways: Vec::new(),
+            gateway_added_cents: 0,
+            abandoned_cart: false,
         }
     }
 
@@ -116,6 +132,12 @@ impl Via {
 }
 
 const PURPOSE_DAY: u64 = 0xDA7;
+/// A second stream per user and day for the draws of the planted effects that must not shift
+/// the main stream (which sessions the gateway multiplier added, returns to an abandoned cart).
+const PURPOSE_SIDE: u64 = 0x51DE;
+/// The gateway truth's horizon: revenue of the days after the first order, as `quire analyze
+/// gateway --days` (default 14) measures it.
+pub const GATEWAY_HORIZON_DAYS: i64 = 14;
 const ADD_BASE_LOGIT: f64 = -3.6;
 const CHECKOUT_BASE_LOGIT: f64 = 0.3;
 const ORDER_BASE_LOGIT: f64 = 0.8;
@@ -133,6 +155,9 @@ pub fn simulate_day(
 ) {
     let mut rng = rng_for(world.seed, PURPOSE_DAY, st.entity as u64, day as u64);
     let mut s = Sess {
+        side: rng_for(world.seed, PURPOSE_SIDE, st.entity as u64, day as u64),
+        gateway_added: false,
+        added_to_cart: false,
         world,
         ids,
         st,
@@ -156,12 +181,13 @@ pub fn simulate_day(
     s.returns_due(&mut rng);
     let p = &s.st.profile;
     let day_start = day as i64 * DAY_MS;
+    let boosted = s.st.gateway_first && s.st.first_purchase_day.is_some_and(|d| d < day);
     let n = match s.st.kind {
         UserKind::Anon => 1 + usize::from(rng.gen_bool(0.08)),
         _ if (day as i64) < p.signup_day => 0,
         _ => {
             let mut rate = p.sessions_per_day * world.day_factor[day as usize];
-            if s.st.gateway_first && s.st.first_purchase_day.is_some_and(|d| d < day) {
+            if boosted {
                 rate *= EFFECTS.gateway_session_multiplier;
             }
             poisson(rate, &mut rng)
@@ -176,6 +202,11 @@ pub fn simulate_day(
     starts.sort_unstable();
     for start in starts {
         let start = start.max(s.st.last_event_ms + 31 * 60_000 + rng.gen_range(0..600_000));
+        // Thinning: of a boosted day's Poisson(m × rate) sessions, each is one the multiplier
+        // added with probability (m − 1) / m; their revenue is the gateway truth's effect.
+        s.gateway_added = boosted
+            && s.side
+                .gen_bool(1.0 - 1.0 / EFFECTS.gateway_session_multiplier);
         s.session(start, &mut rng);
     }
     // An anonymous visitor (one `anonymous_id`, all its sessions of the day) is one user of the
@@ -184,6 +215,10 @@ pub fn simulate_day(
         let arm = usize::from(s.st.profile.ltr);
         s.out.stats.anon_exposed[arm] += u64::from(s.st.exposed);
         s.out.stats.anon_converted[arm] += u64::from(s.st.converted);
+        // A visitor lives one day: its purchase times go to the time-to-purchase truth now.
+        if let Some(v) = s.st.first_visit_ms {
+            s.out.stats.anon_purchase_times.push((v, s.st.order_ms));
+        }
     }
 }
 
@@ -222,6 +257,12 @@ fn session_start_ms(rng: &mut ChaCha8Rng, device: Device) -> i64 {
 }
 
 struct Sess<'a> {
+    /// The side stream (`PURPOSE_SIDE`).
+    side: ChaCha8Rng,
+    /// The session is one the gateway multiplier added.
+    gateway_added: bool,
+    /// The session has an add_to_cart.
+    added_to_cart: bool,
     world: &'a World,
     ids: &'a Ids,
     st: &'a mut UserState,
@@ -263,6 +304,9 @@ impl Sess<'_> {
 
     /// Opens an event line; returns its start offset.
     fn begin(&mut self, rng: &mut ChaCha8Rng, event_type: &str) -> usize {
+        if self.st.first_visit_ms.is_none() {
+            self.st.first_visit_ms = Some(self.t);
+        }
         let c = self.next_counter();
         let world = self.world;
         let offset = if rng.gen_bool(0.02) {
@@ -579,6 +623,7 @@ impl Sess<'_> {
         self.rec_offered = false;
         self.review_offered = false;
         self.abandon = false;
+        self.added_to_cart = false;
         let p = &self.st.profile;
         self.device = if rng.gen_bool(0.8) {
             p.device
@@ -603,6 +648,22 @@ impl Sess<'_> {
         if self.not_test() {
             self.out.stats.sessions += 1;
         }
+        // Back after an abandoned cart: the session may start at the cart. The side stream
+        // decides and draws this page view's variants and the pause after it, so the rest of
+        // the session is drawn as it would have been.
+        if std::mem::take(&mut self.st.abandoned_cart) {
+            let mut side = self.side.clone();
+            let back = side.gen_bool(EFFECTS.cart_return_probability);
+            if self.not_test() {
+                self.out.stats.abandoned_then_session += 1;
+                self.out.stats.cart_returns += u64::from(back);
+            }
+            if back {
+                self.page_view(&mut side, "cart");
+                self.wait(&mut side, 5, 40);
+            }
+            self.side = side;
+        }
 
         // Bounce: some visits leave after their landing page; low intent bounces more.
         let bounce = sigmoid(-1.6 - 1.2 * self.intent).clamp(0.03, 0.6);
@@ -612,8 +673,12 @@ impl Sess<'_> {
         } else {
             self.visit(src, start, rng)
         };
+        self.st.abandoned_cart = self.added_to_cart && !ordered;
         if self.not_test() {
             let st = &mut self.out.stats;
+            st.device_sessions[self.device as usize] += 1;
+            st.device_orders[self.device as usize] += u64::from(ordered);
+            st.abandoned_sessions += u64::from(self.st.abandoned_cart);
             if self.rec_clicked {
                 st.rec_click_sessions += 1;
                 st.rec_click_orders += u64::from(ordered);
@@ -1038,6 +1103,7 @@ impl Sess<'_> {
         let k = self.kind();
         self.finish(rng, s, k);
         self.cart.push((book, q, price));
+        self.added_to_cart = true;
     }
 
     /// Cart review, checkout and the order decision; true when an order was placed.
@@ -1146,6 +1212,7 @@ impl Sess<'_> {
             order_id.copy_from_slice(&v);
         }
         let retry = rng.gen_bool(0.01);
+        let order_t = self.t;
         for attempt in 0..1 + usize::from(retry) {
             if attempt == 1 {
                 self.wait(rng, 2, 8);
@@ -1191,6 +1258,23 @@ impl Sess<'_> {
         if self.st.first_purchase_day.is_none() {
             self.st.first_purchase_day = Some(self.day);
             self.st.gateway_first = items.iter().any(|i| w.gateway[i.0 as usize]);
+            self.st.first_gateways = items
+                .iter()
+                .map(|i| i.0)
+                .filter(|&b| w.gateway[b as usize])
+                .collect();
+        }
+        match self.st.order_ms {
+            [None, _] => self.st.order_ms[0] = Some(order_t),
+            [Some(_), None] => self.st.order_ms[1] = Some(order_t),
+            _ => {}
+        }
+        if self.gateway_added
+            && let Some(first) = self.st.order_ms[0]
+            && order_t > first
+            && order_t <= first + GATEWAY_HORIZON_DAYS * DAY_MS
+        {
+            self.st.gateway_added_cents += total;
         }
         if self.st.first_purchase_day.is_some_and(|d| d < self.day) {
             self.st.orders_after_first += 1;

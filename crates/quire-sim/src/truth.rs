@@ -3,8 +3,8 @@
 use serde::{Serialize, Serializer};
 
 use crate::emit::{DayStats, MALFORMED_KINDS};
-use crate::session::{UserKind, UserState};
-use crate::world::{EFFECTS, Effects, SegmentParams, World};
+use crate::session::{GATEWAY_HORIZON_DAYS, UserKind, UserState};
+use crate::world::{DAY_MS, Device, EFFECTS, Effects, SegmentParams, World};
 
 #[derive(Debug, Serialize)]
 pub struct Truth<'a> {
@@ -23,6 +23,9 @@ pub struct Truth<'a> {
     pub recommendation_click_effect: CausalEffect,
     pub review_effect: CausalEffect,
     pub promotion: PromotionTruth,
+    pub devices: Devices,
+    pub after_abandon: AfterAbandon,
+    pub time_to_purchase: TimeToPurchase,
     pub data_quality: DataQuality,
     pub volumes: Volumes,
 }
@@ -77,6 +80,110 @@ pub struct Gateway {
     /// Realized orders per user-day after the day of the first purchase.
     pub later_orders_per_user_day_gateway: Option<f64>,
     pub later_orders_per_user_day_other: Option<f64>,
+    /// The effect per gateway book in `quire analyze gateway`'s units (see `effect_definition`).
+    pub effect_horizon_days: i64,
+    pub effect_definition: &'static str,
+    pub books: Vec<GatewayBook>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GatewayBook {
+    pub book_id: String,
+    /// Logged-in users whose first order holds the book, at least `effect_horizon_days` before
+    /// the end of the run.
+    pub first_buyers: u64,
+    /// Their mean revenue (dollars of `total_price`) from the sessions the multiplier added, in
+    /// the `effect_horizon_days` after the first order: the effect on the treated (ATT).
+    pub att_later_revenue: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeviceTruth {
+    pub device: &'static str,
+    pub intent_shift: f64,
+    /// Non-test sessions as simulated, and those with an order.
+    pub sessions: u64,
+    pub converted_sessions: u64,
+    pub cvr: Option<f64>,
+    /// cvr − the reference device's cvr.
+    pub cvr_diff_vs_reference: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Devices {
+    pub reference: &'static str,
+    pub mechanism: &'static str,
+    pub by_device: Vec<DeviceTruth>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AfterAbandon {
+    pub cart_return_probability: f64,
+    pub mechanism: &'static str,
+    /// Non-test sessions with an add_to_cart and no order.
+    pub abandoned_sessions: u64,
+    /// Of those, the ones the same user (visitor) had another session after.
+    pub with_next_session: u64,
+    /// Of those, the next sessions that started at the cart (`page_view` of `cart`).
+    pub next_session_at_cart: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShareWithin {
+    pub days: f64,
+    pub share: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PurchaseStage {
+    pub users: u64,
+    /// Users with the purchase within `follow_up_days`.
+    pub purchased: u64,
+    /// Share with the purchase within `days`, for the analysis' grid days up to the follow-up.
+    pub share_within: Vec<ShareWithin>,
+    /// Smallest time by which half had purchased (null: fewer than half within the follow-up).
+    pub median_days: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TimeToPurchase {
+    pub definition: &'static str,
+    pub cohort_start_date: String,
+    pub cohort_end_date: String,
+    pub follow_up_days: u32,
+    pub first_purchase: PurchaseStage,
+    pub second_purchase: PurchaseStage,
+}
+
+/// The analysis' grid (`quire analyze time-to-purchase`'s tables).
+const TTP_GRID_DAYS: [f64; 8] = [1.0 / 24.0, 1.0, 2.0, 3.0, 7.0, 14.0, 21.0, 28.0];
+
+/// Times to the event in days (None: not within the follow-up); the follow-up in days.
+fn purchase_stage(times: &[Option<f64>], follow_up: f64) -> PurchaseStage {
+    let n = times.len();
+    let mut seen: Vec<f64> = times
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|&t| t <= follow_up)
+        .collect();
+    seen.sort_by(f64::total_cmp);
+    let share_within = TTP_GRID_DAYS
+        .iter()
+        .filter(|&&d| d <= follow_up)
+        .map(|&d| ShareWithin {
+            days: d,
+            share: ratio(seen.iter().filter(|&&t| t <= d).count() as f64, n as f64).unwrap_or(0.0),
+        })
+        .collect();
+    PurchaseStage {
+        users: n as u64,
+        purchased: seen.len() as u64,
+        share_within,
+        median_days: n
+            .checked_sub(1)
+            .and_then(|_| seen.get(n.div_ceil(2) - 1).copied()),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -278,6 +385,70 @@ pub fn build<'a>(
         .filter(|u| u.kind == UserKind::Registered)
         .collect();
     let user_days = world.users as u64 * world.days as u64;
+    let end_ms = world.days as i64 * DAY_MS;
+    let horizon_ms = GATEWAY_HORIZON_DAYS * DAY_MS;
+    let gateway_effects = world
+        .gateway_books
+        .iter()
+        .map(|&b| {
+            let (n, cents) = registered
+                .iter()
+                .filter(|u| {
+                    u.first_gateways.contains(&b)
+                        && u.order_ms[0].is_some_and(|f| f + horizon_ms <= end_ms)
+                })
+                .fold((0u64, 0i64), |(n, c), u| (n + 1, c + u.gateway_added_cents));
+            GatewayBook {
+                book_id: book_id(b),
+                first_buyers: n,
+                att_later_revenue: ratio(cents as f64 / 100.0, n as f64),
+            }
+        })
+        .collect();
+    let devices = [Device::Desktop, Device::Mobile, Device::Tablet];
+    let cvr = |i: usize| {
+        ratio(
+            total.device_orders[i] as f64,
+            total.device_sessions[i] as f64,
+        )
+    };
+    let by_device = devices
+        .iter()
+        .map(|&d| {
+            let i = d as usize;
+            DeviceTruth {
+                device: d.as_str(),
+                intent_shift: d.intent_shift(),
+                sessions: total.device_sessions[i],
+                converted_sessions: total.device_orders[i],
+                cvr: cvr(i),
+                cvr_diff_vs_reference: cvr(i).zip(cvr(0)).map(|(a, r)| a - r),
+            }
+        })
+        .collect();
+    // Time to purchase: the users (logged-in and anonymous) whose first visit falls in the first
+    // half of the run, each followed to the end of the run.
+    let half = world.days / 2;
+    let cohort_end_ms = half as i64 * DAY_MS;
+    let follow_up = world.days - half;
+    let days_between = |a: i64, b: i64| (b - a) as f64 / DAY_MS as f64;
+    let cohort: Vec<(i64, [Option<i64>; 2])> = registered
+        .iter()
+        .filter_map(|u| Some((u.first_visit_ms?, u.order_ms)))
+        .chain(total.anon_purchase_times.iter().copied())
+        .filter(|(v, _)| *v < cohort_end_ms)
+        .collect();
+    let to_first: Vec<Option<f64>> = cohort
+        .iter()
+        .map(|(v, o)| o[0].map(|t| days_between(*v, t)))
+        .collect();
+    let to_second: Vec<Option<f64>> = cohort
+        .iter()
+        .filter_map(|(_, o)| {
+            let first = o[0].filter(|&t| t < cohort_end_ms)?;
+            Some(o[1].map(|t| days_between(first, t)))
+        })
+        .collect();
     Truth {
         generator: concat!("quire-sim ", env!("CARGO_PKG_VERSION")),
         config: TruthConfig {
@@ -309,6 +480,9 @@ pub fn build<'a>(
             other_first_users: gw[1][0],
             later_orders_per_user_day_gateway: ratio(gw[0][1] as f64, gw_days[0] as f64),
             later_orders_per_user_day_other: ratio(gw[1][1] as f64, gw_days[1] as f64),
+            effect_horizon_days: GATEWAY_HORIZON_DAYS,
+            effect_definition: "per gateway book, over the logged-in users whose first order holds it at least effect_horizon_days before the end of the run: the mean total_price of the orders placed after the first order and within effect_horizon_days of it in the sessions the multiplier added (each session of a boosted day is one it added with probability (m - 1) / m, drawn on a separate stream): the revenue the book's first buyers would not have had without the effect, i.e. quire analyze gateway --days effect_horizon_days's ATT",
+            books: gateway_effects,
         },
         bought_together: BoughtTogether {
             probability: EFFECTS.pair_probability,
@@ -365,6 +539,26 @@ pub fn build<'a>(
             code_use_probability: EFFECTS.promo_code_use,
             mechanism: "in the window promoted books get sales_add_logit x segment promo_response on add-to-cart, are shown on the home page and in email landings and are 20% off with the code; non-promoted books of the promoted genres get cannibalization_add_logit; from the day after the window to dip_end_date promoted books get pull_forward_add_logit",
             daily: daily_promo,
+        },
+        devices: Devices {
+            reference: "desktop",
+            mechanism: "a session's purchase intent is the user's plus the device's intent_shift (logit points) plus noise; intent raises staying, adding, checkout and ordering, and (2 x intent_shift) recommendation clicks and review reads; the device is drawn independently of the traffic source; sessions and converted sessions (with an order) are realized counts of the non-test sessions",
+            by_device,
+        },
+        after_abandon: AfterAbandon {
+            cart_return_probability: EFFECTS.cart_return_probability,
+            mechanism: "the next session of a user (visitor) after one that had an add_to_cart and no order starts at the cart (a page_view of cart, carrying the traffic source) with cart_return_probability, then goes on as it would have; no other session starts at the cart",
+            abandoned_sessions: total.abandoned_sessions,
+            with_next_session: total.abandoned_then_session,
+            next_session_at_cart: total.cart_returns,
+        },
+        time_to_purchase: TimeToPurchase {
+            definition: "cohort: non-test users (logged-in and anonymous) whose first event falls in the first half of the run (days 0 to days/2 - 1); first_purchase: days from that first event to the first order; second_purchase: days from the first order to the second, for the cohort members whose first order falls in the same first half; every member is followed to the end of the run (at least follow_up_days), so the shares are exact, not censored: what a Kaplan-Meier fit on the first half alone (censored at its end) estimates",
+            cohort_start_date: date(0),
+            cohort_end_date: date(half.max(1) - 1),
+            follow_up_days: follow_up,
+            first_purchase: purchase_stage(&to_first, follow_up as f64),
+            second_purchase: purchase_stage(&to_second, follow_up as f64),
         },
         data_quality: DataQuality {
             test_events: counts.test_events,

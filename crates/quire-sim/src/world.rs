@@ -302,6 +302,8 @@ pub struct Effects {
     pub rec_click_intent_slope: f64,
     /// Standard deviation of the ltr ranker's error on the true relevance (logit points).
     pub ltr_noise_sd: f64,
+    /// Probability that the session after one that abandoned its cart starts at the cart.
+    pub cart_return_probability: f64,
 }
 
 pub const EFFECTS: Effects = Effects {
@@ -318,6 +320,7 @@ pub const EFFECTS: Effects = Effects {
     review_order_logit: 0.3,
     rec_click_intent_slope: 2.0,
     ltr_noise_sd: 0.25,
+    cart_return_probability: 0.35,
 };
 
 /// Everything shared by all users during a run.

@@ -446,10 +446,48 @@ fn truth_records_the_planted_effects() {
     assert!(review > 0.0 && review < rec["att_on_session_cvr"].as_f64().expect("att"));
     let series = &t["series_order"];
     assert!(series["in_order_purchases"].as_u64() > series["out_of_order_purchases"].as_u64());
-    assert_eq!(
-        t["gateway_books"]["book_ids"].as_array().map(Vec::len),
-        Some(5)
-    );
+    let gw = &t["gateway_books"];
+    assert_eq!(gw["book_ids"].as_array().map(Vec::len), Some(5));
+    let books = gw["books"].as_array().expect("gateway books");
+    assert_eq!(books.len(), 5);
+    // Ten days leave no first order 14 days of follow-up: no buyer counts, no effect.
+    assert_eq!(gw["effect_horizon_days"], 14);
+    for b in books {
+        assert_eq!(b["first_buyers"], 0, "{b}");
+        assert!(b["att_later_revenue"].is_null(), "{b}");
+    }
+    // Devices: the realized counts add up to the sessions; intent orders the conversion.
+    let dev = t["devices"]["by_device"].as_array().expect("devices");
+    let sessions: u64 = dev.iter().filter_map(|d| d["sessions"].as_u64()).sum();
+    assert_eq!(Some(sessions), t["volumes"]["sessions"].as_u64());
+    let cvr = |i: usize| dev[i]["cvr"].as_f64().expect("cvr");
+    assert_eq!(dev[0]["device"], "desktop");
+    assert!(cvr(0) > cvr(2) && cvr(2) > cvr(1), "{dev:?}");
+    // After an abandoned cart: the returns are a binomial share of the next sessions.
+    let ab = &t["after_abandon"];
+    let n = |k: &str| ab[k].as_u64().expect(k) as f64;
+    assert!(n("with_next_session") <= n("abandoned_sessions") && n("with_next_session") > 100.0);
+    let p = ab["cart_return_probability"].as_f64().expect("p");
+    let share = n("next_session_at_cart") / n("with_next_session");
+    let se = (p * (1.0 - p) / n("with_next_session")).sqrt();
+    assert!((share - p).abs() < 4.0 * se, "{share} vs {p}");
+    // Time to purchase: shares grow with the days and stay below one.
+    let ttp = &t["time_to_purchase"];
+    assert_eq!(ttp["follow_up_days"], 5);
+    for stage in ["first_purchase", "second_purchase"] {
+        let w: Vec<f64> = ttp[stage]["share_within"]
+            .as_array()
+            .expect("shares")
+            .iter()
+            .map(|x| x["share"].as_f64().expect("share"))
+            .collect();
+        assert_eq!(w.len(), 4, "{stage}: 1 h, 1, 2 and 3 days within 5");
+        assert!(
+            w.windows(2).all(|p| p[0] <= p[1]) && w[3] <= 1.0,
+            "{stage}: {w:?}"
+        );
+        assert!(ttp[stage]["users"].as_u64() > Some(0));
+    }
     let promo = &t["promotion"];
     assert_eq!(promo["promo_code"], "FALLREADS20");
     let daily = promo["daily"].as_array().expect("daily");
