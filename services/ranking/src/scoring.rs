@@ -5,9 +5,10 @@
 //! Rather than tokio's `spawn_blocking` behind a semaphore of one permit per session: with a
 //! semaphore a scoring thread sits idle, after each request, for the hops that hand its permit
 //! to the next waiting task and that task's work to a thread; here the next request waits in the
-//! channel and the thread takes it as soon as it is done (benches/README.md, ranking service, has
-//! the measurements). The queue is not bounded here: each waiting request already holds its body
-//! (at most `max_body_bytes`) and a connection, one request per connection at a time.
+//! channel and the thread takes it as soon as it is done. (Not yet measured against
+//! `spawn_blocking` on a quiet machine.) The queue is not bounded here: each waiting request
+//! already holds its body (at most `max_body_bytes`) and a connection, one request per connection
+//! at a time.
 
 use std::panic::AssertUnwindSafe;
 
