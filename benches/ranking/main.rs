@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use quire_featspec::{N_FEATURES, OnlineSnapshot};
+use quire_featspec::{N_FEATURES, OnlineSnapshot, ServingTables};
 use quire_onnx::OnnxScorer;
 use serde_json::json;
 
@@ -111,13 +111,31 @@ fn floor(dir: &std::path::Path, calls: usize) -> Result<()> {
     let snapshot = OnlineSnapshot::read(&dir.join("feature_snapshot.json"))?;
     let bodies = world::read_requests(&dir.join("requests.jsonl"))?;
     let scorer = OnnxScorer::load(dir.join("model.onnx"), 1)?;
-    // The matrices the service scores, computed up front (as the service does, per request).
+    // The matrices the service scores, computed up front as the service does per request
+    // (timed), and checked bit for bit against the feature job's `assemble` (the training rows).
+    let parsed: Vec<world::Body> = bodies
+        .iter()
+        .map(world::Body::parse)
+        .collect::<Result<_>>()?;
+    let tables = ServingTables::new(snapshot.clone());
     let t = Instant::now();
-    let matrices: Vec<(Vec<f32>, usize)> = bodies
+    let matrices: Vec<(Vec<f32>, usize)> = parsed
+        .iter()
+        .map(|b| world::serving_features(&tables, b))
+        .collect();
+    let features_us = t.elapsed().as_secs_f64() * 1e6 / matrices.len() as f64;
+    let t = Instant::now();
+    let training: Vec<(Vec<f32>, usize)> = parsed
         .iter()
         .map(|b| world::features(&snapshot, b))
-        .collect::<Result<_>>()?;
-    let features_us = t.elapsed().as_secs_f64() * 1e6 / matrices.len() as f64;
+        .collect();
+    let assemble_us = t.elapsed().as_secs_f64() * 1e6 / training.len() as f64;
+    let bits = |rows: &[f32]| rows.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (i, (served, trained)) in matrices.iter().zip(&training).enumerate() {
+        if bits(&served.0) != bits(&trained.0) {
+            anyhow::bail!("request {i}: the service's features are not the training job's");
+        }
+    }
     for (rows, n) in matrices.iter().take(200) {
         scorer.score(rows, *n, N_FEATURES)?;
     }
@@ -142,6 +160,7 @@ fn floor(dir: &std::path::Path, calls: usize) -> Result<()> {
             "mean": micros.iter().sum::<f64>() / micros.len().max(1) as f64,
         },
         "features_us_per_request": features_us,
+        "assemble_us_per_request": assemble_us,
     });
     println!("{report}");
     Ok(())

@@ -236,8 +236,11 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"single-threaded session, no HTTP): p50 {floor_ms:.3f} ms, p99 "
         f"{floor['score_us']['p99'] / 1000:.3f} ms (p99 / p50 "
         f"{floor['score_us']['p99'] / floor['score_us']['p50']:.2f}: the machine's own jitter, "
-        f"with no HTTP and no other request); computing the features (the bench's copy of the "
-        f"service's code) took {floor['features_us_per_request']:.0f} µs per request.",
+        f"with no HTTP and no other request). Features per request: "
+        f"{floor['features_us_per_request']:.1f} µs with the service's `ServingTables` "
+        f"(`assemble` per row on the snapshot's maps, as the feature job: "
+        f"{floor['assemble_us_per_request']:.1f} µs), bit-identical on all {prep['requests']} "
+        f"requests.",
         "",
         "| goal | value | target | |",
         "|---|---:|---:|---|",

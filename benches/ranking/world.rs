@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use quire_featspec::{
     BookActivity, BookInfo, FEATURE_NAMES, FeatureSpec, FeatureTables, N_FEATURES, OnlineSnapshot,
-    Request, UserProfile, assemble,
+    Request, ServingTables, UserProfile, assemble,
 };
 use quire_lgbm::{Dataset, TrainOptions, train};
 use quire_registry::{ArtifactStore, NamedArtifact, NewModelVersion, NewRun, Registry};
@@ -274,8 +274,9 @@ fn search(store: &Store, rng: &mut ChaCha8Rng, n: usize) -> Value {
     }
 }
 
+/// A request body's fields.
 #[derive(Deserialize)]
-struct Body {
+pub struct Body {
     query: String,
     #[serde(default)]
     user_id: Option<String>,
@@ -290,11 +291,35 @@ struct Candidate {
     bm25: f64,
 }
 
-/// The feature matrix of a request body, computed as the service computes it.
-pub fn features(snapshot: &OnlineSnapshot, body: &Value) -> Result<(Vec<f32>, usize)> {
-    let b: Body = serde_json::from_value(body.clone()).context("a request body")?;
-    let bm25 = b.candidates.iter().map(|c| c.bm25 as f32).collect();
-    let req = Request::new(&b.query, b.device.as_deref(), bm25);
+impl Body {
+    /// The fields of a request body.
+    pub fn parse(body: &Value) -> Result<Self> {
+        serde_json::from_value(body.clone()).context("a request body")
+    }
+
+    fn request(&self) -> Request {
+        let bm25 = self.candidates.iter().map(|c| c.bm25 as f32).collect();
+        Request::new(&self.query, self.device.as_deref(), bm25)
+    }
+}
+
+/// The feature matrix of a request body as the service computes it (`ServingTables`, the
+/// snapshot resolved once), and the number of candidates.
+pub fn serving_features(tables: &ServingTables, b: &Body) -> (Vec<f32>, usize) {
+    let mut rows = Vec::with_capacity(b.candidates.len() * N_FEATURES);
+    tables.features(
+        &b.request(),
+        b.user_id.as_deref(),
+        b.candidates.iter().map(|c| c.book_id.as_str()),
+        &mut rows,
+    );
+    (rows, b.candidates.len())
+}
+
+/// The feature matrix of a request body as the feature job computes it (`assemble` per
+/// candidate on the snapshot's tables), and the number of candidates.
+pub fn features(snapshot: &OnlineSnapshot, b: &Body) -> (Vec<f32>, usize) {
+    let req = b.request();
     let t = &snapshot.tables;
     let user = b.user_id.as_ref().and_then(|u| t.users.get(u));
     let default = BookInfo::default();
@@ -314,7 +339,7 @@ pub fn features(snapshot: &OnlineSnapshot, body: &Value) -> Result<(Vec<f32>, us
             user,
         ));
     }
-    Ok((rows, b.candidates.len()))
+    (rows, b.candidates.len())
 }
 
 fn feature(row: &[f32], name: &str) -> f64 {
@@ -364,7 +389,7 @@ pub fn prepare(
     let (mut x, mut labels, mut groups) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..TRAIN_QUERIES {
         let body = search(&store, &mut rng, n_candidates);
-        let (rows, n) = features(&store.snapshot, &body)?;
+        let (rows, n) = features(&store.snapshot, &Body::parse(&body)?);
         let u: Vec<f64> = rows
             .chunks_exact(N_FEATURES)
             .map(|r| utility(r, &mut rng))

@@ -290,6 +290,11 @@ impl Request {
     pub fn is_empty(&self) -> bool {
         self.bm25.is_empty()
     }
+
+    /// The query's [`tokens`].
+    pub fn query_tokens(&self) -> &[String] {
+        &self.query_tokens
+    }
 }
 
 /// `desktop` 0, `mobile` 1, `tablet` 2, anything else NaN (missing).
@@ -302,8 +307,10 @@ pub fn device_code(device: Option<&str>) -> f32 {
     }
 }
 
-/// Fraction of the query's tokens found in `field` (0 for an empty query).
-fn overlap(query: &[String], field: &[String]) -> f32 {
+/// Fraction of the query's tokens found in `field` (0 for an empty query). Generic so a server
+/// can compare interned tokens: equal tokens must map to equal values and a query token absent
+/// from every field to a value no field holds.
+pub fn overlap<T: PartialEq>(query: &[T], field: &[T]) -> f32 {
     if query.is_empty() {
         return 0.0;
     }
@@ -314,10 +321,131 @@ fn opt(x: Option<f64>) -> f32 {
     x.map_or(f32::NAN, |v| v as f32)
 }
 
+/// The columns of the book's catalog facts and activity (`price` … `purchases_total`), the same
+/// for every request.
+pub const BOOK_COLUMNS: std::ops::Range<usize> = 8..20;
+
+/// A book's columns [`BOOK_COLUMNS`]: they depend on neither the request nor the user, so a
+/// server computes them once per book (with its snapshot) and the feature job per row, both
+/// with [`BookColumns::new`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BookColumns(pub [f32; BOOK_COLUMNS.end - BOOK_COLUMNS.start]);
+
+impl BookColumns {
+    /// The columns of a book; `None` for a book the catalog or the activity history does not
+    /// know (missing or zero, as in [`assemble`]).
+    pub fn new(
+        spec: &FeatureSpec,
+        info: Option<&BookInfo>,
+        activity: Option<&BookActivity>,
+    ) -> Self {
+        let act = activity.copied().unwrap_or_default();
+        let genre_code = info
+            .and_then(|b| spec.genre_code(&b.genre))
+            .map_or(f32::NAN, |c| c as f32);
+        let conversion = act.purchases_30d as f32 / (act.views_30d as f32 + CONVERSION_PRIOR_VIEWS);
+        let ctr =
+            act.search_clicks as f32 / (act.search_impressions as f32 + CTR_PRIOR_IMPRESSIONS);
+        Self([
+            opt(info.and_then(|b| b.price)),
+            opt(info.and_then(|b| b.average_rating)),
+            opt(info
+                .and_then(|b| b.ratings_count)
+                .map(|n| (n.max(0) as f64).ln_1p())),
+            opt(info.and_then(|b| b.publication_year).map(|y| y as f64)),
+            genre_code,
+            act.views_7d as f32,
+            act.purchases_7d as f32,
+            act.views_30d as f32,
+            act.purchases_30d as f32,
+            conversion,
+            ctr,
+            act.purchases_total as f32,
+        ])
+    }
+}
+
+/// What the user's columns and the user–book pair's need of a user, computed once per request
+/// by [`UserView::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct UserView<'a> {
+    profile: Option<&'a UserProfile>,
+    /// `user_orders`, `user_spend`, `user_aov`, `user_views`.
+    columns: [f32; 4],
+    /// The sum of the user's genre weights (what `genre_affinity` divides by).
+    genre_total: f32,
+}
+
+impl<'a> UserView<'a> {
+    /// The view of `user`; `None` for an anonymous or unknown user.
+    pub fn new(user: Option<&'a UserProfile>) -> Self {
+        let columns = user.map_or([0.0, 0.0, f32::NAN, 0.0], |u| {
+            let aov = if u.orders > 0 {
+                (u.spend / f64::from(u.orders)) as f32
+            } else {
+                f32::NAN
+            };
+            [u.orders as f32, u.spend as f32, aov, u.product_views as f32]
+        });
+        Self {
+            profile: user,
+            columns,
+            genre_total: user.map_or(0.0, |u| u.genre_weight.values().sum()),
+        }
+    }
+
+    /// The profile viewed.
+    pub fn profile(&self) -> Option<&'a UserProfile> {
+        self.profile
+    }
+}
+
+/// The user–book pair's columns (`genre_affinity` … `already_bought`) from the lookups of the
+/// book in the user's history: what a user's history holds for the book's genre, author and
+/// series, whether it holds the book's predecessor in its series, whether it holds the book.
+/// [`assemble`] looks them up by name; a server may look them up by interned keys, giving the
+/// same answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PairFacts {
+    /// The user's weight of the book's genre (`None`: no weight, or no catalog facts).
+    pub genre_weight: Option<f32>,
+    /// Units of the book's author the user bought.
+    pub author_units: Option<u32>,
+    /// Units of the book's series the user bought.
+    pub series_units: Option<u32>,
+    /// Whether the user bought the book's predecessor in its series.
+    pub series_next: bool,
+    /// Whether the user bought the book.
+    pub bought: bool,
+}
+
+impl PairFacts {
+    /// The facts of `book_id` (catalog facts `info`) in `user`'s history, looked up by name.
+    pub fn lookup(user: &UserProfile, book_id: &str, info: Option<&BookInfo>) -> Self {
+        let series = info.and_then(|b| b.series.as_ref());
+        Self {
+            genre_weight: info.and_then(|b| user.genre_weight.get(&b.genre).copied()),
+            author_units: info.and_then(|b| user.author_units.get(&b.author).copied()),
+            series_units: series.and_then(|s| user.series_units.get(s).copied()),
+            series_next: match (series, info.and_then(|b| b.series_index)) {
+                (Some(s), Some(i)) => user
+                    .series_indexes
+                    .get(s)
+                    .is_some_and(|bought| bought.contains(&(i - 1))),
+                _ => false,
+            },
+            bought: user.books_bought.contains(book_id),
+        }
+    }
+}
+
 /// The feature vector of candidate `i` of `req` ([`FEATURE_NAMES`] order). `info` and
 /// `activity` are `None` for a book the catalog or the activity history does not know,
 /// `user` is `None` for an anonymous or unknown user: their features are then missing (NaN)
 /// or zero, as documented per feature in docs/features.md.
+///
+/// This is [`assemble_parts`] of the parts computed here; a server computes the parts that do
+/// not depend on the request once ([`BookColumns`] per book, [`UserView`] per request).
 pub fn assemble(
     spec: &FeatureSpec,
     req: &Request,
@@ -327,61 +455,62 @@ pub fn assemble(
     activity: Option<&BookActivity>,
     user: Option<&UserProfile>,
 ) -> [f32; N_FEATURES] {
+    let user = UserView::new(user);
+    let pair = user.profile.map(|u| PairFacts::lookup(u, book_id, info));
+    let (title, author, genre) = info.map_or((&[][..], &[][..], &[][..]), |b| {
+        (
+            &b.title_tokens[..],
+            &b.author_tokens[..],
+            &b.genre_tokens[..],
+        )
+    });
+    let overlaps = [
+        overlap(&req.query_tokens, title),
+        overlap(&req.query_tokens, author),
+        overlap(&req.query_tokens, genre),
+    ];
+    assemble_parts(
+        req,
+        i,
+        overlaps,
+        &BookColumns::new(spec, info, activity),
+        info.is_some(),
+        &user,
+        pair.as_ref(),
+    )
+}
+
+/// The feature vector of candidate `i` of `req` from its parts: the query–book `overlaps`
+/// (title, author, genre: [`overlap`] of [`Request::query_tokens`] with the book's
+/// tokens), the book's [`BookColumns`], whether the book has catalog facts, the user's
+/// [`UserView`] and the book's [`PairFacts`] in the user's history (`None` when the view has no
+/// profile). [`assemble`] is this function of parts it computes.
+pub fn assemble_parts(
+    req: &Request,
+    i: usize,
+    overlaps: [f32; 3],
+    book: &BookColumns,
+    in_catalog: bool,
+    user: &UserView<'_>,
+    pair: Option<&PairFacts>,
+) -> [f32; N_FEATURES] {
     let bm25 = req.bm25[i];
-    let act = activity.copied().unwrap_or_default();
-    let empty = Vec::new();
-    let (title, author, genre) = info.map_or((&empty, &empty, &empty), |b| {
-        (&b.title_tokens, &b.author_tokens, &b.genre_tokens)
-    });
-    let genre_code = info
-        .and_then(|b| spec.genre_code(&b.genre))
-        .map_or(f32::NAN, |c| c as f32);
-    let conversion = act.purchases_30d as f32 / (act.views_30d as f32 + CONVERSION_PRIOR_VIEWS);
-    let ctr = act.search_clicks as f32 / (act.search_impressions as f32 + CTR_PRIOR_IMPRESSIONS);
-
-    let (orders, spend, aov, views) = user.map_or((0.0, 0.0, f32::NAN, 0.0), |u| {
-        let aov = if u.orders > 0 {
-            (u.spend / f64::from(u.orders)) as f32
-        } else {
-            f32::NAN
-        };
-        (u.orders as f32, u.spend as f32, aov, u.product_views as f32)
-    });
-    let (affinity, author_units, series_units, series_next, bought) = match user {
+    let (affinity, author_units, series_units, series_next, bought) = match pair {
         None => (f32::NAN, 0.0, 0.0, 0.0, 0.0),
-        Some(u) => {
-            let total: f32 = u.genre_weight.values().sum();
-            let affinity = match info {
-                Some(b) if total > 0.0 => {
-                    u.genre_weight.get(&b.genre).copied().unwrap_or(0.0) / total
-                }
-                _ => f32::NAN,
-            };
-            let author_units = info
-                .and_then(|b| u.author_units.get(&b.author))
-                .map_or(0.0, |&n| n as f32);
-            let series = info.and_then(|b| b.series.as_ref());
-            let series_units = series
-                .and_then(|s| u.series_units.get(s))
-                .map_or(0.0, |&n| n as f32);
-            let next = match (series, info.and_then(|b| b.series_index)) {
-                (Some(s), Some(i)) => u
-                    .series_indexes
-                    .get(s)
-                    .is_some_and(|bought| bought.contains(&(i - 1))),
-                _ => false,
-            };
-            let bought = u.books_bought.contains(book_id);
-            (
-                affinity,
-                author_units,
-                series_units,
-                f32::from(u8::from(next)),
-                f32::from(u8::from(bought)),
-            )
-        }
+        Some(p) => (
+            if in_catalog && user.genre_total > 0.0 {
+                p.genre_weight.unwrap_or(0.0) / user.genre_total
+            } else {
+                f32::NAN
+            },
+            p.author_units.map_or(0.0, |n| n as f32),
+            p.series_units.map_or(0.0, |n| n as f32),
+            f32::from(u8::from(p.series_next)),
+            f32::from(u8::from(p.bought)),
+        ),
     };
-
+    let b = &book.0;
+    let [orders, spend, aov, views] = user.columns;
     [
         bm25,
         req.ranks[i] as f32,
@@ -392,23 +521,21 @@ pub fn assemble(
         },
         req.len() as f32,
         req.device_code,
-        overlap(&req.query_tokens, title),
-        overlap(&req.query_tokens, author),
-        overlap(&req.query_tokens, genre),
-        opt(info.and_then(|b| b.price)),
-        opt(info.and_then(|b| b.average_rating)),
-        opt(info
-            .and_then(|b| b.ratings_count)
-            .map(|n| (n.max(0) as f64).ln_1p())),
-        opt(info.and_then(|b| b.publication_year).map(|y| y as f64)),
-        genre_code,
-        act.views_7d as f32,
-        act.purchases_7d as f32,
-        act.views_30d as f32,
-        act.purchases_30d as f32,
-        conversion,
-        ctr,
-        act.purchases_total as f32,
+        overlaps[0],
+        overlaps[1],
+        overlaps[2],
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6],
+        b[7],
+        b[8],
+        b[9],
+        b[10],
+        b[11],
         orders,
         spend,
         aov,

@@ -13,7 +13,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tracing::{debug, error, info};
 
 use crate::RankingOptions;
@@ -21,6 +20,7 @@ use crate::metrics::{EndpointLabels, ErrorLabels, Metrics, StatusLabels};
 use crate::model::ServedModel;
 use crate::oip;
 use crate::rank::{self, Answer, Refusal};
+use crate::scoring::ScoringPool;
 
 /// The request-id header, read and written.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
@@ -36,39 +36,37 @@ pub(crate) struct AppState {
     pub max_candidates: usize,
     /// Most request body bytes.
     pub max_body_bytes: usize,
-    /// Requests scored at once (one per ONNX Runtime session); the rest wait here, not on
-    /// blocking threads.
-    pub scoring: Semaphore,
+    /// The scoring threads, one per ONNX Runtime session: requests scored at once; the rest
+    /// wait in its queue.
+    pub scoring: ScoringPool,
     pub metrics: Metrics,
 }
 
 impl AppState {
-    pub fn new(opts: &RankingOptions) -> Self {
-        Self {
+    /// # Errors
+    /// When the scoring threads cannot be started.
+    pub fn new(opts: &RankingOptions) -> std::io::Result<Self> {
+        Ok(Self {
             model: ArcSwapOption::empty(),
             name: opts.model.name.clone(),
             max_candidates: opts.max_candidates,
             max_body_bytes: opts.max_body_bytes,
-            scoring: Semaphore::new(opts.session_pool.max(1)),
+            scoring: ScoringPool::new(opts.session_pool)?,
             metrics: Metrics::new(),
-        }
+        })
     }
 
-    /// Runs `work` on the served model on the blocking pool, holding a scoring permit.
+    /// Runs `work` on the served model on a scoring thread.
     pub async fn on_model<T, F>(&self, work: F) -> Result<T, Refusal>
     where
         T: Send + 'static,
         F: FnOnce(&ServedModel) -> Result<T, Refusal> + Send + 'static,
     {
         let model = self.model.load_full().ok_or_else(ApiError::not_ready)?;
-        let _permit = self
-            .scoring
-            .acquire()
+        self.scoring
+            .run(move || work(&model))
             .await
-            .map_err(|_| ApiError::internal("the scoring pool is closed".to_owned()))?;
-        tokio::task::spawn_blocking(move || work(&model))
-            .await
-            .map_err(|e| ApiError::internal(format!("the scoring task failed: {e}")))?
+            .map_err(|_| ApiError::internal("the scoring task failed".to_owned()))?
     }
 
     /// Counts an answer: status, latency, and the error code of a refusal.
@@ -210,7 +208,7 @@ pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<String> {
 
 type Work = fn(&ServedModel, &[u8], Option<String>, usize) -> Result<Answer, Refusal>;
 
-/// `/v1/rank` and `/v1/features`: the body to the blocking pool, the answer or the refusal
+/// `/v1/rank` and `/v1/features`: the body to a scoring thread, the answer or the refusal
 /// back, counted and logged.
 async fn answer(
     state: Arc<AppState>,

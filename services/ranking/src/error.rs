@@ -23,6 +23,9 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The scoring threads could not be started.
+    #[error("ranking service: cannot start the scoring threads: {0}")]
+    Threads(std::io::Error),
     /// Serving connections failed.
     #[error("ranking service: serving failed: {0}")]
     Serve(std::io::Error),

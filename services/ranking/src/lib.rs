@@ -21,13 +21,16 @@
 //!   counted (`quire_ranking_model_load_failures_total{reason}`); the old version keeps serving
 //!   and the refused one is tried again after [`RankingOptions::retry_interval`]. Until a first
 //!   version loads the service is up but not ready (`503` on `/v1/rank` and `/health/ready`).
-//! - **Ranks.** `POST /v1/rank` computes every candidate's features with
-//!   [`quire_featspec::assemble`] — the code the training job used — from the request and the
-//!   snapshot of the version being served (unknown users and books are cold-start: `None`), and
-//!   scores all candidates in one ONNX Runtime call on tokio's blocking pool, at most
-//!   [`RankingOptions::session_pool`] calls at once (one per ONNX Runtime session); parsing,
-//!   features, scoring, sorting and the response's JSON all happen there, never on the async
-//!   runtime. `ranked` is sorted by score, descending; ties keep the input order.
+//! - **Ranks.** `POST /v1/rank` computes every candidate's features from the request and the
+//!   snapshot of the version being served (unknown users and books are cold-start: `None`) with
+//!   [`quire_featspec::ServingTables`]: the snapshot resolved once per loaded version (book ids
+//!   to dense rows, each book's request-independent columns precomputed, tokens interned),
+//!   ending in [`quire_featspec::assemble_parts`] as [`quire_featspec::assemble`] — the code the
+//!   training job used — does, and tested bit for bit against it. It scores all candidates in
+//!   one ONNX Runtime call on one of [`RankingOptions::session_pool`] dedicated scoring threads
+//!   (one per ONNX Runtime session) fed by a channel; parsing, features, scoring, sorting and
+//!   the response's JSON all happen there, never on the async runtime. `ranked` is sorted by
+//!   score, descending; ties keep the input order.
 //!
 //! # Endpoints
 //! | method, path | answer |
@@ -90,6 +93,7 @@ mod metrics;
 mod model;
 mod oip;
 mod rank;
+mod scoring;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -171,8 +175,8 @@ pub struct RankingOptions {
     pub max_body_bytes: usize,
     /// Most candidates (and `/v2` rows) per request (400 above).
     pub max_candidates: usize,
-    /// ONNX Runtime sessions per model, each single-threaded; also the number of requests
-    /// scored at once. Default: the number of cores.
+    /// ONNX Runtime sessions per model, each single-threaded; also the number of scoring
+    /// threads, so of requests scored at once. Default: the number of cores.
     pub session_pool: usize,
 }
 
@@ -218,7 +222,7 @@ impl RankingService {
                 addr: opts.listen,
                 source,
             })?;
-        let state = Arc::new(api::AppState::new(&opts));
+        let state = Arc::new(api::AppState::new(&opts).map_err(Error::Threads)?);
         let follower = follow::Follower::new(registry, store, &opts, state.clone());
         Ok(Self {
             listener,

@@ -1,11 +1,13 @@
 //! A model version made ready to serve: its artifacts read and checked, the ONNX model loaded
 //! into a session pool and warmed, the feature snapshot in memory.
 
-use quire_featspec::{FEATURE_NAMES, FeatureSpec, N_FEATURES, OnlineSnapshot, SnapshotError};
+use quire_featspec::{
+    FEATURE_NAMES, FeatureSpec, N_FEATURES, OnlineSnapshot, ServingTables, SnapshotError,
+};
 use quire_onnx::{ModelInfo, OnnxScorer, ScorerError};
 use quire_registry::{ArtifactStore, ModelVersion};
 
-use crate::rank::{self, Candidate, FeatureStore, RankRequest};
+use crate::rank::{self, Candidate, RankRequest};
 
 /// Artifact names of an LTR version (as `quire_train::artifact` registers them; that crate
 /// builds Polars, so the names are repeated here rather than imported).
@@ -140,8 +142,8 @@ pub(crate) struct ServedModel {
     pub run_id: String,
     /// The ONNX model's session pool.
     pub scorer: OnnxScorer,
-    /// The feature snapshot registered with the version (spec and tables), indexed.
-    pub features: FeatureStore,
+    /// The feature snapshot registered with the version (spec and tables), resolved for serving.
+    pub features: ServingTables,
 }
 
 /// Reads `version`'s artifacts from `store` (checksums checked), then loads, checks and warms
@@ -239,7 +241,7 @@ fn build(
         name: model.clone(),
         version,
         scorer,
-        features: FeatureStore::new(snapshot),
+        features: ServingTables::new(snapshot),
     };
     served
         .warm(session_pool)
@@ -339,7 +341,7 @@ impl ServedModel {
 
     /// Up to [`WARMUP_CANDIDATES`] books of the snapshot (made-up ids if it has none), for one
     /// of its users, from a phone.
-    fn warmup_request(&self) -> RankRequest {
+    fn warmup_request(&self) -> RankRequest<'static> {
         let (mut ids, user_id) = self.features.sample(WARMUP_CANDIDATES);
         if ids.is_empty() {
             ids = (0..WARMUP_CANDIDATES)
@@ -349,14 +351,14 @@ impl ServedModel {
         let n = ids.len();
         RankRequest {
             request_id: None,
-            query: "warm up".to_owned(),
-            user_id,
-            device: Some("mobile".to_owned()),
+            query: "warm up".into(),
+            user_id: user_id.map(Into::into),
+            device: Some("mobile".into()),
             candidates: ids
                 .into_iter()
                 .enumerate()
                 .map(|(i, book_id)| Candidate {
-                    book_id,
+                    book_id: book_id.into(),
                     bm25: (n - i) as f64,
                 })
                 .collect(),

@@ -223,7 +223,7 @@ fn parse(body: &[u8], max_rows: usize) -> Result<(Option<String>, usize, Vec<f32
     Ok((req.id, rows, input.data.0))
 }
 
-/// Scores the request's rows and writes the answer (blocking pool).
+/// Scores the request's rows and writes the answer (on a scoring thread).
 fn score(model: &ServedModel, body: &[u8], max_rows: usize) -> Result<(Vec<u8>, usize), Refusal> {
     let (id, rows, data) = parse(body, max_rows)?;
     let scores = model

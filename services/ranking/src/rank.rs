@@ -1,37 +1,38 @@
 //! `/v1/rank` and `/v1/features` without HTTP: the request, its checks, the feature vectors,
-//! the order and the answer's JSON. Everything here runs on the blocking pool.
+//! the order and the answer's JSON. Everything here runs on a scoring thread.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
-use quire_featspec::{
-    BookActivity, BookInfo, FEATURE_NAMES, FeatureSpec, N_FEATURES, OnlineSnapshot, Request,
-    UserProfile, assemble,
-};
+use quire_featspec::{FEATURE_NAMES, N_FEATURES, Request, ServingTables};
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiError;
 use crate::model::ServedModel;
 
 /// The contract's request. Unknown fields are ignored, so the Search Service can add some.
+/// Text borrows from the body unless it has escapes (no allocation per candidate).
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct RankRequest {
-    #[serde(default)]
-    pub request_id: Option<String>,
-    pub query: String,
-    #[serde(default)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    pub device: Option<String>,
-    pub candidates: Vec<Candidate>,
+pub(crate) struct RankRequest<'a> {
+    #[serde(default, borrow)]
+    pub request_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub query: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub user_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub device: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub candidates: Vec<Candidate<'a>>,
     #[serde(default)]
     pub top_k: Option<usize>,
 }
 
 /// One candidate from the search engine.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct Candidate {
-    pub book_id: String,
+pub(crate) struct Candidate<'a> {
+    #[serde(borrow)]
+    pub book_id: Cow<'a, str>,
     pub bm25: f64,
 }
 
@@ -97,16 +98,16 @@ impl From<ApiError> for Refusal {
 }
 
 /// Parses and checks a `/v1/rank` body.
-pub(crate) fn parse(body: &[u8], max_candidates: usize) -> Result<RankRequest, Refusal> {
-    let req: RankRequest = serde_json::from_slice(body).map_err(ApiError::from_json)?;
+pub(crate) fn parse(body: &[u8], max_candidates: usize) -> Result<RankRequest<'_>, Refusal> {
+    let req: RankRequest<'_> = serde_json::from_slice(body).map_err(ApiError::from_json)?;
     check(&req, max_candidates).map_err(|error| Refusal {
-        request_id: req.request_id.clone(),
+        request_id: req.request_id.as_deref().map(str::to_owned),
         error,
     })?;
     Ok(req)
 }
 
-fn check(req: &RankRequest, max_candidates: usize) -> Result<(), ApiError> {
+fn check(req: &RankRequest<'_>, max_candidates: usize) -> Result<(), ApiError> {
     let n = req.candidates.len();
     if n == 0 {
         return Err(ApiError::bad_request(
@@ -144,73 +145,20 @@ fn check(req: &RankRequest, max_candidates: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The online snapshot's tables, held for lookups by id on every request: hash maps rather than
-/// the snapshot's ordered maps (a 10,000-book `BTreeMap<String, _>` costs ~14 string compares
-/// per candidate), built once per loaded version by moving the snapshot's entries.
-#[derive(Debug)]
-pub(crate) struct FeatureStore {
-    pub spec: FeatureSpec,
-    /// Catalog facts (`None`: not in the catalog) and activity, by `book_id`.
-    books: HashMap<String, (Option<BookInfo>, BookActivity)>,
-    users: HashMap<String, UserProfile>,
-}
-
-impl FeatureStore {
-    pub fn new(snapshot: OnlineSnapshot) -> Self {
-        let books = snapshot
-            .tables
-            .books
-            .into_iter()
-            .map(|(id, (info, activity))| (id, (catalog_info(info), activity)))
-            .collect();
-        Self {
-            spec: snapshot.spec,
-            books,
-            users: snapshot.tables.users.into_iter().collect(),
-        }
-    }
-
-    /// Up to `n` book ids and a user id of the store, for a warm-up request.
-    pub fn sample(&self, n: usize) -> (Vec<String>, Option<String>) {
-        (
-            self.books.keys().take(n).cloned().collect(),
-            self.users.keys().next().cloned(),
-        )
-    }
-}
-
-/// The catalog facts to pass to [`assemble`] for a book of the snapshot.
-///
-/// The feature job stores `BookInfo::default()` for a book seen in events but absent from the
-/// catalog (`quire_features::ltr::build_ltr`), while its training rows passed `None` for it:
-/// map it back to `None` so serving computes what training computed.
-fn catalog_info(info: BookInfo) -> Option<BookInfo> {
-    (info != BookInfo::default()).then_some(info)
-}
-
-/// The candidates' feature vectors, row after row ([`FEATURE_NAMES`] order), computed by
-/// [`assemble`] from the request and the served version's snapshot; unknown users and books
-/// are cold-start.
-pub(crate) fn features(store: &FeatureStore, req: &RankRequest) -> Vec<f32> {
+/// The candidates' feature vectors, row after row ([`FEATURE_NAMES`] order), computed from the
+/// request and the served version's snapshot by [`ServingTables::features`] — what
+/// [`quire_featspec::assemble`], the training job's code, gives; unknown users and books are
+/// cold-start.
+pub(crate) fn features(tables: &ServingTables, req: &RankRequest<'_>) -> Vec<f32> {
     let bm25 = req.candidates.iter().map(|c| c.bm25 as f32).collect();
     let request = Request::new(&req.query, req.device.as_deref(), bm25);
-    let user: Option<&UserProfile> = req.user_id.as_ref().and_then(|u| store.users.get(u));
     let mut rows = Vec::with_capacity(req.candidates.len() * N_FEATURES);
-    for (i, c) in req.candidates.iter().enumerate() {
-        let (info, activity) = match store.books.get(&c.book_id) {
-            Some((info, activity)) => (info.as_ref(), Some(activity)),
-            None => (None, None),
-        };
-        rows.extend_from_slice(&assemble(
-            &store.spec,
-            &request,
-            i,
-            &c.book_id,
-            info,
-            activity,
-            user,
-        ));
-    }
+    tables.features(
+        &request,
+        req.user_id.as_deref(),
+        req.candidates.iter().map(|c| &*c.book_id),
+        &mut rows,
+    );
     rows
 }
 
@@ -228,9 +176,10 @@ pub(crate) fn order(scores: &[f32]) -> Vec<usize> {
     idx
 }
 
-fn request_id(req: &RankRequest, header_id: Option<String>) -> String {
+fn request_id(req: &RankRequest<'_>, header_id: Option<String>) -> String {
     req.request_id
-        .clone()
+        .as_deref()
+        .map(str::to_owned)
         .or(header_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
@@ -353,6 +302,12 @@ mod tests {
         assert_eq!(req.candidates.len(), 2);
         assert_eq!(req.candidates[1].bm25, 9.0);
         assert_eq!(req.top_k, Some(20));
+        // Escaped text is unescaped (owned), the rest borrowed from the body.
+        let escaped =
+            r#"{"query": "a \"b\"", "candidates": [{"book_id": "bk\u005f1", "bm25": 1}]}"#;
+        let req = parse(escaped.as_bytes(), 1).unwrap();
+        assert_eq!(req.query, "a \"b\"");
+        assert_eq!(req.candidates[0].book_id, "bk_1");
         let minimal = r#"{"query": "", "candidates": [{"book_id": "b", "bm25": -1.5}]}"#;
         let req = parse(minimal.as_bytes(), 1).unwrap();
         assert!(req.user_id.is_none() && req.device.is_none() && req.top_k.is_none());
@@ -412,12 +367,5 @@ mod tests {
         let refusal = parse(body.as_bytes(), 3).unwrap_err();
         assert_eq!(refusal.request_id.as_deref(), Some("abc"));
         assert_eq!(refusal.error.status.as_u16(), 400);
-    }
-
-    #[test]
-    fn a_default_book_info_is_no_catalog_entry() {
-        assert!(catalog_info(BookInfo::default()).is_none());
-        let known = BookInfo::new("T", "A", "G", None, None, None, None, None, None);
-        assert!(catalog_info(known).is_some());
     }
 }

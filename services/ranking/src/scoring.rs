@@ -1,0 +1,100 @@
+//! The scoring threads: a few dedicated OS threads (one per ONNX Runtime session) fed by one
+//! channel, on which every `/v1` request's CPU work runs — parsing, features, the ONNX call,
+//! sorting, the answer's JSON — never on the async runtime.
+//!
+//! Rather than tokio's `spawn_blocking` behind a semaphore of one permit per session: with a
+//! semaphore a scoring thread sits idle, after each request, for the hops that hand its permit
+//! to the next waiting task and that task's work to a thread; here the next request waits in the
+//! channel and the thread takes it as soon as it is done. (Not yet measured against
+//! `spawn_blocking` on a quiet machine.) The queue is not bounded here: each waiting request
+//! already holds its body (at most `max_body_bytes`) and a connection, one request per connection
+//! at a time.
+
+use std::panic::AssertUnwindSafe;
+
+use tokio::sync::oneshot;
+use tracing::error;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads and the channel that feeds them; the threads end when this is dropped and the
+/// jobs already sent are done.
+#[derive(Debug)]
+pub(crate) struct ScoringPool {
+    jobs: crossbeam_channel::Sender<Job>,
+}
+
+/// The work panicked (its thread lives on).
+#[derive(Debug)]
+pub(crate) struct Panicked;
+
+impl ScoringPool {
+    /// `threads` scoring threads (at least one).
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("quire-scoring-{i}"))
+                .spawn(move || {
+                    for job in queue {
+                        // A panicking request fails alone (its answer's sender is dropped, the
+                        // caller sees `Panicked`); the thread serves the next one.
+                        if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+                            error!("a scoring job panicked");
+                        }
+                    }
+                })?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Queues `work` for a scoring thread now; the future gives its result.
+    pub fn run<T, F>(&self, work: F) -> impl Future<Output = Result<T, Panicked>> + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The caller may have gone (client disconnected): nothing to answer then.
+            let _ = tx.send(work());
+        });
+        // The receiving threads live as long as the pool, so sending cannot fail; if it did,
+        // the job (and its answer's sender) is dropped and the caller sees `Panicked`.
+        let _ = self.jobs.send(job);
+        async { rx.await.map_err(|_| Panicked) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_work_off_the_runtime_and_survives_a_panic() {
+        let pool = ScoringPool::new(2).unwrap();
+        let name = pool
+            .run(|| std::thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
+        assert!(name.unwrap().starts_with("quire-scoring-"));
+        assert!(pool.run(|| -> u32 { panic!("boom") }).await.is_err());
+        // More jobs than threads, queued at once, all run, on both threads.
+        let pending: Vec<_> = (0..8)
+            .map(|i| {
+                pool.run(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    (i, std::thread::current().name().map(str::to_owned))
+                })
+            })
+            .collect();
+        let mut threads = std::collections::BTreeSet::new();
+        for (i, p) in pending.into_iter().enumerate() {
+            let (j, name) = p.await.unwrap();
+            assert_eq!(i, j);
+            threads.insert(name);
+        }
+        assert_eq!(threads.len(), 2);
+    }
+}
