@@ -14,6 +14,7 @@
 #   BENCH_REPS         load runs                       (default 2)
 #   BENCH_PORT         the service's port (Redis: +1)  (default 18492)
 #   QUIRE              the quire binary                (default: built here, release)
+#   BENCH_NOTE         a note on the machine's state for the results (e.g. "shared with builds")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,7 +63,8 @@ print(int(g["pending"]) + int(g.get("lag") or 0))'
 }
 load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
 runs_json=()
-echo "bench-live: load average before: $(load_avg)"
+load_before=$(load_avg)
+echo "bench-live: load average before: $load_before"
 
 # Idle latency first (no load), then each load run with the probe beside it.
 idle=$("$PY" benches/live/probe.py --port "$PORT" --duration 10 --run idle)
@@ -91,13 +93,13 @@ for rep in $(seq "$REPS"); do
 done
 echo "bench-live: load average after: $(load_avg)"
 
-"$PY" - "$BENCH_DIR" "$CONNS" "$BATCH" "$DURATION" "$idle" "$(nproc)" "$(load_avg)" "${runs_json[@]}" <<'PYEOF'
+"$PY" - "$BENCH_DIR" "$CONNS" "$BATCH" "$DURATION" "$idle" "$(nproc)" "$load_before" "$(load_avg)" "${BENCH_NOTE:-}" "${runs_json[@]}" <<'PYEOF'
 import json, sys, datetime, pathlib
-bench_dir, conns, batch, duration, idle, cores, load = sys.argv[1:8]
+bench_dir, conns, batch, duration, idle, cores, load_before, load, note = sys.argv[1:10]
 out = {"date": datetime.date.today().isoformat(), "cores": int(cores), "connections": int(conns),
        "batch": int(batch), "duration_s": float(duration), "idle_probe": json.loads(idle),
-       "runs": [json.loads(r) for r in sys.argv[8:]], "load_average_after": load,
-       "raw_outputs": bench_dir}
+       "runs": [json.loads(r) for r in sys.argv[10:]], "load_average_before": load_before,
+       "load_average_after": load, "note": note, "raw_outputs": bench_dir}
 pathlib.Path("benches/results/live.json").write_text(json.dumps(out, indent=2) + "\n")
 PYEOF
 "$PY" benches/live/report.py benches/results/live.json benches/results/live.md

@@ -14,9 +14,9 @@ def main():
     lines = [
         "# Live path: intake throughput and order → live GMV latency",
         "",
-        f"Measured {out['date']} by `scripts/bench-live.sh` (`make bench`) on this machine: {out['cores']} cores,",
-        "**shared with other builds and benchmarks while it ran** (load average after the runs: "
-        f"{out['load_average_after']}), so the figures are a floor, not the service's capacity.",
+        f"Measured {out['date']} by `scripts/bench-live.sh` (`make bench`) on this machine: {out['cores']} cores; "
+        f"load average before the runs {out.get('load_average_before', 'not recorded')}, after "
+        f"{out['load_average_after']}." + (f" {out['note']}" if out.get("note") else ""),
         "",
         f"- Throughput goal ≥ 50,000 events/s: **{'met' if best >= 50_000 else 'not met here'}** "
         f"(best run {best:,} events/s).",
@@ -46,7 +46,8 @@ def main():
         "Events/s accepted = the service's own counter (`quire_live_intake_events_total{status=\"accepted\"}`)",
         f"over the {out['duration_s']:.0f} s of load: each event validated by `quire_events::parse_line` and on",
         "the bus (in Redis' fsynced AOF) before its answer. The archiver writes the lake meanwhile; its",
-        "backlog at the end of the load and the time it took to catch up are shown.",
+        "backlog at the end of the load (in bus entries: a request's events share one) and the time it",
+        "took to catch up are shown.",
         "",
         "## Latency: accepted `order_placed` → live GMV changed (goal p99 ≤ 1 s)",
         "",

@@ -6,11 +6,16 @@
 //! for example `order_placed.items[2].quantity: must be an integer >= 1`.
 //!
 //! Fields the contract does not know are ignored, as the contract asks of readers.
+//!
+//! The serde form of [`Event`] (`Serialize`/`Deserialize`) is Quire's internal form of an
+//! already validated event (the live path's event bus carries it in MessagePack), not the
+//! contract's JSON: JSON from outside goes through [`parse_line`] or [`parse_value`].
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 mod validate;
@@ -45,7 +50,7 @@ impl Invalid {
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum $name { $($variant),+ }
 
         impl $name {
@@ -139,7 +144,7 @@ string_enum!(
 );
 
 /// One line of an `order_placed` event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderItem {
     pub book_id: String,
     pub quantity: i64,
@@ -147,7 +152,7 @@ pub struct OrderItem {
 }
 
 /// The type-specific fields of an event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
     PageView {
         page: Page,
@@ -226,10 +231,11 @@ impl Payload {
 }
 
 /// A valid event: the envelope and its typed payload.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub event_id: String,
     /// Event time, converted to UTC (the contract's windows are all in UTC).
+    #[serde(with = "utc_parts")]
     pub event_timestamp: DateTime<Utc>,
     pub user_id: String,
     pub device: Device,
@@ -253,6 +259,23 @@ impl Event {
                 .collect();
             Value::Object(obj).to_string()
         })
+    }
+}
+
+/// An instant as (seconds, nanoseconds) since the Unix epoch: exact for every instant chrono
+/// holds, and cheaper to write and read than RFC 3339 text (chrono's own serde form).
+mod utc_parts {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        (t.timestamp(), t.timestamp_subsec_nanos()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let (secs, nanos) = <(i64, u32)>::deserialize(d)?;
+        DateTime::from_timestamp(secs, nanos)
+            .ok_or_else(|| serde::de::Error::custom(format!("no such instant: {secs}s {nanos}ns")))
     }
 }
 

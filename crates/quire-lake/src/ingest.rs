@@ -65,38 +65,83 @@ pub enum Outcome {
     Duplicate,
 }
 
-/// One writer's batch: holds the lake lock from [`Batch::begin`] to [`Batch::commit`].
-pub struct Batch<'l> {
-    lake: &'l Lake,
-    _lock: File,
-    batch_id: String,
-    next_seq: u64,
+/// A long-lived writer of the lake: it keeps the lake's event-id index (and where the commit
+/// log stood) from one batch to the next, so a batch costs what it writes, not what the lake
+/// holds. It holds the writer lock only while a [`Batch`] is open; commits other writers made
+/// meanwhile (a `quire ingest`, another process) are read into the index when the next batch
+/// begins, so `event_id` stays unique across the lake whoever writes.
+pub struct Writer {
+    lake: Lake,
+    /// xxh3-128 of every committed event id (collisions are out of reach at any lake size).
     seen: HashSet<u128>,
-    events: Vec<Event>,
-    bad: Vec<BadRow>,
-    written: Vec<(PathBuf, CommitFile)>,
-    counts: IngestReport,
-    flush_rows: usize,
+    /// The last commit read into `seen`.
+    last_seq: u64,
+    /// `false` after a batch that did not commit: its files are removed before the next one.
+    clean: bool,
 }
 
-impl<'l> Batch<'l> {
-    /// Locks the lake, removes what an interrupted writer left, and loads the id index.
-    pub fn begin(lake: &'l Lake, flush_rows: usize) -> Result<Self> {
-        let lock = lake.lock()?;
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("lake", &self.lake.root())
+            .field("indexed_ids", &self.seen.len())
+            .field("last_seq", &self.last_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Opens a writer: removes what an interrupted writer left and loads the id index (under
+    /// the writer lock, released on return).
+    pub fn open(lake: &Lake) -> Result<Self> {
+        let _lock = lake.lock()?;
         let commits = lake.commits()?;
         lake.recover(&commits)?;
-        let seen = lake.load_id_index()?;
-        let next_seq = commits.last().map_or(1, |c| c.seq + 1);
+        let mut seen = HashSet::new();
+        lake.add_ids(&commits, &mut seen)?;
         Ok(Self {
-            lake,
+            lake: lake.clone(),
+            seen,
+            last_seq: commits.last().map_or(0, |c| c.seq),
+            clean: true,
+        })
+    }
+
+    /// Event ids in the index (every event id committed to the lake as of the last batch).
+    pub fn indexed_ids(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Takes the writer lock and begins a batch; the lock is held until the batch is committed
+    /// or dropped. Reads the commits other writers made since this writer's last batch.
+    pub fn batch(&mut self, flush_rows: usize) -> Result<Batch<'_>> {
+        let lock = self.lake.lock()?;
+        let newer = if self.clean {
+            self.lake.commits_after(self.last_seq)?
+        } else {
+            let commits = self.lake.commits()?;
+            self.lake.recover(&commits)?;
+            commits
+                .into_iter()
+                .filter(|c| c.seq > self.last_seq)
+                .collect()
+        };
+        self.lake.add_ids(&newer, &mut self.seen)?;
+        if let Some(c) = newer.last() {
+            self.last_seq = self.last_seq.max(c.seq);
+        }
+        // Cleared by a successful commit.
+        self.clean = false;
+        Ok(Batch {
+            next_seq: self.last_seq + 1,
+            writer: self,
             _lock: lock,
             batch_id: format!(
                 "{}-{}",
                 Utc::now().format("%Y%m%dT%H%M%S"),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
-            next_seq,
-            seen,
+            fresh: HashSet::new(),
             events: Vec::new(),
             bad: Vec::new(),
             written: Vec::new(),
@@ -104,7 +149,25 @@ impl<'l> Batch<'l> {
             flush_rows: flush_rows.max(1),
         })
     }
+}
 
+/// One batch of a [`Writer`]: holds the lake lock from [`Writer::batch`] to [`Batch::commit`].
+/// Dropped without a commit, it leaves nothing committed and the writer's index unchanged.
+pub struct Batch<'w> {
+    writer: &'w mut Writer,
+    _lock: File,
+    batch_id: String,
+    next_seq: u64,
+    /// Ids of this batch's events (added to the writer's index when it commits).
+    fresh: HashSet<u128>,
+    events: Vec<Event>,
+    bad: Vec<BadRow>,
+    written: Vec<(PathBuf, CommitFile)>,
+    counts: IngestReport,
+    flush_rows: usize,
+}
+
+impl Batch<'_> {
     /// Adds one valid event; a repeat of an id already in the lake or batch is a duplicate.
     pub fn push_event(&mut self, event: Event) -> Result<Outcome> {
         self.counts.lines += 1;
@@ -112,7 +175,8 @@ impl<'l> Batch<'l> {
         if event.is_test {
             self.counts.test += 1;
         }
-        if !self.seen.insert(id_hash(&event.event_id)) {
+        let id = id_hash(&event.event_id);
+        if self.writer.seen.contains(&id) || !self.fresh.insert(id) {
             self.counts.duplicates += 1;
             return Ok(Outcome::Duplicate);
         }
@@ -147,7 +211,7 @@ impl<'l> Batch<'l> {
             self.written.len()
         ));
         let rel = path
-            .strip_prefix(self.lake.root())
+            .strip_prefix(self.writer.lake.root())
             .unwrap_or(&path)
             .to_string_lossy()
             .into_owned();
@@ -178,6 +242,7 @@ impl<'l> Batch<'l> {
         let mut jobs = Vec::with_capacity(parts.len());
         for ((date, hour), part) in parts {
             let dir = self
+                .writer
                 .lake
                 .events_dir()
                 .join(format!("date={date}"))
@@ -201,7 +266,7 @@ impl<'l> Batch<'l> {
         }
         let rows = std::mem::take(&mut self.bad);
         let tmp = self.data_file(
-            self.lake.badrows_dir(),
+            self.writer.lake.badrows_dir(),
             FileKind::BadRows,
             rows.len() as u64,
         )?;
@@ -236,7 +301,7 @@ impl<'l> Batch<'l> {
             });
         }
         if !files.is_empty() {
-            self.lake.write_commit(&Commit {
+            self.writer.lake.write_commit(&Commit {
                 seq: self.next_seq,
                 batch_id: self.batch_id.clone(),
                 committed_at: Utc::now(),
@@ -244,7 +309,11 @@ impl<'l> Batch<'l> {
                 counts: self.counts,
                 files,
             })?;
+            self.writer.last_seq = self.next_seq;
         }
+        let fresh = std::mem::take(&mut self.fresh);
+        self.writer.seen.extend(fresh);
+        self.writer.clean = true;
         Ok(self.counts)
     }
 
@@ -259,9 +328,14 @@ fn id_hash(id: &str) -> u128 {
 }
 
 impl Lake {
-    /// Every committed event id, hashed (xxh3-128: collisions are out of reach at any lake size).
-    fn load_id_index(&self) -> Result<HashSet<u128>> {
-        let files = self.committed_files(FileKind::Events)?;
+    /// Adds the event ids of `commits`' event files to `seen`, hashed.
+    fn add_ids(&self, commits: &[Commit], seen: &mut HashSet<u128>) -> Result<()> {
+        let files: Vec<PathBuf> = commits
+            .iter()
+            .flat_map(|c| c.files.iter())
+            .filter(|f| f.kind == FileKind::Events)
+            .map(|f| self.root.join(&f.path))
+            .collect();
         let per_file: Vec<Vec<u128>> = files
             .par_iter()
             .map(|path| {
@@ -281,11 +355,11 @@ impl Lake {
                 Ok(ids.iter().flatten().map(id_hash).collect())
             })
             .collect::<Result<_>>()?;
-        let mut set = HashSet::with_capacity(per_file.iter().map(Vec::len).sum());
+        seen.reserve(per_file.iter().map(Vec::len).sum());
         for ids in per_file {
-            set.extend(ids);
+            seen.extend(ids);
         }
-        Ok(set)
+        Ok(())
     }
 
     /// Ingests one JSON Lines file (gzip detected by its magic bytes), streaming.
@@ -296,7 +370,8 @@ impl Lake {
         opts: &IngestOptions,
         progress: &dyn Fn(u64),
     ) -> Result<IngestReport> {
-        let mut batch = Batch::begin(self, opts.flush_rows)?;
+        let mut writer = Writer::open(self)?;
+        let mut batch = writer.batch(opts.flush_rows)?;
         let source_name = path.display().to_string();
         let (mut reader, hasher) = open_input(path)?;
         let mut line_no: u64 = 0;

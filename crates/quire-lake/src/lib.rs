@@ -22,7 +22,7 @@ mod manifest;
 pub use badrows::BadRow;
 pub use dims::{DimLoadReport, DimTable};
 pub use frame::{events_frame, events_schema};
-pub use ingest::{Batch, IngestOptions, IngestReport, Outcome, file_digest};
+pub use ingest::{Batch, IngestOptions, IngestReport, Outcome, Writer, file_digest};
 pub use manifest::{Commit, CommitFile, FileKind, Source};
 
 /// Errors of the lake.

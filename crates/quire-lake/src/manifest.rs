@@ -56,6 +56,12 @@ pub struct Commit {
 impl Lake {
     /// Every committed batch, in commit order.
     pub fn commits(&self) -> Result<Vec<Commit>> {
+        self.commits_after(0)
+    }
+
+    /// The committed batches with a sequence number above `seq`, in commit order (only their
+    /// files are read: the sequence number leads each file's name).
+    pub fn commits_after(&self, seq: u64) -> Result<Vec<Commit>> {
         let dir = self.manifest_dir();
         let mut paths: Vec<PathBuf> = match fs::read_dir(&dir) {
             Ok(rd) => rd
@@ -65,7 +71,11 @@ impl Lake {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).at(|| format!("listing {}", dir.display())),
         };
-        paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        paths.retain(|p| {
+            p.extension().is_some_and(|e| e == "json")
+                // A name whose prefix is not a number is read, and fails as not a commit.
+                && name_seq(p).is_none_or(|s| s > seq)
+        });
         paths.sort();
         paths.iter().map(|p| read_commit(p)).collect()
     }
@@ -113,6 +123,12 @@ impl Lake {
         }
         Ok(removed)
     }
+}
+
+/// The sequence number a commit file's name starts with (`<seq>-<batch>.json`).
+fn name_seq(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    name.split_once('-')?.0.parse().ok()
 }
 
 fn read_commit(path: &Path) -> Result<Commit> {

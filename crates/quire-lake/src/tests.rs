@@ -320,6 +320,104 @@ fn invalid_utf8_is_a_bad_row() {
     );
 }
 
+fn parsed(line: &str) -> quire_events::Event {
+    quire_events::parse_line(line).expect("valid event")
+}
+
+fn view(id: &str) -> quire_events::Event {
+    parsed(&event(
+        id,
+        "2025-10-01T07:00:00Z",
+        "page_view",
+        r#","page":"home""#,
+    ))
+}
+
+fn stream() -> Source {
+    Source::Stream {
+        name: "test".to_owned(),
+    }
+}
+
+#[test]
+fn a_writer_keeps_its_id_index_across_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let mut w = Writer::open(&lake).expect("writer");
+    let mut b = w.batch(usize::MAX).expect("batch");
+    assert_eq!(b.push_event(view("a")).expect("push"), Outcome::Accepted);
+    assert_eq!(b.push_event(view("a")).expect("push"), Outcome::Duplicate);
+    assert_eq!(b.push_event(view("b")).expect("push"), Outcome::Accepted);
+    b.commit(stream()).expect("commit");
+    assert_eq!(w.indexed_ids(), 2);
+    // The next batch knows the committed ids without reading the lake again.
+    let mut b = w.batch(usize::MAX).expect("batch");
+    assert_eq!(b.push_event(view("b")).expect("push"), Outcome::Duplicate);
+    assert_eq!(b.push_event(view("c")).expect("push"), Outcome::Accepted);
+    let r = b.commit(stream()).expect("commit");
+    assert_eq!((r.valid, r.duplicates), (2, 1));
+    assert_eq!(all_events(&lake).height(), 3);
+    assert_eq!(lake.commits().expect("commits").len(), 2);
+}
+
+#[test]
+fn a_writer_sees_what_other_writers_committed_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let mut w = Writer::open(&lake).expect("writer");
+    let mut b = w.batch(usize::MAX).expect("batch");
+    b.push_event(view("e0")).expect("push");
+    b.commit(stream()).expect("commit");
+    // A file ingest (its own writer) commits e1…e5 between two batches of `w`.
+    let input = write_file(dir.path(), "a.jsonl", &sample_lines());
+    lake.ingest_file(&input, &IngestOptions::default(), &no_progress)
+        .expect("ingest");
+    let mut b = w.batch(usize::MAX).expect("batch");
+    assert_eq!(b.push_event(view("e1")).expect("push"), Outcome::Duplicate);
+    assert_eq!(b.push_event(view("e0")).expect("push"), Outcome::Duplicate);
+    assert_eq!(b.push_event(view("e6")).expect("push"), Outcome::Accepted);
+    b.commit(stream()).expect("commit");
+    let ids = all_events(&lake);
+    let ids = ids.column("event_id").expect("ids").str().expect("str");
+    let ids: Vec<&str> = ids.iter().flatten().collect();
+    assert_eq!(ids, ["e0", "e1", "e2", "e3", "e4", "e6"]);
+    let seqs: Vec<u64> = lake
+        .commits()
+        .expect("commits")
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}
+
+#[test]
+fn a_batch_dropped_before_its_commit_leaves_the_index_and_the_lake_as_they_were() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let mut w = Writer::open(&lake).expect("writer");
+    // flush_rows 1: the event is written to a file at once, then the batch is abandoned.
+    let mut b = w.batch(1).expect("batch");
+    assert_eq!(b.push_event(view("a")).expect("push"), Outcome::Accepted);
+    drop(b);
+    assert_eq!(w.indexed_ids(), 0);
+    let mut b = w.batch(usize::MAX).expect("batch");
+    assert_eq!(
+        b.push_event(view("a")).expect("push"),
+        Outcome::Accepted,
+        "the id of an uncommitted batch is not known to the lake"
+    );
+    b.commit(stream()).expect("commit");
+    assert_eq!(all_events(&lake).height(), 1);
+    // The abandoned batch's file was removed before the next batch: every file is committed.
+    let mut on_disk = 0;
+    for d in fs::read_dir(lake.events_dir()).unwrap() {
+        for h in fs::read_dir(d.unwrap().path()).unwrap() {
+            on_disk += fs::read_dir(h.unwrap().path()).unwrap().count();
+        }
+    }
+    assert_eq!(on_disk, 1);
+}
+
 fn write_csv(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     fs::write(&p, text).expect("write csv");

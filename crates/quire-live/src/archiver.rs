@@ -1,16 +1,16 @@
 //! The archiver: consumer group `archiver` writing the bus into the lake.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use quire_events::parse_line;
-use quire_lake::{BadRow, Batch, IngestReport, Lake, Source};
+use quire_lake::{BadRow, IngestReport, Lake, Source, Writer};
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use tracing::{info, warn};
 
-use crate::bus::IncomingBadRow;
-use crate::{Bus, RedisAt, Result, blocking};
+use crate::bus::{Entry, IncomingBadRow};
+use crate::{Bus, Error, RedisAt, Result, blocking};
 
 /// How the archiver reads and writes.
 #[derive(Debug, Clone)]
@@ -20,10 +20,10 @@ pub struct ArchiverOptions {
     /// This archiver's name in the group; a restarted archiver must keep its name to resume
     /// from its own pending entries at once (others' are claimed after `claim_idle`).
     pub consumer: String,
-    /// Most entries per stream and lake commit.
+    /// Most entries per stream and lake commit (an events entry holds one request's events).
     pub batch_max: usize,
-    /// Under load, entries are gathered this long before a commit (each commit reads the
-    /// lake's event-id index, so fewer, larger commits cost less per event).
+    /// Under load, entries are gathered this long before a commit (each commit writes a file
+    /// per hour partition and fsyncs it, so fewer, larger commits cost less per event).
     pub linger: Duration,
     /// How long one read waits for new entries.
     pub block: Duration,
@@ -38,7 +38,7 @@ impl Default for ArchiverOptions {
         Self {
             group: "archiver".to_owned(),
             consumer: "archiver-1".to_owned(),
-            batch_max: 50_000,
+            batch_max: 2_000,
             linger: Duration::from_millis(1000),
             block: Duration::from_millis(1000),
             claim_idle: Duration::from_secs(60),
@@ -83,6 +83,8 @@ pub struct BatchReport {
 pub struct Archiver {
     bus: Bus,
     lake: Lake,
+    /// The lake writer, kept from one batch to the next with the lake's event-id index.
+    writer: Arc<Mutex<Writer>>,
     opts: ArchiverOptions,
     con: ConnectionManager,
     /// `0` while the own pending entries are re-read after a start, then `>`.
@@ -99,13 +101,21 @@ impl std::fmt::Debug for Archiver {
 }
 
 impl Archiver {
-    /// Creates the consumer group (from the start of the retained stream) if needed.
+    /// Creates the consumer group (from the start of the retained stream) if needed and opens
+    /// the lake writer (reading the lake's event-id index once).
     pub async fn new(bus: Bus, lake: Lake, opts: ArchiverOptions) -> Result<Self> {
         bus.ensure_group(&opts.group, "0", true).await?;
         let con = bus.consumer_connection(opts.block).await?;
+        let opened = lake.clone();
+        let writer = blocking(move || Ok(Writer::open(&opened)?)).await?;
+        info!(
+            event_ids = writer.indexed_ids(),
+            "archiver: lake writer open with the lake's event-id index"
+        );
         Ok(Self {
             bus,
             lake,
+            writer: Arc::new(Mutex::new(writer)),
             opts,
             con,
             cursor: "0",
@@ -212,39 +222,30 @@ impl Archiver {
     /// in the lake (a re-delivery after a crash) are counted as duplicates and not written
     /// again; an entry that does not hold a valid event goes to the bad-rows store.
     pub async fn write(&self, d: &Delivery) -> Result<IngestReport> {
-        let lake = self.lake.clone();
+        let writer = self.writer.clone();
         let cfg = self.bus.config().clone();
-        let events: Vec<(String, Option<String>)> = d
-            .events
-            .iter()
-            .map(|e| (e.id.clone(), e.get::<String>("e")))
-            .collect();
+        let events: Vec<Entry> = d.events.iter().map(Entry::of).collect();
         let bad: Vec<(String, Option<String>)> = d
             .bad_rows
             .iter()
             .map(|e| (e.id.clone(), e.get::<String>("r")))
             .collect();
         blocking(move || {
-            let mut batch = Batch::begin(&lake, usize::MAX)?;
+            let mut writer = writer
+                .lock()
+                .map_err(|_| Error::Task("the lake writer's lock is poisoned".to_owned()))?;
+            let mut batch = writer.batch(usize::MAX)?;
             let now = Utc::now();
-            for (id, body) in events {
-                let source = format!("redis:{}/{id}", cfg.events_stream);
-                match body.as_deref().map(parse_line) {
-                    Some(Ok(event)) => {
+            for decoded in events.into_iter().flat_map(Entry::decode) {
+                match decoded {
+                    Ok(event) => {
                         batch.push_event(event)?;
                     }
-                    Some(Err(invalid)) => batch.push_invalid(BadRow {
-                        line: body.unwrap_or_default(),
-                        source,
+                    Err(not) => batch.push_invalid(BadRow {
+                        source: format!("redis:{}/{}", cfg.events_stream, not.at),
+                        line: not.text,
                         line_number: 0,
-                        reason: invalid.reason(),
-                        rejected_at: now,
-                    })?,
-                    None => batch.push_invalid(BadRow {
-                        line: String::new(),
-                        source,
-                        line_number: 0,
-                        reason: "entry: has no field \"e\" holding the event".to_owned(),
+                        reason: not.reason,
                         rejected_at: now,
                     })?,
                 }

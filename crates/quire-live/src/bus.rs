@@ -1,9 +1,15 @@
 //! The event bus: two Redis streams (valid events, bad rows) and the intake's deduplication
 //! keys, appended to by one server-side script per request.
+//!
+//! An event is validated once, by the intake; the bus carries it decoded
+//! ([`quire_events::Event`]'s serde form in MessagePack), so the archiver and the live KPIs
+//! read it back without parsing and validating JSON again. A request's new events share one
+//! stream entry.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use quire_events::Event;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +18,8 @@ use crate::{RedisAt, Result};
 /// Where the bus lives in Redis and how long it remembers.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
-    /// The stream of valid events (field `e`: the event as compact JSON).
+    /// The stream of valid events: an entry per request, fields `0`, `1`, … holding one event
+    /// each in MessagePack.
     pub events_stream: String,
     /// The stream of rejected events (field `r`: an [`IncomingBadRow`] as JSON).
     pub bad_rows_stream: String,
@@ -64,24 +71,48 @@ pub enum Appended {
 /// How long a command on the shared connection may take before it fails.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Appends events and bad rows atomically: for each event, `SET seen:<id> NX EX ttl` and, when
-/// the id is new, `XADD`. Redis runs a script as one unit (and logs it to its AOF as one),
-/// so an event is on the bus exactly when its id is marked seen.
+/// Most events in one stream entry (the script's `XADD` passes them to Lua's `unpack`, whose
+/// stack holds a few thousand values).
+pub(crate) const EVENTS_PER_ENTRY: usize = 1000;
+
+/// Appends events and bad rows atomically: for each event `SET seen:<id> NX EX ttl`; the
+/// events whose id is new go into one stream entry (fields `0`, `1`, …: one event each, at
+/// most [`EVENTS_PER_ENTRY`] per entry), so a request's events cost Redis one `XADD`, one
+/// entry to deliver and one to acknowledge per consumer group. Redis runs a script as one
+/// unit (and logs it to its AOF as one), so an event is on the bus exactly when its id is
+/// marked seen.
 const APPEND_SCRIPT: &str = r"
 local ttl = ARGV[1]
 local prefix = ARGV[2]
 local n = tonumber(ARGV[3])
+local per_entry = tonumber(ARGV[4])
 local out = {}
+local fields = {}
+local held = {}
+local function flush()
+  if #held > 0 then
+    local entry = redis.call('XADD', KEYS[1], '*', unpack(fields))
+    for _, i in ipairs(held) do
+      out[i] = entry
+    end
+    fields = {}
+    held = {}
+  end
+end
 for i = 1, n do
-  local id = ARGV[2 + 2 * i]
-  local body = ARGV[3 + 2 * i]
-  if redis.call('SET', prefix .. id, '1', 'NX', 'EX', ttl) then
-    out[i] = redis.call('XADD', KEYS[1], '*', 'e', body)
+  if redis.call('SET', prefix .. ARGV[3 + 2 * i], '1', 'NX', 'EX', ttl) then
+    fields[#fields + 1] = tostring(#held)
+    fields[#fields + 1] = ARGV[4 + 2 * i]
+    held[#held + 1] = i
+    if #held == per_entry then
+      flush()
+    end
   else
     out[i] = ''
   end
 end
-for j = 4 + 2 * n, #ARGV do
+flush()
+for j = 5 + 2 * n, #ARGV do
   redis.call('XADD', KEYS[2], '*', 'r', ARGV[j])
 end
 return out
@@ -164,12 +195,12 @@ impl Bus {
             .at(|| format!("connecting to {}", self.url))
     }
 
-    /// Appends `events` (`(event_id, compact JSON)`) and `bad_rows` in one atomic step.
+    /// Appends validated `events` and `bad_rows` in one atomic step (one script call).
     /// When it returns `Ok`, every `Accepted` event is in Redis (and in its AOF, as far as the
     /// server's `appendfsync` makes it durable).
     pub async fn append(
         &self,
-        events: &[(String, String)],
+        events: &[Event],
         bad_rows: &[IncomingBadRow],
     ) -> Result<Vec<Appended>> {
         if events.is_empty() && bad_rows.is_empty() {
@@ -180,9 +211,10 @@ impl Bus {
             .key(&self.config.bad_rows_stream)
             .arg(self.config.dedup_ttl.as_secs().max(1))
             .arg(&self.config.seen_prefix)
-            .arg(events.len());
-        for (id, body) in events {
-            inv.arg(id).arg(body);
+            .arg(events.len())
+            .arg(EVENTS_PER_ENTRY);
+        for event in events {
+            inv.arg(&event.event_id).arg(encode(event));
         }
         for row in bad_rows {
             // Serializing a struct of strings, an integer and a timestamp cannot fail.
@@ -282,6 +314,107 @@ impl Bus {
     }
 }
 
+/// An event as the bus carries it.
+fn encode(event: &Event) -> Vec<u8> {
+    // Serializing an event (strings, numbers, lists, maps with string keys) into a buffer
+    // cannot fail.
+    rmp_serde::to_vec(event).unwrap_or_default()
+}
+
+/// An events-stream entry, taken out of Redis' reply to be decoded on the blocking pool.
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    /// `(field, body)` in field order.
+    bodies: Vec<(String, Body)>,
+}
+
+enum Body {
+    /// Fields `0`, `1`, …: an event in MessagePack.
+    Packed(Vec<u8>),
+    /// Field `e`: one event's JSON text (how the bus carried events before; such entries may
+    /// still be within the bus's retention after an upgrade).
+    Json(String),
+    /// Any other field: not written by this code.
+    Unknown(Vec<u8>),
+}
+
+/// An entry's field that holds no event: why, and its text for the bad-rows store.
+pub(crate) struct NotAnEvent {
+    /// `<entry id>/<field>`.
+    pub(crate) at: String,
+    pub(crate) reason: String,
+    pub(crate) text: String,
+}
+
+impl Entry {
+    pub(crate) fn of(entry: &redis::streams::StreamId) -> Self {
+        let mut fields: Vec<(Option<usize>, &String, &redis::Value)> = entry
+            .map
+            .iter()
+            .map(|(k, v)| (k.parse::<usize>().ok(), k, v))
+            .collect();
+        // Numbered fields in their order, then the others by name.
+        fields.sort_by(|a, b| (a.0.is_none(), a.0, a.1).cmp(&(b.0.is_none(), b.0, b.1)));
+        let bodies = fields
+            .into_iter()
+            .map(|(n, k, v)| {
+                let bytes =
+                    <Vec<u8> as redis::FromRedisValue>::from_redis_value_ref(v).unwrap_or_default();
+                let body = match (n, k.as_str()) {
+                    (Some(_), _) => Body::Packed(bytes),
+                    (None, "e") => Body::Json(String::from_utf8_lossy(&bytes).into_owned()),
+                    (None, _) => Body::Unknown(bytes),
+                };
+                (k.clone(), body)
+            })
+            .collect();
+        Self {
+            id: entry.id.clone(),
+            bodies,
+        }
+    }
+
+    /// The entry's events, in order; a field that holds none is returned as such (the
+    /// archiver stores it as a bad row; the live KPIs skip it).
+    pub(crate) fn decode(self) -> Vec<std::result::Result<Event, NotAnEvent>> {
+        let id = self.id;
+        let mut out: Vec<_> = self
+            .bodies
+            .into_iter()
+            .map(|(field, body)| {
+                let not = |reason: String, text: String| NotAnEvent {
+                    at: format!("{id}/{field}"),
+                    reason,
+                    text,
+                };
+                match body {
+                    Body::Packed(b) => rmp_serde::from_slice(&b).map_err(|e| {
+                        not(
+                            format!("entry: field {field:?} does not hold an event ({e})"),
+                            String::from_utf8_lossy(&b).into_owned(),
+                        )
+                    }),
+                    Body::Json(text) => {
+                        quire_events::parse_line(&text).map_err(|e| not(e.reason(), text))
+                    }
+                    Body::Unknown(b) => Err(not(
+                        format!("entry: field {field:?} is not an event field"),
+                        String::from_utf8_lossy(&b).into_owned(),
+                    )),
+                }
+            })
+            .collect();
+        if out.is_empty() {
+            out.push(Err(NotAnEvent {
+                at: id,
+                reason: "entry: has no field holding an event".to_owned(),
+                text: String::new(),
+            }));
+        }
+        out
+    }
+}
+
 /// A stream entry id `ms-seq`, ordered as Redis orders them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct StreamId(u64, u64);
@@ -306,7 +439,86 @@ impl std::fmt::Display for StreamId {
 
 #[cfg(test)]
 mod tests {
-    use super::StreamId;
+    use quire_events::Event;
+
+    use super::{Entry, StreamId, encode};
+
+    fn entry(fields: Vec<(String, Vec<u8>)>) -> redis::streams::StreamId {
+        redis::streams::StreamId {
+            id: "1-0".to_owned(),
+            map: fields
+                .into_iter()
+                .map(|(k, v)| (k, redis::Value::BulkString(v)))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn events_come_off_the_bus_as_they_went_on() {
+        let lines = [
+            r#"{"event_id":"o1","event_type":"order_placed","event_timestamp":"2025-10-01T10:05:00.123456789+02:00","user_id":"u1","device":"mobile","traffic_source":"paid","experiments":{"exp_a":"B"},"order_id":"o-1","items":[{"book_id":"bk_1","quantity":2,"unit_price":5.5}],"total_price":11.0,"discount":1.0,"promo_code":"FALL","fees":0.5}"#,
+            r#"{"event_id":"s1","event_type":"search_performed","event_timestamp":"2025-10-01T10:05:00Z","user_id":"u1","device":"desktop","is_test":true,"search_id":"s-1","query":"dragons","results_count":2,"ranker":"ltr","results":["bk_1","bk_2"],"result_scores":[2.5,1.0]}"#,
+            r#"{"event_id":"c1","event_type":"checkout_started","event_timestamp":"2025-10-01T10:05:00Z","user_id":"u1","device":"tablet"}"#,
+            r#"{"event_id":"r1","event_type":"order_returned","event_timestamp":"2025-10-02T00:00:00Z","user_id":"u1","device":"mobile","order_id":"o-1","refund_amount":3.25}"#,
+        ];
+        let events: Vec<Event> = lines
+            .iter()
+            .map(|l| quire_events::parse_line(l).unwrap())
+            .collect();
+        // 12 fields: numbered fields come back in their order, not the map's or the text's.
+        let fields: Vec<(String, Vec<u8>)> = (0..12)
+            .rev()
+            .map(|i| (i.to_string(), encode(&events[i % 4])))
+            .collect();
+        let got: Vec<Event> = Entry::of(&entry(fields))
+            .decode()
+            .into_iter()
+            .map(|r| r.map_err(|e| e.reason).unwrap())
+            .collect();
+        let want: Vec<Event> = (0..12).map(|i| events[i % 4].clone()).collect();
+        assert_eq!(got, want);
+        // An entry from before the bus carried numbered fields still reads.
+        for (line, event) in lines.iter().zip(&events) {
+            let got = Entry::of(&entry(vec![("e".to_owned(), line.as_bytes().to_vec())])).decode();
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].as_ref().map_err(|e| &e.reason), Ok(event));
+        }
+    }
+
+    #[test]
+    fn a_field_without_an_event_says_why() {
+        let fields = vec![
+            ("0".to_owned(), b"\xc1 not msgpack".to_vec()),
+            ("x".to_owned(), b"1".to_vec()),
+            ("e".to_owned(), br#"{"event_id":"x"}"#.to_vec()),
+        ];
+        let got = Entry::of(&entry(fields)).decode();
+        let errs: Vec<(String, String)> = got
+            .into_iter()
+            .map(|r| r.err().map(|e| (e.at, e.reason)).unwrap())
+            .collect();
+        assert_eq!(errs[0].0, "1-0/0");
+        assert!(
+            errs[0]
+                .1
+                .starts_with("entry: field \"0\" does not hold an event"),
+            "{errs:?}"
+        );
+        assert!(errs[1].1.starts_with("event_type"), "{errs:?}");
+        assert_eq!(
+            errs[2],
+            (
+                "1-0/x".to_owned(),
+                "entry: field \"x\" is not an event field".to_owned()
+            )
+        );
+        let empty = Entry::of(&entry(Vec::new())).decode();
+        assert_eq!(
+            empty[0].as_ref().err().map(|e| e.reason.as_str()),
+            Some("entry: has no field holding an event")
+        );
+    }
 
     #[test]
     fn stream_ids_order_by_time_then_sequence() {

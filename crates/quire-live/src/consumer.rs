@@ -3,10 +3,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use quire_events::parse_line;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tracing::{debug, info, warn};
 
+use crate::bus::Entry;
 use crate::state::TodayInput;
 use crate::{Bus, Error, LiveKpis, LiveStatus, LiveStore, RedisAt, Result, blocking};
 
@@ -15,17 +15,23 @@ use crate::{Bus, Error, LiveKpis, LiveStatus, LiveStore, RedisAt, Result, blocki
 pub struct LiveOptions {
     pub group: String,
     pub consumer: String,
-    /// Most entries taken per step.
+    /// Most entries taken per step (an entry holds one request's events).
     pub batch_max: usize,
     /// How long one read waits for new entries.
     pub block: Duration,
     /// Today's KPIs (the whole KPI model over the window) are recomputed at most this often.
     pub today_every: Duration,
-    /// The hourly GMV is recomputed after new events once this many times its last
-    /// computation's duration has passed since it ended (at once when the bus goes quiet):
-    /// immediate while it is cheap, and under load at most 1/(1+N) of the consumer's time.
-    /// Today's KPIs are paced the same way on top of [`Self::today_every`].
+    /// While events keep arriving, the hourly GMV is recomputed at most this often (at once
+    /// when the bus goes quiet): under load the events of many reads share one
+    /// recomputation, and an accepted order shows within about this long plus one
+    /// computation.
+    pub hourly_every: Duration,
+    /// ... and at least this many times its last computation's duration after it ended, so a
+    /// recomputation that grew expensive takes at most 1/(1+N) of the consumer's time.
     pub hourly_backoff: u32,
+    /// Today's KPIs likewise, on top of [`Self::today_every`]: the whole KPI model over the
+    /// window grows with the day's events, and under load it must not crowd out the intake.
+    pub today_backoff: u32,
 }
 
 impl Default for LiveOptions {
@@ -33,10 +39,12 @@ impl Default for LiveOptions {
         Self {
             group: "live".to_owned(),
             consumer: "live-1".to_owned(),
-            batch_max: 20_000,
+            batch_max: 500,
             block: Duration::from_millis(100),
             today_every: Duration::from_secs(2),
+            hourly_every: Duration::from_millis(250),
             hourly_backoff: 4,
+            today_backoff: 9,
         }
     }
 }
@@ -146,22 +154,15 @@ impl LiveConsumer {
             return Ok(false);
         }
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
-        let bodies: Vec<(String, Option<String>)> = entries
-            .into_iter()
-            .map(|e| {
-                let body = e.get::<String>("e");
-                (e.id, body)
-            })
-            .collect();
+        let entries: Vec<Entry> = entries.iter().map(Entry::of).collect();
         let state = self.state.clone();
         blocking(move || {
-            let mut events = Vec::with_capacity(bodies.len());
-            for (id, body) in bodies {
-                match body.as_deref().map(parse_line) {
-                    Some(Ok(e)) => events.push(e),
-                    // The archiver stores such an entry as a bad row; the KPIs skip it.
-                    Some(Err(e)) => debug!(entry = %id, reason = %e, "live: invalid entry skipped"),
-                    None => debug!(entry = %id, "live: entry without an event skipped"),
+            let mut events = Vec::new();
+            for decoded in entries.into_iter().flat_map(Entry::decode) {
+                match decoded {
+                    Ok(e) => events.push(e),
+                    // The archiver stores such a field as a bad row; the KPIs skip it.
+                    Err(not) => debug!(entry = %not.at, reason = %not.reason, "live: entry field without an event skipped"),
                 }
             }
             lock(&state)?.add(events)
@@ -228,7 +229,7 @@ impl LiveConsumer {
             let today_due = self
                 .opts
                 .today_every
-                .max(today_took * self.opts.hourly_backoff);
+                .max(today_took * self.opts.today_backoff);
             if today_task.is_none() && last_today.elapsed() >= today_due {
                 match self.today_input() {
                     Ok(Some(input)) => {
@@ -249,7 +250,11 @@ impl LiveConsumer {
                     // Pending entries are re-read until none is left.
                     pending = pending && got;
                     dirty |= got;
-                    let due = last_hourly.elapsed() >= hourly_took * self.opts.hourly_backoff;
+                    let due = last_hourly.elapsed()
+                        >= self
+                            .opts
+                            .hourly_every
+                            .max(hourly_took * self.opts.hourly_backoff);
                     if dirty && (!got || due) {
                         let started = tokio::time::Instant::now();
                         match self.recompute_hourly().await {

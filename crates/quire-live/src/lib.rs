@@ -5,9 +5,11 @@
 //!
 //! - [`Bus`]: the event stream and the bad-rows stream. [`Bus::append`] adds validated events
 //!   (deduplicated by `event_id` within [`BusConfig::dedup_ttl`]) and bad rows in one atomic
-//!   server-side script, so an event the intake acknowledged is on the bus.
-//! - [`Archiver`]: consumer group `archiver`; writes batches with [`quire_lake::Batch`] (the
-//!   lake's `event_id` dedup, manifest commit and writer lock) and acknowledges them only
+//!   server-side script, so an event the intake acknowledged is on the bus. Events travel
+//!   decoded ([`quire_events::Event`] in MessagePack): the intake is the only JSON parser.
+//! - [`Archiver`]: consumer group `archiver`; writes batches with its long-lived
+//!   [`quire_lake::Writer`] (the lake's `event_id` dedup with the id index kept across
+//!   commits, manifest commit and writer lock) and acknowledges them only
 //!   after the commit; on start it first re-reads its own pending entries, and it claims those
 //!   of a dead archiver after [`ArchiverOptions::claim_idle`]. Exactly once in effect.
 //! - [`LiveKpis`]: the in-memory state of the live KPIs (events of the window, the watermark,

@@ -1,7 +1,7 @@
 //! The live KPIs' state: the events of the window (from the lake at start, then from the
 //! bus), the watermark, and what was emitted. Every figure comes from `quire-kpi`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use polars::prelude::*;
@@ -116,8 +116,13 @@ pub struct LiveKpis {
     orders: Vec<DataFrame>,
     /// Hashed ids of the events taken from the bus.
     seen: HashSet<u128>,
-    /// Hour (epoch ms) of every held `order_placed`, by `order_id`.
+    /// Hour (epoch ms) of every held order's first `order_placed`, by `order_id`: the hour
+    /// whose GMV the order counts in.
     order_hours: HashMap<String, i64>,
+    /// The same by hour: the `order_id`s each hour's GMV is made of.
+    hour_orders: HashMap<i64, HashSet<String>>,
+    /// Hours whose orders or returns changed since the last [`Self::hourly`]; `None`: all.
+    dirty_hours: Option<BTreeSet<i64>>,
     /// Hours before the window whose orders were loaded from the lake.
     loaded_hours: HashSet<i64>,
     emitted: BTreeMap<i64, HourFigure>,
@@ -145,6 +150,8 @@ impl LiveKpis {
             orders: Vec::new(),
             seen: HashSet::new(),
             order_hours: HashMap::new(),
+            hour_orders: HashMap::new(),
+            dirty_hours: None,
             loaded_hours: HashSet::new(),
             emitted: BTreeMap::new(),
             touched: Vec::new(),
@@ -214,16 +221,19 @@ impl LiveKpis {
                 Payload::OrderPlaced { order_id, .. } => {
                     let h = floor_hour(e.event_timestamp.timestamp_millis());
                     self.ensure_hour(h)?;
-                    self.order_hours.entry(order_id.clone()).or_insert(h);
+                    self.place(order_id, h);
                     if self.closed(h) {
                         self.touched.push((h, "late_order", e.event_id.clone()));
                     }
                 }
                 Payload::OrderReturned { order_id, .. } => {
-                    if let Some(h) = self.order_hour(order_id)?
-                        && self.closed(h)
-                    {
-                        self.touched.push((h, "return", e.event_id.clone()));
+                    // A return of an order seen nowhere counts nowhere until its order comes:
+                    // then the order's hour is recomputed with it.
+                    if let Some(h) = self.order_hour(order_id)? {
+                        self.mark_dirty(h);
+                        if self.closed(h) {
+                            self.touched.push((h, "return", e.event_id.clone()));
+                        }
                     }
                 }
                 _ => {}
@@ -256,6 +266,35 @@ impl LiveKpis {
             self.roll_window()?;
         }
         Ok(())
+    }
+
+    /// Records an `order_placed` of `order_id` in hour `h`: the order counts in the hour of its
+    /// first placement (as the replay's `standing_orders` has it), which is marked for
+    /// recomputation, and so is the hour it leaves when this placement is earlier.
+    fn place(&mut self, order_id: &str, h: i64) {
+        match self.order_hours.get(order_id).copied() {
+            Some(home) if home <= h => self.mark_dirty(home),
+            old => {
+                if let Some(old) = old {
+                    if let Some(ids) = self.hour_orders.get_mut(&old) {
+                        ids.remove(order_id);
+                    }
+                    self.mark_dirty(old);
+                }
+                self.order_hours.insert(order_id.to_owned(), h);
+                self.hour_orders
+                    .entry(h)
+                    .or_default()
+                    .insert(order_id.to_owned());
+                self.mark_dirty(h);
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, h: i64) {
+        if let Some(d) = &mut self.dirty_hours {
+            d.insert(h);
+        }
     }
 
     /// The hour of a held order, loading it (and its hour) from the lake when it is older
@@ -339,9 +378,7 @@ impl LiveKpis {
         let ts = placed.column("event_timestamp")?.i64()?;
         for (id, t) in ids.iter().zip(ts.iter()) {
             if let (Some(id), Some(t)) = (id, t) {
-                let h = floor_hour(t);
-                let e = self.order_hours.entry(id.to_owned()).or_insert(h);
-                *e = (*e).min(h);
+                self.place(id, floor_hour(t));
             }
         }
         Ok(())
@@ -415,6 +452,9 @@ impl LiveKpis {
             )
             .collect()?;
         self.order_hours.clear();
+        self.hour_orders.clear();
+        // Everything is recomputed after a reload.
+        self.dirty_hours = None;
         self.loaded_hours.clear();
         let fresh_orders = retain(
             std::mem::take(&mut self.orders),
@@ -449,12 +489,19 @@ impl LiveKpis {
         Ok(())
     }
 
-    /// Recomputes the hourly GMV of every held hour ([`quire_kpi::hourly_gmv`]) and returns
-    /// the figures that changed since the last call (a new figure, or an hour the watermark
-    /// closed), with the closed hours re-emitted because of a late event or a return.
+    /// Recomputes the hourly GMV ([`quire_kpi::hourly_gmv`]) of the hours whose orders or
+    /// returns changed since the last call — over those hours' orders only, so the cost follows
+    /// what changed, not what is held — and returns the figures that changed (a new figure, or
+    /// an hour the watermark closed), with the closed hours re-emitted because of a late event
+    /// or a return.
     pub fn hourly(&mut self) -> Result<(Vec<HourFigure>, Vec<Reemission>)> {
-        let lf = union(&self.orders)?;
-        let df = quire_kpi::hourly_gmv(lf)?;
+        let dirty = self.dirty_hours.replace(BTreeSet::new());
+        let df = self.hourly_of(dirty.as_ref());
+        if df.is_err() {
+            // Nothing is lost: the next call recomputes every hour.
+            self.dirty_hours = None;
+        }
+        let df = df?;
         let hours = df.column("hour")?.cast(&DataType::Int64)?;
         let hours = hours.i64()?;
         let gmv = df.column("gmv")?.f64()?;
@@ -476,6 +523,21 @@ impl LiveKpis {
             if self.emitted.get(&h) != Some(&fig) {
                 changed.push(fig);
             }
+        }
+        // Hours not recomputed whose figure the watermark has closed since.
+        if dirty.is_some() {
+            for (h, fig) in &self.emitted {
+                if fig.live
+                    && self.closed(*h)
+                    && !changed.iter().any(|f| f.hour.timestamp_millis() == *h)
+                {
+                    changed.push(HourFigure {
+                        live: false,
+                        ..fig.clone()
+                    });
+                }
+            }
+            changed.sort_by_key(|f| f.hour);
         }
         let mut reemitted = Vec::new();
         let now = Utc::now();
@@ -502,6 +564,27 @@ impl LiveKpis {
         }
         self.reemissions.extend(reemitted.iter().cloned());
         Ok((changed, reemitted))
+    }
+
+    /// [`quire_kpi::hourly_gmv`] of the orders of `hours` (all held orders: `None`).
+    fn hourly_of(&self, hours: Option<&BTreeSet<i64>>) -> Result<DataFrame> {
+        let mut lf = union(&self.orders)?;
+        if let Some(hours) = hours {
+            // Every row of those hours' orders (their returns too, whenever they came).
+            let ids: Vec<&str> = hours
+                .iter()
+                .filter_map(|h| self.hour_orders.get(h))
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            if ids.is_empty() {
+                lf = DataFrame::empty_with_schema(&events_schema()).lazy();
+            } else {
+                let ids = Series::new("ids".into(), ids);
+                lf = lf.filter(col("order_id").is_in(lit(ids).implode(false), false));
+            }
+        }
+        Ok(quire_kpi::hourly_gmv(lf)?)
     }
 
     /// Every hour emitted so far, by hour.
@@ -727,6 +810,71 @@ mod tests {
             .unwrap();
         assert_eq!(s.hourly().unwrap(), (vec![], vec![]));
         assert_eq!(s.reemissions().len(), 2);
+    }
+
+    /// `quire_kpi::hourly_gmv` over all of `events` at once: (hour, gmv, net_gmv) by hour.
+    fn replayed(events: &[Event]) -> Vec<(String, f64, f64)> {
+        let refs: Vec<&Event> = events.iter().collect();
+        let df = quire_kpi::hourly_gmv(events_frame(&refs, Utc::now()).unwrap().lazy()).unwrap();
+        let h = df.column("hour").unwrap().cast(&DataType::Int64).unwrap();
+        let h = h.i64().unwrap();
+        let g = df.column("gmv").unwrap().f64().unwrap().clone();
+        let n = df.column("net_gmv").unwrap().f64().unwrap().clone();
+        (0..df.height())
+            .map(|i| {
+                let hour = Utc.timestamp_millis_opt(h.get(i).unwrap()).unwrap();
+                (hour_key(hour), g.get(i).unwrap(), n.get(i).unwrap())
+            })
+            .collect()
+    }
+
+    fn emitted(s: &LiveKpis) -> Vec<(String, f64, f64)> {
+        s.emitted()
+            .map(|f| (hour_key(f.hour), f.gmv, f.net_gmv))
+            .collect()
+    }
+
+    #[test]
+    fn only_changed_hours_are_recomputed_and_they_equal_the_replay() {
+        let ret = |id: &str, order: &str, ts: &str, refund: f64| {
+            ev(&format!(
+                r#"{{"event_id":"{id}","event_type":"order_returned","event_timestamp":"{ts}","user_id":"u1","device":"mobile","order_id":"{order}","refund_amount":{refund}}}"#
+            ))
+        };
+        let mut all = vec![
+            order("a", "2025-10-01T10:05:00Z", 30.0),
+            order("b", "2025-10-01T11:05:00Z", 5.0),
+        ];
+        let mut s = state();
+        s.add(all.clone()).unwrap();
+        assert_eq!(s.hourly().unwrap().0.len(), 2);
+        // A return of an order seen nowhere changes no hour...
+        // (Times stay before 11:10, so the watermark closes no hour.)
+        let early_return = ret("r1", "o-c", "2025-10-01T11:06:00Z", 4.0);
+        all.push(early_return.clone());
+        s.add(vec![early_return]).unwrap();
+        assert_eq!(s.hourly().unwrap().0, vec![]);
+        // ... until its order comes: then only the order's hour is emitted, with the refund.
+        let c = order("c", "2025-10-01T11:08:00Z", 10.0);
+        all.push(c.clone());
+        s.add(vec![c]).unwrap();
+        let (hours, _) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 1);
+        assert_eq!(
+            (hour_key(hours[0].hour), hours[0].gmv, hours[0].net_gmv),
+            ("2025-10-01T11".to_owned(), 15.0, 11.0)
+        );
+        // A placement of order b earlier than the one held moves b to hour 10 (the replay
+        // counts an order in its first placement's hour): both hours change.
+        let b_again = ev(
+            r#"{"event_id":"b2","event_type":"order_placed","event_timestamp":"2025-10-01T10:50:00Z","user_id":"u1","device":"mobile","order_id":"o-b","items":[{"book_id":"bk_1","quantity":1,"unit_price":6}],"total_price":6}"#,
+        );
+        all.push(b_again.clone());
+        s.add(vec![b_again]).unwrap();
+        let (hours, _) = s.hourly().unwrap();
+        let keys: Vec<String> = hours.iter().map(|h| hour_key(h.hour)).collect();
+        assert_eq!(keys, ["2025-10-01T10", "2025-10-01T11"]);
+        assert_eq!(emitted(&s), replayed(&all));
     }
 
     #[test]

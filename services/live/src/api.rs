@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use quire_events::Event;
 use quire_live::{Appended, Bus, HourFigure, IncomingBadRow, LiveStatus, LiveStore};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -143,9 +144,10 @@ struct IntakeAnswer {
     results: Vec<EventResult>,
 }
 
-/// The request's events, validated: valid ones as `(index, event_id, compact JSON)`.
+/// The request's events, validated: the valid ones and their indexes in the request.
 struct Checked {
-    valid: Vec<(usize, String, String)>,
+    valid: Vec<Event>,
+    valid_index: Vec<usize>,
     bad: Vec<(usize, IncomingBadRow)>,
 }
 
@@ -192,8 +194,8 @@ type Refused = Box<(ApiError, Option<IncomingBadRow>)>;
 
 /// Parses and validates a body (CPU work: on the blocking pool).
 fn check(body: &[u8], source: &str, max_batch: usize) -> Result<Checked, Refused> {
-    // The events are kept as sent (their own text goes on the bus and into bad rows): the
-    // body is split into raw JSON values, and each is parsed on its own.
+    // Each event is parsed on its own text (a bad row keeps the text as sent): the body is
+    // split into raw JSON values first.
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let parsed: Result<Vec<&RawValue>, serde_json::Error> = if first == Some(&b'[') {
         serde_json::from_slice(body)
@@ -229,14 +231,16 @@ fn check(body: &[u8], source: &str, max_batch: usize) -> Result<Checked, Refused
     let now = Utc::now();
     let mut checked = Checked {
         valid: Vec::with_capacity(items.len()),
+        valid_index: Vec::with_capacity(items.len()),
         bad: Vec::new(),
     };
     for (i, raw) in items.into_iter().enumerate() {
         // The file ingest's own entry point: the same rules, the same reasons.
         match quire_events::parse_line(raw.get()) {
-            Ok(event) => checked
-                .valid
-                .push((i, event.event_id, raw.get().to_owned())),
+            Ok(event) => {
+                checked.valid.push(event);
+                checked.valid_index.push(i);
+            }
             Err(invalid) => checked.bad.push((
                 i,
                 IncomingBadRow {
@@ -346,20 +350,20 @@ async fn intake(
             return Err(err);
         }
     };
-    let events: Vec<(String, String)> = checked
-        .valid
-        .iter()
-        .map(|(_, id, body)| (id.clone(), body.clone()))
-        .collect();
     let bad: Vec<IncomingBadRow> = checked.bad.iter().map(|(_, r)| r.clone()).collect();
     let appended = state
         .bus
-        .append(&events, &bad)
+        .append(&checked.valid, &bad)
         .await
         .map_err(|e| ApiError::unavailable(&e))?;
-    let mut results: Vec<EventResult> = Vec::with_capacity(events.len() + bad.len());
+    let mut results: Vec<EventResult> = Vec::with_capacity(checked.valid.len() + bad.len());
     let (mut accepted, mut duplicates) = (0, 0);
-    for ((i, id, _), a) in checked.valid.into_iter().zip(appended) {
+    for ((i, event), a) in checked
+        .valid_index
+        .into_iter()
+        .zip(checked.valid)
+        .zip(appended)
+    {
         let status = match a {
             Appended::Accepted(_) => {
                 accepted += 1;
@@ -372,7 +376,7 @@ async fn intake(
         };
         results.push(EventResult {
             index: i,
-            event_id: Some(id),
+            event_id: Some(event.event_id),
             status,
             reason: None,
         });
@@ -596,7 +600,8 @@ mod tests {
         let body = format!(r#"[{ok}, {{"event_id":"e2"}}, 3]"#);
         let c = check(body.as_bytes(), "http:r1", 10).unwrap();
         assert_eq!(c.valid.len(), 1);
-        assert_eq!(c.valid[0].1, "e1");
+        assert_eq!(c.valid[0].event_id, "e1");
+        assert_eq!(c.valid_index, [0]);
         let bad: Vec<(usize, &str)> = c.bad.iter().map(|(i, r)| (*i, r.reason.as_str())).collect();
         assert_eq!(bad.len(), 2);
         assert_eq!(bad[0].0, 1);

@@ -67,7 +67,8 @@ pub const DEFAULT_MAX_BATCH: usize = 1000;
 /// Default [`LiveServerOptions::max_body_bytes`]: 4 MiB (1,000 events take about 400 kB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
 /// Default interval between recomputations of today's KPIs (the dashboard refreshes every
-/// 5 s; the hourly GMV is recomputed after every batch read from the bus).
+/// 5 s; the hourly GMV is recomputed at most every [`LiveOptions::hourly_every`] under load,
+/// at once when the bus goes quiet).
 pub const DEFAULT_TODAY_EVERY: Duration = Duration::from_secs(5);
 /// Default allowed lateness of the watermark (`contracts/kpis.md`).
 pub const DEFAULT_ALLOWED_LATENESS: Duration = Duration::from_secs(10 * 60);
