@@ -91,26 +91,18 @@ pub fn analyze(sessions: &[Session]) -> Result<AnalysisResult> {
     let mut r = AnalysisResult::new("after-abandon", "After a cart is abandoned");
     r.fact("abandoned_sessions", o.abandoned);
     r.fact("with_next_session", o.with_next_session);
-    let (lo, hi) = wilson(o.next_session_orders, o.with_next_session, Z95);
-    r.fact(
+    rate_fact(
+        &mut r,
         "next_session_order_rate",
-        if o.with_next_session > 0 {
-            o.next_session_orders as f64 / o.with_next_session as f64
-        } else {
-            f64::NAN
-        },
+        o.next_session_orders,
+        o.with_next_session,
     );
-    r.fact("next_session_order_rate_ci95", vec![lo, hi]);
-    let (lo, hi) = wilson(o.next_session_at_cart, o.with_next_session, Z95);
-    r.fact(
+    rate_fact(
+        &mut r,
         "next_session_cart_rate",
-        if o.with_next_session > 0 {
-            o.next_session_at_cart as f64 / o.with_next_session as f64
-        } else {
-            f64::NAN
-        },
+        o.next_session_at_cart,
+        o.with_next_session,
     );
-    r.fact("next_session_cart_rate_ci95", vec![lo, hi]);
     r.tables.push(share_table(
         "next_in_session",
         "Next event in the session after the last add-to-cart (Wilson 95%)",
@@ -205,6 +197,14 @@ pub fn prepare(ds: &Dataset) -> Result<Vec<Session>> {
 
 pub fn run(ds: &Dataset) -> Result<AnalysisResult> {
     analyze(&prepare(ds)?)
+}
+
+/// `key` = `k / n` (NaN when `n` is 0) and `key_ci95` = its Wilson 95% interval.
+fn rate_fact(r: &mut AnalysisResult, key: &str, k: u64, n: u64) {
+    let rate = if n > 0 { k as f64 / n as f64 } else { f64::NAN };
+    r.fact(key, rate);
+    let (lo, hi) = wilson(k, n, Z95);
+    r.fact(&format!("{key}_ci95"), vec![lo, hi]);
 }
 
 #[cfg(test)]
