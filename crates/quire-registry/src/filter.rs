@@ -375,43 +375,84 @@ pub(crate) fn compile_filter(filter: &str, out: &mut SqlBuilder) -> Result<()> {
     }
 }
 
-/// Compiles `order_by` clauses to SQL `ORDER BY` terms (without the keywords), missing values
-/// last on every backend.
-pub(crate) fn compile_order(order_by: &[String], out: &mut SqlBuilder) -> Result<Vec<String>> {
-    let mut terms = Vec::new();
-    for clause in order_by {
-        let mut p = Parser {
-            input: clause,
-            tokens: tokenize(clause)?,
-            pos: 0,
-        };
-        let (ent, key) = p.identifier()?;
-        let dir = match p.next() {
-            None => "ASC",
-            Some(Token::Word(w)) if w.eq_ignore_ascii_case("asc") => "ASC",
-            Some(Token::Word(w)) if w.eq_ignore_ascii_case("desc") => "DESC",
-            Some(other) => return Err(p.err(format!("expected ASC or DESC, found {other:?}"))),
-        };
-        if let Some(extra) = p.next() {
-            return Err(p.err(format!("unexpected {extra:?}")));
-        }
-        // `NULLS LAST` (SQLite 3.30+, PostgreSQL) evaluates the key once per row; a CASE on
-        // `IS NULL` would look each value up twice.
-        let expr = match ent {
-            Entity::Attribute => attribute_column(&key)
-                .map(|(c, _)| c.to_owned())
-                .ok_or_else(|| p.err("unknown attribute"))?,
-            Entity::Metric | Entity::Param | Entity::Tag => {
-                let ph = out.bind(Bind::Text(key.clone()));
-                format!(
-                    "(SELECT x.value FROM {} x WHERE x.run_uuid = r.run_uuid AND x.key = {ph})",
-                    table_of(ent)
-                )
-            }
-        };
-        terms.push(format!("{expr} {dir} NULLS LAST"));
+/// One `order_by` clause: what to order by, and which way.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OrderTerm {
+    entity: Entity,
+    /// The metric, param or tag key; for an attribute, its column in `runs r`.
+    key: String,
+    descending: bool,
+}
+
+impl OrderTerm {
+    /// The metric key when this term orders by a metric.
+    pub fn metric(&self) -> Option<&str> {
+        (self.entity == Entity::Metric).then_some(self.key.as_str())
     }
-    Ok(terms)
+
+    /// `ASC` or `DESC`.
+    pub fn direction(&self) -> &'static str {
+        if self.descending { "DESC" } else { "ASC" }
+    }
+}
+
+/// Parses `order_by` clauses (`entity.key [ASC|DESC]` each).
+pub(crate) fn parse_order(order_by: &[String]) -> Result<Vec<OrderTerm>> {
+    order_by
+        .iter()
+        .map(|clause| {
+            let mut p = Parser {
+                input: clause,
+                tokens: tokenize(clause)?,
+                pos: 0,
+            };
+            let (entity, key) = p.identifier()?;
+            let descending = match p.next() {
+                None => false,
+                Some(Token::Word(w)) if w.eq_ignore_ascii_case("asc") => false,
+                Some(Token::Word(w)) if w.eq_ignore_ascii_case("desc") => true,
+                Some(other) => return Err(p.err(format!("expected ASC or DESC, found {other:?}"))),
+            };
+            if let Some(extra) = p.next() {
+                return Err(p.err(format!("unexpected {extra:?}")));
+            }
+            let key = match entity {
+                Entity::Attribute => attribute_column(&key)
+                    .ok_or_else(|| p.err("unknown attribute"))?
+                    .0
+                    .to_owned(),
+                _ => key,
+            };
+            Ok(OrderTerm {
+                entity,
+                key,
+                descending,
+            })
+        })
+        .collect()
+}
+
+/// SQL `ORDER BY` terms (without the keywords) for parsed clauses, missing values last on
+/// every backend.
+pub(crate) fn render_order(terms: &[OrderTerm], out: &mut SqlBuilder) -> Vec<String> {
+    terms
+        .iter()
+        .map(|t| {
+            // `NULLS LAST` (SQLite 3.30+, PostgreSQL) evaluates the key once per row; a CASE on
+            // `IS NULL` would look each value up twice.
+            let expr = match t.entity {
+                Entity::Attribute => t.key.clone(),
+                Entity::Metric | Entity::Param | Entity::Tag => {
+                    let ph = out.bind(Bind::Text(t.key.clone()));
+                    format!(
+                        "(SELECT x.value FROM {} x WHERE x.run_uuid = r.run_uuid AND x.key = {ph})",
+                        table_of(t.entity)
+                    )
+                }
+            };
+            format!("{expr} {} NULLS LAST", t.direction())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -511,11 +552,15 @@ mod tests {
     #[test]
     fn order_puts_missing_values_last() {
         let mut out = SqlBuilder::default();
-        let terms = compile_order(
-            &["metrics.ndcg_5 DESC".into(), "attributes.start_time".into()],
-            &mut out,
-        )
-        .unwrap();
+        let parsed =
+            parse_order(&["metrics.ndcg_5 DESC".into(), "attributes.start_time".into()]).unwrap();
+        assert_eq!(parsed[0].metric(), Some("ndcg_5"));
+        assert_eq!(parsed[1].metric(), None);
+        assert_eq!(
+            (parsed[0].direction(), parsed[1].direction()),
+            ("DESC", "ASC")
+        );
+        let terms = render_order(&parsed, &mut out);
         let sub =
             "(SELECT x.value FROM latest_metrics x WHERE x.run_uuid = r.run_uuid AND x.key = $1)";
         assert_eq!(
@@ -527,10 +572,7 @@ mod tests {
         );
         assert_eq!(out.binds, [text("ndcg_5")]);
         for bad in ["metrics.m up", "params.p ASC DESC", "nothing", ""] {
-            assert!(
-                compile_order(&[bad.into()], &mut SqlBuilder::default()).is_err(),
-                "{bad:?}"
-            );
+            assert!(parse_order(&[bad.into()]).is_err(), "{bad:?}");
         }
     }
 }

@@ -38,6 +38,7 @@ backend_suite!(
     log_batch_checks_whatever_its_size,
     log_batch_keeps_history_and_latest,
     search_runs_filters_order_and_pages,
+    search_runs_metric_order_pages,
     search_filter_rejects_bad_input,
     model_versions_with_artifacts,
     aliases_move_and_keep_history,

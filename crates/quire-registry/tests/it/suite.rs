@@ -670,6 +670,150 @@ pub async fn search_runs_filters_order_and_pages(t: &TestRegistry) {
     assert_eq!(everywhere.runs.len(), 6);
 }
 
+/// Metric orderings page through exactly the order MLflow defines — runs by the metric's latest
+/// value (missing last), then newest start, then id — including ties on the value and on the
+/// start, runs without the metric, filters, a deleted run and another experiment's run, with
+/// every page size; the expected order is computed here from the seeded values.
+pub async fn search_runs_metric_order_pages(t: &TestRegistry) {
+    struct Seed {
+        start: i64,
+        score: Option<f64>,
+        other: f64,
+        kind: &'static str,
+        deleted: bool,
+    }
+    let reg = &t.registry;
+    let exp = experiment(reg, "metric-order").await;
+    let foreign_exp = experiment(reg, "metric-order-other").await;
+    let seeds: Vec<Seed> = (0..14)
+        .map(|i: i64| Seed {
+            start: 1000 + i / 3,
+            score: (i % 5 != 2).then(|| [0.2, 0.5, 0.5, 0.9][(i % 4) as usize]),
+            other: if i % 3 == 0 { 0.8 } else { 0.1 },
+            kind: if i % 2 == 0 { "a" } else { "b" },
+            deleted: i == 7,
+        })
+        .collect();
+    let mut runs = Vec::new();
+    for (i, seed) in seeds.iter().enumerate() {
+        let id = reg
+            .create_run(NewRun {
+                experiment_id: exp,
+                run_name: format!("run-{i}"),
+                start_time: Some(seed.start),
+                ..NewRun::default()
+            })
+            .await
+            .unwrap()
+            .info
+            .run_id;
+        let mut metrics = vec![metric("other", seed.other, 0, 1)];
+        if let Some(score) = seed.score {
+            // An older value first: the latest (highest step) is what orders.
+            metrics.push(metric("score", -1.0, 0, 1));
+            metrics.push(metric("score", score, 1, 1));
+        }
+        reg.log_batch(&id, &metrics, &[kv("kind", seed.kind)], &[])
+            .await
+            .unwrap();
+        if seed.deleted {
+            reg.set_run_lifecycle(&id, true).await.unwrap();
+        }
+        runs.push(id);
+    }
+    let foreign = run(reg, foreign_exp, "foreign").await;
+    reg.log_metric(&foreign, &metric("score", 0.7, 0, 1))
+        .await
+        .unwrap();
+
+    type Keep = fn(&Seed) -> bool;
+    let filters: [(&str, Keep); 3] = [
+        ("", |_| true),
+        ("metrics.other > 0.5", |s| s.other > 0.5),
+        ("params.kind = 'a'", |s| s.kind == "a"),
+    ];
+    for (filter, keep) in filters {
+        for descending in [true, false] {
+            let mut expected: Vec<usize> = (0..seeds.len())
+                .filter(|&i| !seeds[i].deleted && keep(&seeds[i]))
+                .collect();
+            expected.sort_by(|&a, &b| {
+                let (sa, sb) = (seeds[a].score, seeds[b].score);
+                let by_score = match (sa, sb) {
+                    (Some(x), Some(y)) if descending => y.total_cmp(&x),
+                    (Some(x), Some(y)) => x.total_cmp(&y),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                };
+                by_score
+                    .then(seeds[b].start.cmp(&seeds[a].start))
+                    .then(runs[a].cmp(&runs[b]))
+            });
+            let expected: Vec<&str> = expected.iter().map(|&i| runs[i].as_str()).collect();
+            let order = format!("metrics.score {}", if descending { "DESC" } else { "ASC" });
+            for page_size in [1, 2, 3, 4, 5, 1000] {
+                let mut seen = Vec::new();
+                let mut token = None;
+                loop {
+                    let page = reg
+                        .search_runs(&SearchRuns {
+                            experiment_ids: vec![exp],
+                            filter: filter.into(),
+                            order_by: vec![order.clone()],
+                            max_results: page_size,
+                            page_token: token.clone(),
+                            ..SearchRuns::default()
+                        })
+                        .await
+                        .unwrap();
+                    assert!(page.runs.len() as i64 <= page_size);
+                    seen.extend(page.runs.into_iter().map(|r| r.info.run_id));
+                    token = page.next_page_token;
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                assert_eq!(
+                    seen, expected,
+                    "filter {filter:?}, order {order:?}, pages of {page_size}"
+                );
+            }
+        }
+    }
+    // A second ordering term breaks ties on the metric before the start time does.
+    let page = reg
+        .search_runs(&SearchRuns {
+            experiment_ids: vec![exp],
+            order_by: vec!["metrics.score DESC".into(), "params.kind DESC".into()],
+            max_results: 7,
+            ..SearchRuns::default()
+        })
+        .await
+        .unwrap();
+    let top: Vec<(Option<f64>, &str)> = page
+        .runs
+        .iter()
+        .map(|r| {
+            let i = runs.iter().position(|id| *id == r.info.run_id).unwrap();
+            (seeds[i].score, seeds[i].kind)
+        })
+        .collect();
+    let b = |score| (Some(score), "b");
+    assert_eq!(
+        top,
+        [
+            b(0.9),
+            b(0.9),
+            b(0.5),
+            b(0.5),
+            b(0.5),
+            b(0.5),
+            (Some(0.5), "a")
+        ]
+    );
+}
+
 pub async fn search_filter_rejects_bad_input(t: &TestRegistry) {
     let reg = &t.registry;
     let (exp, _, _) = seed_runs(reg).await;
