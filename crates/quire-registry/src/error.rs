@@ -26,6 +26,9 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("migrating the registry database: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// A fault of the registry itself (a writer task that panicked), not of the request.
+    #[error("internal registry error: {0}")]
+    Internal(String),
     #[error("artifact store i/o error at {}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -50,6 +50,7 @@
 //! sync per commit.) PostgreSQL keeps its server's settings.
 
 mod artifacts;
+mod batch;
 mod error;
 pub mod filter;
 mod mlflow;

@@ -15,6 +15,7 @@ use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Executor, FromRow, Row};
 use tracing::debug;
 
 use crate::artifacts::{ArtifactRef, NamedArtifact};
+use crate::batch::{Batch, MAX_GROUP, Waiting, WaitingBatches};
 use crate::error::{Error, Result, classify};
 use crate::filter::{Bind, OrderTerm, SqlBuilder, compile_filter, parse_order, render_order};
 use crate::mlflow::parse_offset;
@@ -30,7 +31,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// How long a SQLite writer waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 60_000;
 /// MLflow's limits.
-const MAX_PARAM_VALUE_LEN: usize = 6000;
+pub(crate) const MAX_PARAM_VALUE_LEN: usize = 6000;
 pub(crate) const MAX_TAG_VALUE_LEN: usize = 8000;
 const MAX_RESULTS_LIMIT: i64 = 50_000;
 
@@ -51,6 +52,8 @@ pub struct Registry {
     /// sleeping made a few concurrent `log-batch` calls wait 100+ ms. Other processes still
     /// wait on the busy timeout. PostgreSQL locks rows and needs no turn.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: log-batches waiting for the write turn, written together by whoever gets it.
+    waiting: Arc<WaitingBatches>,
 }
 
 pub(crate) fn now_millis() -> i64 {
@@ -292,6 +295,7 @@ impl Registry {
             pool,
             backend,
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            waiting: Arc::default(),
         })
     }
 
@@ -634,7 +638,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Logs metrics, params and tags in one transaction (MLflow's `LogBatch`).
+    /// Logs metrics, params and tags in one transaction (MLflow's `LogBatch`). On SQLite,
+    /// batches logged at the same moment share a transaction (see [`crate::batch`]); each
+    /// still succeeds or fails on its own.
     pub async fn log_batch(
         &self,
         run_id: &str,
@@ -642,136 +648,94 @@ impl Registry {
         params: &[(String, String)],
         tags: &[(String, String)],
     ) -> Result<()> {
-        for m in metrics {
-            check_key("metric", &m.key)?;
-            if m.value.is_nan() {
-                return Err(Error::InvalidParameter(format!(
-                    "metric {:?} of run {run_id} is NaN; NaN values are not stored",
-                    m.key
-                )));
-            }
+        let batch = Batch::new(run_id, metrics, params, tags)?;
+        match self.backend {
+            Backend::Sqlite => self.group_commit(batch).await,
+            Backend::Postgres => self.write_batches(&[&batch]).await,
         }
-        for (k, v) in params {
-            check_key("param", k)?;
-            check_value("param", k, v, MAX_PARAM_VALUE_LEN)?;
-        }
-        for (k, v) in tags {
-            check_key("tag", k)?;
-            check_value("tag", k, v, MAX_TAG_VALUE_LEN)?;
-        }
-        // The batch's latest value per key (a statement may not upsert a row twice), by the
-        // same order as the stored one: step, then timestamp, then value.
-        let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
-        for m in metrics {
-            let newer = |cur: &Metric| {
-                (m.step, m.timestamp)
-                    .cmp(&(cur.step, cur.timestamp))
-                    .then(m.value.total_cmp(&cur.value))
-                    .is_gt()
-            };
-            match latest.get(m.key.as_str()) {
-                Some(cur) if !newer(cur) => {}
-                _ => {
-                    latest.insert(&m.key, m);
+    }
+
+    /// Writes `batch` in this process's write turn, with whatever other batches wait for it.
+    /// The first caller to get the turn writes every waiting batch (up to [`MAX_GROUP`]) in
+    /// one transaction and hands each caller its answer; the others find theirs written when
+    /// their turn comes. The write runs in its own task, holding the turn, so a caller that
+    /// goes away (its client hung up) never leaves the others' batches half done.
+    async fn group_commit(&self, batch: Batch) -> Result<()> {
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        self.waiting.push(batch, done);
+        let mut turn = self.writer.clone().lock_owned().await;
+        loop {
+            match answer.try_recv() {
+                Ok(result) => return result,
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    return Err(Error::Internal(
+                        "a log-batch writer stopped before answering".into(),
+                    ));
                 }
             }
+            let group = self.waiting.take(MAX_GROUP);
+            let registry = self.clone();
+            turn = tokio::spawn(async move {
+                registry.write_group(group).await;
+                turn
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("log-batch writer failed: {e}")))?;
         }
-        let latest: Vec<&Metric> = latest.into_values().collect();
-        let all: Vec<&Metric> = metrics.iter().collect();
+    }
 
-        // The whole batch is one script (one round trip on SQLite; see `crate::script`), and
+    /// Writes a group of waiting batches and answers each: together in one transaction, or,
+    /// when that fails, each in its own so that only the bad batch fails (with its own error).
+    async fn write_group(&self, mut group: Vec<Waiting>) {
+        // Callers that went away before their batch was taken: nobody waits for the answer.
+        group.retain(|w| !w.done.is_closed());
+        if group.len() > 1 {
+            let batches: Vec<&Batch> = group.iter().map(|w| &w.batch).collect();
+            if self.write_batches(&batches).await.is_ok() {
+                for w in group {
+                    let _ = w.done.send(Ok(()));
+                }
+                return;
+            }
+        }
+        for w in group {
+            let result = self.write_batches(&[&w.batch]).await;
+            let _ = w.done.send(result);
+        }
+    }
+
+    /// Writes batches in one transaction: all of them, or none and the first failure.
+    async fn write_batches(&self, batches: &[&Batch]) -> Result<()> {
+        // The whole group is one script (one round trip on SQLite; see `crate::script`), and
         // its statements write many rows each.
         let mut script = Script::new(self.backend);
-        // A write first: it takes SQLite's write lock and checks the run exists and is active.
-        let q = script.statement();
-        let (run, active) = (
-            q.bind(Bind::Text(run_id.into())),
-            q.bind(Bind::Text(ACTIVE.into())),
-        );
-        q.sql.push_str(&format!(
-            "UPDATE runs SET lifecycle_stage = lifecycle_stage WHERE run_uuid = {run} AND lifecycle_stage = {active}"
-        ));
-        // Params: a new key is stored, a logged one kept; then the stored values of the batch's
-        // keys come back, to refuse a changed one.
-        for chunk in params.chunks(ROWS_PER_STATEMENT) {
-            let q = script.statement();
-            let run = q.bind(Bind::Text(run_id.into()));
-            let rows: Vec<String> = chunk
-                .iter()
-                .map(|(k, v)| {
-                    let (k, v) = (q.bind(Bind::Text(k.clone())), q.bind(Bind::Text(v.clone())));
-                    format!("({run}, {k}, {v})")
-                })
-                .collect();
-            q.sql.push_str(&format!(
-                "INSERT INTO params (run_uuid, key, value) VALUES {} \
-                 ON CONFLICT (run_uuid, key) DO NOTHING",
-                rows.join(", ")
-            ));
-            let q = script.statement();
-            let run = q.bind(Bind::Text(run_id.into()));
-            let keys: Vec<String> = chunk
-                .iter()
-                .map(|(k, _)| q.bind(Bind::Text(k.clone())))
-                .collect();
-            q.sql.push_str(&format!(
-                "SELECT key, value FROM params WHERE run_uuid = {run} AND key IN ({})",
-                keys.join(", ")
-            ));
-        }
-        for chunk in all.chunks(ROWS_PER_STATEMENT) {
-            metric_rows(script.statement(), "INSERT INTO metrics", "", run_id, chunk);
-        }
-        for chunk in latest.chunks(ROWS_PER_STATEMENT) {
-            metric_rows(
-                script.statement(),
-                "INSERT INTO latest_metrics",
-                "ON CONFLICT (run_uuid, key) DO UPDATE \
-                 SET value = excluded.value, timestamp = excluded.timestamp, step = excluded.step \
-                 WHERE excluded.step > latest_metrics.step \
-                    OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-                    OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
-                        AND excluded.value > latest_metrics.value)",
-                run_id,
-                chunk,
-            );
-        }
-        for (k, v) in tags {
-            let q = script.statement();
-            let (run, k, v) = (
-                q.bind(Bind::Text(run_id.into())),
-                q.bind(Bind::Text(k.clone())),
-                q.bind(Bind::Text(v.clone())),
-            );
-            q.sql.push_str(&format!(
-                "INSERT INTO tags (run_uuid, key, value) VALUES ({run}, {k}, {v}) \
-                 ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value"
-            ));
-        }
-
-        let _turn = self.write_turn().await;
+        let firsts: Vec<usize> = batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b.append(i as i64, &mut script))
+            .collect();
         let mut tx = self.pool.begin().await?;
         let done = script.run(&mut tx).await;
-        // The run check first: a missing run also fails the later statements (their foreign
+        // The run checks first: a missing run also fails the later statements (their foreign
         // keys), but it is reported as missing; a deleted one fails nothing else.
-        if done.changed.first() == Some(&0) {
-            return Err(Error::not_found("active run", run_id));
+        for (b, first) in batches.iter().zip(firsts) {
+            if done.changed.get(first) == Some(&0) {
+                return Err(Error::not_found("active run", b.run_id()));
+            }
         }
         if let Some(e) = done.error {
             return Err(e.into());
         }
-        let stored: HashMap<String, String> = done
-            .rows
-            .iter()
-            .map(|row| Ok((row.try_get("key")?, row.try_get("value")?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-        for (k, v) in params {
-            if let Some(old) = stored.get(k).filter(|old| *old != v) {
-                return Err(Error::InvalidParameter(format!(
-                    "param {k:?} of run {run_id} was already logged with value {old:?}; \
-                     params are immutable, so {v:?} is refused"
-                )));
+        let mut stored: Vec<HashMap<String, String>> = vec![HashMap::new(); batches.len()];
+        for row in &done.rows {
+            let i: i64 = row.try_get("batch")?;
+            if let Some(map) = usize::try_from(i).ok().and_then(|i| stored.get_mut(i)) {
+                map.insert(row.try_get("key")?, row.try_get("value")?);
             }
+        }
+        for (b, stored) in batches.iter().zip(&stored) {
+            b.check_params(stored)?;
         }
         tx.commit().await?;
         Ok(())
@@ -1441,33 +1405,6 @@ impl Registry {
             })
             .collect())
     }
-}
-
-/// Rows per multi-row metric statement: 500 bound values, far below SQLite's and
-/// PostgreSQL's limits.
-/// Rows (or keys) per multi-row statement of a batch: a few hundred values each.
-const ROWS_PER_STATEMENT: usize = 100;
-
-/// `{insert} (run_uuid, key, value, timestamp, step) VALUES (…), (…) {tail}`: one statement
-/// for `rows` of run `run_id`.
-fn metric_rows(q: &mut SqlBuilder, insert: &str, tail: &str, run_id: &str, rows: &[&Metric]) {
-    let run = q.bind(Bind::Text(run_id.into()));
-    let values: Vec<String> = rows
-        .iter()
-        .map(|m| {
-            format!(
-                "({run}, {}, {}, {}, {})",
-                q.bind(Bind::Text(m.key.clone())),
-                q.bind(Bind::Float(m.value)),
-                q.bind(Bind::Int(m.timestamp)),
-                q.bind(Bind::Int(m.step))
-            )
-        })
-        .collect();
-    q.sql.push_str(&format!(
-        "{insert} (run_uuid, key, value, timestamp, step) VALUES {} {tail}",
-        values.join(", ")
-    ));
 }
 
 /// Appends ` AND …` conditions on `runs r` for a run search's experiments, lifecycle and filter.

@@ -26,6 +26,8 @@ pub(crate) struct Script {
     shared: bool,
     /// Never empty: the query being written is the last.
     queries: Vec<SqlBuilder>,
+    /// Statements started so far.
+    statements: usize,
 }
 
 /// What a script did, as far as it got.
@@ -44,11 +46,18 @@ impl Script {
         Script {
             shared: backend == Backend::Sqlite,
             queries: vec![SqlBuilder::default()],
+            statements: 0,
         }
+    }
+
+    /// The index the next statement will have in [`ScriptRun::changed`].
+    pub fn next_index(&self) -> usize {
+        self.statements
     }
 
     /// Starts the next statement; write its SQL and bind its values into the builder returned.
     pub fn statement(&mut self) -> &mut SqlBuilder {
+        self.statements += 1;
         let last = self.queries.len() - 1;
         let current = &mut self.queries[last];
         if !current.sql.is_empty() {

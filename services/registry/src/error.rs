@@ -82,7 +82,7 @@ impl From<quire_registry::Error> for ApiError {
             // Stored bytes that no longer match their digest: retrying cannot help, so this is
             // not a 5xx (which the client would retry for minutes).
             E::ChecksumMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "DATA_LOSS"),
-            E::Database(_) | E::Migration(_) | E::Io { .. } => {
+            E::Database(_) | E::Migration(_) | E::Io { .. } | E::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
             }
         };

@@ -43,6 +43,7 @@ backend_suite!(
     model_versions_with_artifacts,
     aliases_move_and_keep_history,
     checksum_mismatch_is_refused,
+    concurrent_batches_fail_alone,
     concurrent_writers_lose_nothing,
     concurrent_registrations_get_distinct_versions,
 );

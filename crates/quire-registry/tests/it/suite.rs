@@ -1311,6 +1311,81 @@ pub async fn checksum_mismatch_is_refused(t: &TestRegistry) {
     ));
 }
 
+/// Batches logged at the same moment (on SQLite, written together in one transaction) each get
+/// their own answer: a bad one — a missing run, a deleted run, a changed param — fails alone,
+/// with its own error, and every good one lands whole.
+pub async fn concurrent_batches_fail_alone(t: &TestRegistry) {
+    let reg = &t.registry;
+    let exp = experiment(reg, "group").await;
+    let mut good = Vec::new();
+    for i in 0..6 {
+        good.push(run(reg, exp, &format!("good-{i}")).await);
+    }
+    let deleted = run(reg, exp, "deleted").await;
+    reg.set_run_lifecycle(&deleted, true).await.unwrap();
+    reg.log_params(&good[0], &[kv("lr", "0.1")]).await.unwrap();
+
+    // The first call takes the write turn; the rest queue behind it and go out together.
+    let mut calls = Vec::new();
+    for (i, id) in good.iter().enumerate() {
+        let m = vec![metric("loss", i as f64, 1, 10), metric("loss", 9.0, 0, 10)];
+        calls.push((id.clone(), m, vec![kv("depth", &i.to_string())]));
+        // A second batch for the same run, in the same group: a newer step wins.
+        calls.push((id.clone(), vec![metric("loss", 0.5, 2, 10)], vec![]));
+    }
+    calls.push((
+        "no-such-run".into(),
+        vec![metric("loss", 1.0, 0, 0)],
+        vec![],
+    ));
+    calls.push((deleted.clone(), vec![metric("loss", 1.0, 0, 0)], vec![]));
+    calls.push((
+        good[0].clone(),
+        vec![metric("x", 1.0, 0, 0)],
+        vec![kv("lr", "0.2")],
+    ));
+    let results = futures_util::future::join_all(
+        calls
+            .iter()
+            .map(|(id, metrics, params)| reg.log_batch(id, metrics, params, &[])),
+    )
+    .await;
+    let n = good.len() * 2;
+    for (i, r) in results[..n].iter().enumerate() {
+        assert!(r.is_ok(), "batch {i}: {r:?}");
+    }
+    assert!(
+        matches!(&results[n], Err(Error::NotFound { id, .. }) if id == "no-such-run"),
+        "{:?}",
+        results[n]
+    );
+    assert!(
+        matches!(&results[n + 1], Err(Error::NotFound { id, .. }) if *id == deleted),
+        "{:?}",
+        results[n + 1]
+    );
+    assert!(
+        matches!(&results[n + 2], Err(Error::InvalidParameter(m)) if m.contains("\"lr\"")),
+        "{:?}",
+        results[n + 2]
+    );
+    for (i, id) in good.iter().enumerate() {
+        let run = reg.get_run(id).await.unwrap();
+        let keys: Vec<&str> = run.data.metrics.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(keys, ["loss"], "run {i}: the refused batch wrote nothing");
+        assert_eq!(run.data.metrics[0].value, 0.5);
+        assert_eq!(run.data.metrics[0].step, 2);
+        assert_eq!(run.data.params.get("depth"), Some(&i.to_string()));
+        let history = reg.get_metric_history(id, "loss").await.unwrap();
+        assert_eq!(history.len(), 3, "run {i}");
+    }
+    assert_eq!(
+        reg.get_run(&good[0]).await.unwrap().data.params.get("lr"),
+        Some(&"0.1".to_owned())
+    );
+    assert!(reg.get_run(&deleted).await.unwrap().data.metrics.is_empty());
+}
+
 pub async fn concurrent_writers_lose_nothing(t: &TestRegistry) {
     const TASKS: i64 = 8;
     const LOGS: i64 = 200;
