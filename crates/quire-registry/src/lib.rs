@@ -41,6 +41,10 @@
 //! SQLite runs in WAL mode with a 60 s busy timeout, and every transaction starts with a write,
 //! so concurrent writers queue rather than fail; version numbers come from an `UPDATE …
 //! RETURNING` on the model row, so concurrent registrations never share a number.
+//! Within one process, `log-batch` calls that arrive while another is writing wait for the
+//! write turn and are then written together, in one transaction (group commit); if one of them
+//! fails, each is replayed in its own transaction, so a bad batch fails alone with its own error
+//! and a good one lands whole.
 //!
 //! # Durability
 //! SQLite commits with `synchronous = NORMAL` (WAL): a committed write survives a crash of the
