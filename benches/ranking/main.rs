@@ -24,6 +24,11 @@ use quire_featspec::{N_FEATURES, OnlineSnapshot, ServingTables};
 use quire_onnx::OnnxScorer;
 use serde_json::json;
 
+/// The allocator of the deployed service (`quire serve ranking`), so the served figures are
+/// the deployment's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "The ranking service benchmark's Quire side and load generator")]
 struct Args {

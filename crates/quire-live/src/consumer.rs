@@ -128,16 +128,23 @@ impl LiveConsumer {
         self.store.publish(&hours, &reemitted, &status).await
     }
 
-    /// Reads, applies and acknowledges one batch; `Ok(false)` when nothing arrived. With
-    /// `pending`, re-reads the entries delivered to this consumer and not acknowledged (after
+    /// Reads (waiting up to `wait` for new entries), applies and acknowledges one batch;
+    /// `Ok(false)` when nothing arrived. With `pending`, re-reads the entries delivered to this consumer and not acknowledged (after
     /// a failed step) instead of new ones.
-    async fn step(&self, con: &mut redis::aio::ConnectionManager, pending: bool) -> Result<bool> {
+    async fn step(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        pending: bool,
+        wait: Duration,
+    ) -> Result<bool> {
         let stream = self.bus.config().events_stream.clone();
         let mut opts = StreamReadOptions::default()
             .group(&self.opts.group, &self.opts.consumer)
             .count(self.opts.batch_max);
-        if !pending {
-            opts = opts.block(usize::try_from(self.opts.block.as_millis()).unwrap_or(usize::MAX));
+        // `BLOCK 0` would wait forever: a read that must not wait leaves it out.
+        let wait_ms = usize::try_from(wait.as_millis()).unwrap_or(usize::MAX);
+        if !pending && wait_ms > 0 {
+            opts = opts.block(wait_ms);
         }
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg(&opts)
@@ -216,6 +223,10 @@ impl LiveConsumer {
             {
                 last_today = tokio::time::Instant::now();
                 today_took = last_today - today_started;
+                debug!(
+                    took_ms = today_took.as_millis() as u64,
+                    "live: today's KPIs computed"
+                );
                 match t.await {
                     Ok(Ok(today)) => {
                         if let Err(e) = self.store.publish_today(&today).await {
@@ -240,8 +251,20 @@ impl LiveConsumer {
                     Err(e) => warn!(error = %e, "live: snapshot for today's KPIs failed"),
                 }
             }
+            // The hourly GMV is recomputed at once when the bus goes quiet, but never sooner
+            // than `hourly_backoff` times its last computation after that one ended (the cost
+            // bound): with changes waiting, a read waits no longer than that, and one that comes
+            // back empty means quiet.
+            let cost_gap = hourly_took * self.opts.hourly_backoff;
+            let wait = if dirty {
+                cost_gap
+                    .saturating_sub(last_hourly.elapsed())
+                    .min(self.opts.block)
+            } else {
+                self.opts.block
+            };
             let step = tokio::select! {
-                r = self.step(&mut con, pending) => r,
+                r = self.step(&mut con, pending, wait) => r,
                 _ = stop.changed() => break,
             };
             match step {
@@ -250,12 +273,10 @@ impl LiveConsumer {
                     // Pending entries are re-read until none is left.
                     pending = pending && got;
                     dirty |= got;
-                    let due = last_hourly.elapsed()
-                        >= self
-                            .opts
-                            .hourly_every
-                            .max(hourly_took * self.opts.hourly_backoff);
-                    if dirty && (!got || due) {
+                    let since = last_hourly.elapsed();
+                    let quiet = !got && since >= cost_gap;
+                    let due = since >= self.opts.hourly_every.max(cost_gap);
+                    if dirty && (quiet || due) {
                         let started = tokio::time::Instant::now();
                         match self.recompute_hourly().await {
                             Ok(()) => dirty = false,
@@ -263,6 +284,10 @@ impl LiveConsumer {
                         }
                         last_hourly = tokio::time::Instant::now();
                         hourly_took = last_hourly - started;
+                        debug!(
+                            took_ms = hourly_took.as_millis() as u64,
+                            quiet, "live: hourly GMV recomputed"
+                        );
                     }
                 }
                 Err(e) => {

@@ -14,6 +14,9 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::Result;
 
 const HOUR_MS: i64 = 3_600_000;
+/// Orders per group of an hour: the hourly GMV is recomputed per group (see [`Slot`]), so an
+/// hour's recomputation costs at most the groups that changed, however busy the hour.
+const GROUP_ORDERS: usize = 2048;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// The key of an hour in the live store and the API's `from`/`to`: `YYYY-MM-DDTHH`.
@@ -92,6 +95,41 @@ pub struct TodayInput {
     top_n: usize,
 }
 
+/// Where an order counts: the hour of its first `order_placed` (epoch ms) and its group among
+/// that hour's orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Slot {
+    hour: i64,
+    group: usize,
+}
+
+/// A group's share of its hour's figure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct GroupFigure {
+    gmv: f64,
+    net_gmv: f64,
+}
+
+impl GroupFigure {
+    /// The row of `hour` in an output of [`quire_kpi::hourly_gmv`]; `None` when it has none.
+    fn of(df: &DataFrame, hour: i64) -> Result<Option<Self>> {
+        let hours = df.column("hour")?.cast(&DataType::Int64)?;
+        let hours = hours.i64()?;
+        let gmv = df.column("gmv")?.f64()?;
+        let net = df.column("net_gmv")?.f64()?;
+        Ok(hours
+            .iter()
+            .zip(gmv.iter())
+            .zip(net.iter())
+            .find_map(|((h, g), n)| match (h, g, n) {
+                (Some(h), Some(gmv), Some(net_gmv)) if h == hour => {
+                    Some(GroupFigure { gmv, net_gmv })
+                }
+                _ => None,
+            }))
+    }
+}
+
 /// The state of the live KPIs.
 ///
 /// It holds every event of the *window* — from the start of the day before the newest
@@ -99,7 +137,8 @@ pub struct TodayInput {
 /// (so "new vs returning user" and a customer's first order, which look at all history, come
 /// out as in the replay), and the orders and returns of older hours a late event or a return
 /// touched. The open hours' GMV and the closed hours' `net_gmv` are [`quire_kpi::hourly_gmv`]
-/// over its orders and returns; today's KPIs are `quire_kpi::build_models` +
+/// over its orders and returns, computed per group of an hour's orders (an order and its
+/// returns are in one group) and summed; today's KPIs are `quire_kpi::build_models` +
 /// `kpi_report_from_models` over all of it.
 pub struct LiveKpis {
     lake: Option<Lake>,
@@ -116,13 +155,17 @@ pub struct LiveKpis {
     orders: Vec<DataFrame>,
     /// Hashed ids of the events taken from the bus.
     seen: HashSet<u128>,
-    /// Hour (epoch ms) of every held order's first `order_placed`, by `order_id`: the hour
-    /// whose GMV the order counts in.
-    order_hours: HashMap<String, i64>,
-    /// The same by hour: the `order_id`s each hour's GMV is made of.
-    hour_orders: HashMap<i64, HashSet<String>>,
-    /// Hours whose orders or returns changed since the last [`Self::hourly`]; `None`: all.
-    dirty_hours: Option<BTreeSet<i64>>,
+    /// Where every held order counts, by `order_id`: the hour (epoch ms) of its first
+    /// `order_placed` and its group in that hour.
+    order_slots: HashMap<String, Slot>,
+    /// The same by hour: the `order_id`s of each group of the hour, in arrival order (the last
+    /// group takes new orders until it holds [`GROUP_ORDERS`]).
+    hour_orders: HashMap<i64, Vec<HashSet<String>>>,
+    /// Each group's share of its hour's figure ([`quire_kpi::hourly_gmv`] over the group's
+    /// orders) as of the last [`Self::hourly`]; `None`: no standing order.
+    group_figures: HashMap<Slot, Option<GroupFigure>>,
+    /// Groups whose orders or returns changed since the last [`Self::hourly`]; `None`: all.
+    dirty_groups: Option<BTreeSet<Slot>>,
     /// Hours before the window whose orders were loaded from the lake.
     loaded_hours: HashSet<i64>,
     emitted: BTreeMap<i64, HourFigure>,
@@ -149,9 +192,10 @@ impl LiveKpis {
             fresh: Vec::new(),
             orders: Vec::new(),
             seen: HashSet::new(),
-            order_hours: HashMap::new(),
+            order_slots: HashMap::new(),
             hour_orders: HashMap::new(),
-            dirty_hours: None,
+            group_figures: HashMap::new(),
+            dirty_groups: None,
             loaded_hours: HashSet::new(),
             emitted: BTreeMap::new(),
             touched: Vec::new(),
@@ -228,11 +272,11 @@ impl LiveKpis {
                 }
                 Payload::OrderReturned { order_id, .. } => {
                     // A return of an order seen nowhere counts nowhere until its order comes:
-                    // then the order's hour is recomputed with it.
-                    if let Some(h) = self.order_hour(order_id)? {
-                        self.mark_dirty(h);
-                        if self.closed(h) {
-                            self.touched.push((h, "return", e.event_id.clone()));
+                    // then the order's group is recomputed with it.
+                    if let Some(slot) = self.order_slot(order_id)? {
+                        self.mark_dirty(slot);
+                        if self.closed(slot.hour) {
+                            self.touched.push((slot.hour, "return", e.event_id.clone()));
                         }
                     }
                 }
@@ -269,39 +313,46 @@ impl LiveKpis {
     }
 
     /// Records an `order_placed` of `order_id` in hour `h`: the order counts in the hour of its
-    /// first placement (as the replay's `standing_orders` has it), which is marked for
-    /// recomputation, and so is the hour it leaves when this placement is earlier.
+    /// first placement (as the replay's `standing_orders` has it), whose group is marked for
+    /// recomputation, and so is the group it leaves when this placement is earlier.
     fn place(&mut self, order_id: &str, h: i64) {
-        match self.order_hours.get(order_id).copied() {
-            Some(home) if home <= h => self.mark_dirty(home),
+        match self.order_slots.get(order_id).copied() {
+            Some(home) if home.hour <= h => self.mark_dirty(home),
             old => {
                 if let Some(old) = old {
-                    if let Some(ids) = self.hour_orders.get_mut(&old) {
+                    if let Some(ids) = self
+                        .hour_orders
+                        .get_mut(&old.hour)
+                        .and_then(|groups| groups.get_mut(old.group))
+                    {
                         ids.remove(order_id);
                     }
                     self.mark_dirty(old);
                 }
-                self.order_hours.insert(order_id.to_owned(), h);
-                self.hour_orders
-                    .entry(h)
-                    .or_default()
-                    .insert(order_id.to_owned());
-                self.mark_dirty(h);
+                let groups = self.hour_orders.entry(h).or_default();
+                if groups.last().is_none_or(|g| g.len() >= GROUP_ORDERS) {
+                    groups.push(HashSet::new());
+                }
+                let group = groups.len() - 1;
+                groups[group].insert(order_id.to_owned());
+                let slot = Slot { hour: h, group };
+                self.order_slots.insert(order_id.to_owned(), slot);
+                self.mark_dirty(slot);
             }
         }
     }
 
-    fn mark_dirty(&mut self, h: i64) {
-        if let Some(d) = &mut self.dirty_hours {
-            d.insert(h);
+    fn mark_dirty(&mut self, slot: Slot) {
+        if let Some(d) = &mut self.dirty_groups {
+            d.insert(slot);
         }
     }
 
-    /// The hour of a held order, loading it (and its hour) from the lake when it is older
+    /// Where a held order counts, loading it (and its hour) from the lake when it is older
     /// than the window. `None` for an order seen nowhere.
-    fn order_hour(&mut self, order_id: &str) -> Result<Option<i64>> {
-        if let Some(h) = self.order_hours.get(order_id) {
-            return Ok(Some(*h));
+    fn order_slot(&mut self, order_id: &str) -> Result<Option<Slot>> {
+        if let Some(slot) = self.order_slots.get(order_id) {
+            return Ok(Some(*slot));
         }
         let Some(lake) = &self.lake else {
             return Ok(None);
@@ -319,9 +370,8 @@ impl LiveKpis {
         let Some(ts) = df.column("event_timestamp")?.i64()?.get(0) else {
             return Ok(None);
         };
-        let h = floor_hour(ts);
-        self.ensure_hour(h)?;
-        Ok(Some(h))
+        self.ensure_hour(floor_hour(ts))?;
+        Ok(self.order_slots.get(order_id).copied())
     }
 
     /// Makes sure every order of hour `h` (and their returns) is held: hours of the window
@@ -451,10 +501,11 @@ impl LiveKpis {
                     .or(col("event_type").eq(lit("order_returned"))),
             )
             .collect()?;
-        self.order_hours.clear();
+        self.order_slots.clear();
         self.hour_orders.clear();
+        self.group_figures.clear();
         // Everything is recomputed after a reload.
-        self.dirty_hours = None;
+        self.dirty_groups = None;
         self.loaded_hours.clear();
         let fresh_orders = retain(
             std::mem::take(&mut self.orders),
@@ -483,32 +534,38 @@ impl LiveKpis {
             .map(str::to_owned)
             .collect();
         for id in returned {
-            self.order_hour(&id)?;
+            self.order_slot(&id)?;
         }
         self.dirty_today = true;
         Ok(())
     }
 
     /// Recomputes the hourly GMV ([`quire_kpi::hourly_gmv`]) of the hours whose orders or
-    /// returns changed since the last call — over those hours' orders only, so the cost follows
-    /// what changed, not what is held — and returns the figures that changed (a new figure, or
+    /// returns changed since the last call — over the changed groups' orders only (at most
+    /// [`GROUP_ORDERS`] each), so the cost follows what changed, not what is held, however busy
+    /// the hour — and returns the figures that changed (a new figure, or
     /// an hour the watermark closed), with the closed hours re-emitted because of a late event
     /// or a return.
     pub fn hourly(&mut self) -> Result<(Vec<HourFigure>, Vec<Reemission>)> {
-        let dirty = self.dirty_hours.replace(BTreeSet::new());
-        let df = self.hourly_of(dirty.as_ref());
-        if df.is_err() {
-            // Nothing is lost: the next call recomputes every hour.
-            self.dirty_hours = None;
+        let dirty = self.dirty_groups.replace(BTreeSet::new());
+        let hours = self.recompute_groups(dirty.as_ref());
+        if hours.is_err() {
+            // Nothing is lost: the next call recomputes every group.
+            self.dirty_groups = None;
         }
-        let df = df?;
-        let hours = df.column("hour")?.cast(&DataType::Int64)?;
-        let hours = hours.i64()?;
-        let gmv = df.column("gmv")?.f64()?;
-        let net = df.column("net_gmv")?.f64()?;
         let mut changed = Vec::new();
-        for ((h, g), n) in hours.iter().zip(gmv.iter()).zip(net.iter()) {
-            let (Some(h), Some(g), Some(n)) = (h, g, n) else {
+        for h in hours? {
+            // The hour's figure: its groups' shares summed (an hour without a standing order
+            // has none, as `hourly_gmv` leaves it out).
+            let groups = self.hour_orders.get(&h).map_or(0, Vec::len);
+            let Some((g, n)) = (0..groups)
+                .filter_map(|group| self.group_figures.get(&Slot { hour: h, group }))
+                .flatten()
+                .fold(None, |sum: Option<(f64, f64)>, f| {
+                    let (g, n) = sum.unwrap_or((0.0, 0.0));
+                    Some((g + f.gmv, n + f.net_gmv))
+                })
+            else {
                 continue;
             };
             let Some(hour) = Utc.timestamp_millis_opt(h).single() else {
@@ -566,25 +623,46 @@ impl LiveKpis {
         Ok((changed, reemitted))
     }
 
-    /// [`quire_kpi::hourly_gmv`] of the orders of `hours` (all held orders: `None`).
-    fn hourly_of(&self, hours: Option<&BTreeSet<i64>>) -> Result<DataFrame> {
-        let mut lf = union(&self.orders)?;
-        if let Some(hours) = hours {
-            // Every row of those hours' orders (their returns too, whenever they came).
-            let ids: Vec<&str> = hours
-                .iter()
-                .filter_map(|h| self.hour_orders.get(h))
-                .flatten()
-                .map(String::as_str)
-                .collect();
-            if ids.is_empty() {
-                lf = DataFrame::empty_with_schema(&events_schema()).lazy();
+    /// Recomputes each group's share ([`quire_kpi::hourly_gmv`] over the group's orders and
+    /// their returns) of `groups` (every group: `None`) and returns their hours. An order and
+    /// its returns fall in one group, so an hour's figure is the sum of its groups' shares.
+    fn recompute_groups(&mut self, groups: Option<&BTreeSet<Slot>>) -> Result<BTreeSet<i64>> {
+        let slots: Vec<Slot> = match groups {
+            Some(groups) => groups.iter().copied().collect(),
+            None => {
+                self.group_figures.clear();
+                self.hour_orders
+                    .iter()
+                    .flat_map(|(&hour, groups)| {
+                        (0..groups.len()).map(move |group| Slot { hour, group })
+                    })
+                    .collect()
+            }
+        };
+        let orders = union(&self.orders)?;
+        let mut hours = BTreeSet::new();
+        for slot in slots {
+            let ids: Vec<&str> = self
+                .hour_orders
+                .get(&slot.hour)
+                .and_then(|groups| groups.get(slot.group))
+                .map(|ids| ids.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            let figure = if ids.is_empty() {
+                None
             } else {
                 let ids = Series::new("ids".into(), ids);
-                lf = lf.filter(col("order_id").is_in(lit(ids).implode(false), false));
-            }
+                let df = quire_kpi::hourly_gmv(
+                    orders
+                        .clone()
+                        .filter(col("order_id").is_in(lit(ids).implode(false), false)),
+                )?;
+                GroupFigure::of(&df, slot.hour)?
+            };
+            self.group_figures.insert(slot, figure);
+            hours.insert(slot.hour);
         }
-        Ok(quire_kpi::hourly_gmv(lf)?)
+        Ok(hours)
     }
 
     /// Every hour emitted so far, by hour.
@@ -691,21 +769,32 @@ fn union(frames: &[DataFrame]) -> Result<LazyFrame> {
     Ok(concat(lfs, UnionArgs::default())?)
 }
 
+/// Rows past which frames are no longer merged: a merge copies its rows, and merging the
+/// whole window (millions of rows under load) in one step stalled the live consumer for
+/// seconds. Frames stay few: one per this many rows, plus the logarithmic tail below it.
+const MERGED_ROWS_MAX: usize = 1 << 18;
+
 /// Appends a frame, then merges the newest frames while the last is at least half the size
-/// of the one before (as a log-structured merge does): frames stay few (logarithmic in the
-/// rows) and each row is copied a logarithmic number of times, however small the steps.
+/// of the one before (as a log-structured merge does) and the merge stays within
+/// [`MERGED_ROWS_MAX`] rows: frames stay few and each row is copied a logarithmic number of
+/// times, however small the steps, and no step copies more than that many rows.
 fn push_chunk(chunks: &mut Vec<DataFrame>, df: DataFrame) -> Result<()> {
+    push_chunk_capped(chunks, df, MERGED_ROWS_MAX)
+}
+
+fn push_chunk_capped(chunks: &mut Vec<DataFrame>, df: DataFrame, cap: usize) -> Result<()> {
     if df.height() == 0 {
         return Ok(());
     }
     chunks.push(df);
     while chunks.len() >= 2 {
         let n = chunks.len();
-        if chunks[n - 1].height() * 2 < chunks[n - 2].height() {
+        let (prev, last) = (chunks[n - 2].height(), chunks[n - 1].height());
+        if last * 2 < prev || prev + last > cap {
             break;
         }
-        let last = chunks.split_off(n - 2);
-        let mut merged = union(&last)?.collect()?;
+        let pair = chunks.split_off(n - 2);
+        let mut merged = union(&pair)?.collect()?;
         merged.rechunk_mut();
         chunks.push(merged);
     }
@@ -877,6 +966,95 @@ mod tests {
         assert_eq!(emitted(&s), replayed(&all));
     }
 
+    /// A busy hour spans several groups: a step recomputes only the groups it changed (the
+    /// newest for new orders, an older one for a return or an order moving hours), and every
+    /// figure still equals the replay's `hourly_gmv` over all events (to rounding: the groups'
+    /// shares are summed in another order than the replay's rows).
+    #[test]
+    fn a_busy_hour_recomputes_only_its_changed_groups() {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+        let ret = |id: &str, order: &str, refund: f64| {
+            ev(&format!(
+                r#"{{"event_id":"{id}","event_type":"order_returned","event_timestamp":"2025-10-01T11:59:00Z","user_id":"u1","device":"mobile","order_id":"o-{order}","refund_amount":{refund}}}"#
+            ))
+        };
+        let hour11 = floor_hour(
+            DateTime::parse_from_rfc3339("2025-10-01T11:00:00Z")
+                .unwrap()
+                .timestamp_millis(),
+        );
+        let mut s = state();
+        let mut all = Vec::new();
+        let n = 2 * GROUP_ORDERS + 500;
+        for chunk in (0..n).collect::<Vec<_>>().chunks(300) {
+            let step: Vec<Event> = chunk
+                .iter()
+                .map(|i| {
+                    let ts = format!("2025-10-01T11:{:02}:{:02}Z", (i / 60) % 50, i % 60);
+                    order(&format!("k{i}"), &ts, 1.0 + (*i as f64) * 0.37)
+                })
+                .collect();
+            all.extend(step.iter().cloned());
+            s.add(step).unwrap();
+            s.hourly().unwrap();
+        }
+        assert_eq!(s.hour_orders[&hour11].len(), 3);
+        let check = |s: &LiveKpis, all: &[Event]| {
+            let (live, replay) = (emitted(s), replayed(all));
+            assert_eq!(live.len(), replay.len());
+            for (l, r) in live.iter().zip(&replay) {
+                assert_eq!(l.0, r.0);
+                assert!(close(l.1, r.1) && close(l.2, r.2), "{l:?} vs {r:?}");
+            }
+        };
+        check(&s, &all);
+
+        // New orders: the newest group only.
+        let step = vec![order("new", "2025-10-01T11:58:00Z", 9.99)];
+        all.extend(step.iter().cloned());
+        s.add(step).unwrap();
+        let newest = Slot {
+            hour: hour11,
+            group: 2,
+        };
+        assert_eq!(s.dirty_groups, Some(BTreeSet::from([newest])));
+        s.hourly().unwrap();
+        check(&s, &all);
+
+        // A return of an order of the first group: that group only.
+        let step = vec![ret("r1", "k5", 0.5)];
+        all.extend(step.iter().cloned());
+        s.add(step).unwrap();
+        let first = Slot {
+            hour: hour11,
+            group: 0,
+        };
+        assert_eq!(s.dirty_groups, Some(BTreeSet::from([first])));
+        let (hours, _) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 1);
+        check(&s, &all);
+
+        // An earlier placement of an order of the second group moves it to hour 10: the group it
+        // leaves and the one it joins.
+        let step = vec![ev(
+            r#"{"event_id":"m","event_type":"order_placed","event_timestamp":"2025-10-01T10:30:00Z","user_id":"u1","device":"mobile","order_id":"o-k3000","items":[{"book_id":"bk_1","quantity":1,"unit_price":2.5}],"total_price":2.5}"#,
+        )];
+        all.extend(step.iter().cloned());
+        s.add(step).unwrap();
+        let second = Slot {
+            hour: hour11,
+            group: 1,
+        };
+        let joined = Slot {
+            hour: hour11 - HOUR_MS,
+            group: 0,
+        };
+        assert_eq!(s.dirty_groups, Some(BTreeSet::from([joined, second])));
+        let (hours, _) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 2);
+        check(&s, &all);
+    }
+
     #[test]
     fn frames_merge_into_logarithmically_many() {
         let mut chunks = Vec::new();
@@ -889,6 +1067,17 @@ mod tests {
         assert_eq!(heights.iter().sum::<usize>(), 200);
         assert!(heights.windows(2).all(|w| w[0] > 2 * w[1]), "{heights:?}");
         assert!(heights.len() <= 8, "{heights:?}");
+
+        // With a cap, no merge goes past it, and the frames under it still merge.
+        let mut chunks = Vec::new();
+        for i in 0..200 {
+            let e = view(&format!("w{i}"), "2025-10-01T10:00:00Z");
+            push_chunk_capped(&mut chunks, events_frame(&[&e], Utc::now()).unwrap(), 16).unwrap();
+        }
+        let heights: Vec<usize> = chunks.iter().map(DataFrame::height).collect();
+        assert_eq!(heights.iter().sum::<usize>(), 200);
+        assert!(heights.iter().all(|&h| h <= 16), "{heights:?}");
+        assert!(heights.len() <= 200 / 16 + 5, "{heights:?}");
     }
 
     #[test]
