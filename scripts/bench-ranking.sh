@@ -25,7 +25,8 @@ ONNXRUNTIME_VERSION=1.31.1
 ORJSON_VERSION=3.13.0
 PYDANTIC_VERSION=2.14.3
 NUMPY_VERSION=2.4.6
-BENCH_VENV=${BENCH_VENV:-.venv-bench}
+# Absolute: the harness starts the peer from its own directory.
+BENCH_VENV=$(realpath -m "${BENCH_VENV:-.venv-bench}")
 export BENCH_DIR=${BENCH_DIR:-/var/tmp/quire-bench-ranking}
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.venv/libonnxruntime.so}
 
@@ -33,7 +34,7 @@ if [[ -z "${RANKING_BENCH_BIN:-}" ]]; then
   # LightGBM's build needs cmake >= 3.28 (the tool venv's, see scripts/setup.sh).
   export CMAKE=${CMAKE:-$PWD/.venv/bin/cmake}
   cargo build --release -p quire-benches --bin ranking-bench
-  RANKING_BENCH_BIN=${CARGO_TARGET_DIR:-target}/release/ranking-bench
+  RANKING_BENCH_BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/ranking-bench")
 fi
 
 PY=${PYTHON:-python3}
