@@ -129,8 +129,8 @@ impl LiveConsumer {
     }
 
     /// Reads (waiting up to `wait` for new entries), applies and acknowledges one batch;
-    /// `Ok(false)` when nothing arrived. With `pending`, re-reads the entries delivered to this consumer and not acknowledged (after
-    /// a failed step) instead of new ones.
+    /// `Ok(false)` when nothing arrived. With `pending`, re-reads the entries delivered to this
+    /// consumer and not acknowledged (after a failed step) instead of new ones.
     async fn step(
         &self,
         con: &mut redis::aio::ConnectionManager,
@@ -141,8 +141,9 @@ impl LiveConsumer {
         let mut opts = StreamReadOptions::default()
             .group(&self.opts.group, &self.opts.consumer)
             .count(self.opts.batch_max);
-        // `BLOCK 0` would wait forever: a read that must not wait leaves it out.
-        let wait_ms = usize::try_from(wait.as_millis()).unwrap_or(usize::MAX);
+        // `BLOCK 0` would wait forever: a read that must not wait leaves it out. A wait under a
+        // millisecond rounds up, so a read never spins on a gap Redis cannot express.
+        let wait_ms = usize::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(usize::MAX);
         if !pending && wait_ms > 0 {
             opts = opts.block(wait_ms);
         }

@@ -999,60 +999,39 @@ mod tests {
             s.hourly().unwrap();
         }
         assert_eq!(s.hour_orders[&hour11].len(), 3);
-        let check = |s: &LiveKpis, all: &[Event]| {
-            let (live, replay) = (emitted(s), replayed(all));
+        // Adds a step, checks which groups it marked, recomputes, and checks every figure
+        // against the replay; the hours re-emitted.
+        let mut apply = |step: Vec<Event>, groups: &[(i64, usize)]| {
+            all.extend(step.iter().cloned());
+            s.add(step).unwrap();
+            let expected: BTreeSet<Slot> = groups
+                .iter()
+                .map(|&(hour, group)| Slot { hour, group })
+                .collect();
+            assert_eq!(s.dirty_groups, Some(expected));
+            let (hours, _) = s.hourly().unwrap();
+            let (live, replay) = (emitted(&s), replayed(&all));
             assert_eq!(live.len(), replay.len());
             for (l, r) in live.iter().zip(&replay) {
                 assert_eq!(l.0, r.0);
                 assert!(close(l.1, r.1) && close(l.2, r.2), "{l:?} vs {r:?}");
             }
+            hours.len()
         };
-        check(&s, &all);
 
         // New orders: the newest group only.
-        let step = vec![order("new", "2025-10-01T11:58:00Z", 9.99)];
-        all.extend(step.iter().cloned());
-        s.add(step).unwrap();
-        let newest = Slot {
-            hour: hour11,
-            group: 2,
-        };
-        assert_eq!(s.dirty_groups, Some(BTreeSet::from([newest])));
-        s.hourly().unwrap();
-        check(&s, &all);
-
+        apply(
+            vec![order("new", "2025-10-01T11:58:00Z", 9.99)],
+            &[(hour11, 2)],
+        );
         // A return of an order of the first group: that group only.
-        let step = vec![ret("r1", "k5", 0.5)];
-        all.extend(step.iter().cloned());
-        s.add(step).unwrap();
-        let first = Slot {
-            hour: hour11,
-            group: 0,
-        };
-        assert_eq!(s.dirty_groups, Some(BTreeSet::from([first])));
-        let (hours, _) = s.hourly().unwrap();
-        assert_eq!(hours.len(), 1);
-        check(&s, &all);
-
+        assert_eq!(apply(vec![ret("r1", "k5", 0.5)], &[(hour11, 0)]), 1);
         // An earlier placement of an order of the second group moves it to hour 10: the group it
         // leaves and the one it joins.
-        let step = vec![ev(
+        let moved = ev(
             r#"{"event_id":"m","event_type":"order_placed","event_timestamp":"2025-10-01T10:30:00Z","user_id":"u1","device":"mobile","order_id":"o-k3000","items":[{"book_id":"bk_1","quantity":1,"unit_price":2.5}],"total_price":2.5}"#,
-        )];
-        all.extend(step.iter().cloned());
-        s.add(step).unwrap();
-        let second = Slot {
-            hour: hour11,
-            group: 1,
-        };
-        let joined = Slot {
-            hour: hour11 - HOUR_MS,
-            group: 0,
-        };
-        assert_eq!(s.dirty_groups, Some(BTreeSet::from([joined, second])));
-        let (hours, _) = s.hourly().unwrap();
-        assert_eq!(hours.len(), 2);
-        check(&s, &all);
+        );
+        assert_eq!(apply(vec![moved], &[(hour11 - HOUR_MS, 0), (hour11, 1)]), 2);
     }
 
     #[test]
