@@ -8,7 +8,9 @@ use tracing::{debug, info, warn};
 
 use crate::bus::Entry;
 use crate::state::TodayInput;
-use crate::{Bus, Error, LiveKpis, LiveStatus, LiveStore, RedisAt, Result, blocking};
+use crate::{
+    Bus, Error, LiveKpis, LiveStatus, LiveStore, RedisAt, Result, blocking, blocking_off_pool,
+};
 
 /// How the live consumer reads and recomputes.
 #[derive(Debug, Clone)]
@@ -115,7 +117,7 @@ impl LiveConsumer {
     async fn recompute_hourly(&self) -> Result<()> {
         let state = self.state.clone();
         let lateness = self.lateness;
-        let (hours, reemitted, status) = blocking(move || {
+        let (hours, reemitted, status) = blocking_off_pool(move || {
             let mut s = lock(&state)?;
             let (hours, reemitted) = s.hourly()?;
             let status = LiveStatus::new(s.max_event_time(), lateness, s.events_seen());
@@ -164,7 +166,7 @@ impl LiveConsumer {
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let entries: Vec<Entry> = entries.iter().map(Entry::of).collect();
         let state = self.state.clone();
-        blocking(move || {
+        blocking_off_pool(move || {
             let mut events = Vec::new();
             for decoded in entries.into_iter().flat_map(Entry::decode) {
                 match decoded {

@@ -83,3 +83,116 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| Error::Task(format!("blocking task failed: {e}")))?
 }
+
+/// Runs latency-critical work (applying bus entries, recomputing the changed hours) like
+/// [`blocking`], with its Polars work kept on that one thread instead of Polars' thread pool.
+/// Today's KPIs keep the pool busy for seconds; rayon runs a worker's own queued tasks before
+/// injected ones, so these small queries would wait behind theirs (one hourly recomputation took
+/// 907 ms instead of 25–130 ms). On its own thread, the OS shares the cores between the two.
+pub(crate) async fn blocking_off_pool<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    blocking(move || {
+        let _pool = OffPolarsPool::enter();
+        f()
+    })
+    .await
+}
+
+/// While alive, Polars runs this thread's work on this thread (its single-thread pool, the one
+/// its streaming engine uses for its own workers). Restores the previous setting when dropped:
+/// tokio's blocking threads also run work that should use the pool.
+struct OffPolarsPool(bool);
+
+impl OffPolarsPool {
+    fn enter() -> Self {
+        Self(polars_async::executor::ALLOW_RAYON_THREADS.replace(false))
+    }
+}
+
+impl Drop for OffPolarsPool {
+    fn drop(&mut self) {
+        polars_async::executor::ALLOW_RAYON_THREADS.set(self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier, mpsc};
+    use std::time::Duration;
+
+    use polars::prelude::*;
+    use polars_core::runtime::THREAD_POOL;
+
+    use super::OffPolarsPool;
+
+    /// A group-by of 200,000 rows, sent on `done` when finished.
+    fn group_by_on_new_thread(off_pool: bool) -> mpsc::Receiver<PolarsResult<DataFrame>> {
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _pool = off_pool.then(OffPolarsPool::enter);
+            let df = df!(
+                "k" => (0..200_000i64).map(|i| i % 97).collect::<Vec<_>>(),
+                "v" => (0..200_000i64).map(|i| i as f64).collect::<Vec<_>>(),
+            );
+            let out = df.and_then(|df| {
+                df.lazy()
+                    .group_by([col("k")])
+                    .agg([col("v").sum()])
+                    .collect()
+            });
+            let _ = done.send(out);
+        });
+        finished
+    }
+
+    #[test]
+    fn off_pool_work_finishes_while_polars_pool_is_busy() {
+        // Hold every thread of Polars' pool until released.
+        let threads = THREAD_POOL.current_num_threads();
+        let started = Arc::new(Barrier::new(threads + 1));
+        let (release, held) = mpsc::channel::<()>();
+        let held = Arc::new(std::sync::Mutex::new(held));
+        for _ in 0..threads {
+            let (started, held) = (started.clone(), held.clone());
+            THREAD_POOL.spawn(move || {
+                started.wait();
+                let _ = held.lock().map(|h| h.recv());
+            });
+        }
+        started.wait();
+        // On the pool, the query waits for it (so the check below is not vacuous).
+        let pooled = group_by_on_new_thread(false);
+        assert!(pooled.recv_timeout(Duration::from_millis(300)).is_err());
+        // Off the pool, it runs on its own thread.
+        let own = group_by_on_new_thread(true)
+            .recv_timeout(Duration::from_secs(30))
+            .expect("off-pool query finished")
+            .unwrap();
+        assert_eq!(own.height(), 97);
+        for _ in 0..threads {
+            release.send(()).unwrap();
+        }
+        let pooled = pooled
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .unwrap();
+        let sorted = |df: DataFrame| df.sort(["k"], Default::default()).unwrap();
+        assert_eq!(sorted(pooled), sorted(own));
+    }
+
+    #[test]
+    fn off_pool_guard_restores_the_setting() {
+        let allowed = || polars_async::executor::ALLOW_RAYON_THREADS.get();
+        assert!(allowed());
+        {
+            let _outer = OffPolarsPool::enter();
+            assert!(!allowed());
+            {
+                let _inner = OffPolarsPool::enter();
+            }
+            assert!(!allowed());
+        }
+        assert!(allowed());
+    }
+}

@@ -27,7 +27,8 @@
 //!
 //! # Planted effects (`truth.json`)
 //! `config`; `segments` (parameters); `users` (`usr_<n>` → segment, every logged-in user) and
-//! `test_users`; `effects` (every effect size); `experiment` (`search_ranker`: bm25 vs ltr by a
+//! `test_users`; `effects` (every effect size: [`EFFECTS`] unless [`SimConfig::effects`] says
+//! otherwise, e.g. a stronger gateway effect for a test with the power to find it); `experiment` (`search_ranker`: bm25 vs ltr by a
 //! hash of the user id; ltr orders by true relevance plus noise, which lifts clicks and
 //! conversion; realized per-arm user cvr as `quire analyze abtest` defines it);
 //! `gateway_books` (a first order holding one multiplies the user's later session rate by a known
@@ -88,6 +89,7 @@ use crate::catalog::{Catalog, cents};
 use crate::emit::{DayStats, Ids, Kind, Out, Rec};
 use crate::session::{Scratch, UserKind, UserState, simulate_day};
 use crate::world::{DAY_MS, SOURCES, World};
+pub use crate::world::{EFFECTS, Effects};
 
 /// The generator's version: bumped whenever the same config would write different files, so
 /// schedulers (the pipeline) know to simulate again.
@@ -133,6 +135,8 @@ pub struct SimConfig {
     pub start: NaiveDate,
     /// Write `events.jsonl.gz` instead of `events.jsonl`.
     pub gzip: bool,
+    /// Sizes of the planted effects (default [`EFFECTS`]); written to truth.json.
+    pub effects: Effects,
 }
 
 impl Default for SimConfig {
@@ -143,6 +147,7 @@ impl Default for SimConfig {
             seed: 42,
             start: NaiveDate::from_ymd_opt(2025, 10, 1).unwrap_or(NaiveDate::MIN),
             gzip: false,
+            effects: EFFECTS,
         }
     }
 }

@@ -11,8 +11,8 @@ use crate::emit::{
 };
 use crate::rng::{mix64, rng_for, sigmoid};
 use crate::world::{
-    DAY_MS, DIRECT, Device, EFFECTS, EMAIL, HOUR_WEIGHTS, ORGANIC, PAID, Profile, REFERRAL, SOCIAL,
-    SOURCES, World, genre_query_words,
+    DAY_MS, DIRECT, Device, EMAIL, HOUR_WEIGHTS, ORGANIC, PAID, Profile, REFERRAL, SOCIAL, SOURCES,
+    World, genre_query_words,
 };
 
 /// Who a simulated entity is.
@@ -188,7 +188,7 @@ pub fn simulate_day(
         _ => {
             let mut rate = p.sessions_per_day * world.day_factor[day as usize];
             if boosted {
-                rate *= EFFECTS.gateway_session_multiplier;
+                rate *= world.effects.gateway_session_multiplier;
             }
             poisson(rate, &mut rng)
         }
@@ -206,7 +206,7 @@ pub fn simulate_day(
         // added with probability (m − 1) / m; their revenue is the gateway truth's effect.
         s.gateway_added = boosted
             && s.side
-                .gen_bool(1.0 - 1.0 / EFFECTS.gateway_session_multiplier);
+                .gen_bool(1.0 - 1.0 / world.effects.gateway_session_multiplier);
         s.session(start, &mut rng);
     }
     // An anonymous visitor (one `anonymous_id`, all its sessions of the day) is one user of the
@@ -589,7 +589,7 @@ impl Sess<'_> {
         }
         let taste = (mix64(p.taste_salt ^ book as u64) >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
         let gateway = if self.world.gateway[book as usize] && self.st.orders == 0 {
-            EFFECTS.gateway_first_appeal
+            self.world.effects.gateway_first_appeal
         } else {
             0.0
         };
@@ -653,7 +653,7 @@ impl Sess<'_> {
         // the session is drawn as it would have been.
         if std::mem::take(&mut self.st.abandoned_cart) {
             let mut side = self.side.clone();
-            let back = side.gen_bool(EFFECTS.cart_return_probability);
+            let back = side.gen_bool(self.world.effects.cart_return_probability);
             if self.not_test() {
                 self.out.stats.abandoned_then_session += 1;
                 self.out.stats.cart_returns += u64::from(back);
@@ -730,7 +730,7 @@ impl Sess<'_> {
             }
         }
         if let Some(&(series, _)) = self.st.series_progress.choose(rng)
-            && rng.gen_bool(EFFECTS.series_next_volume_probability)
+            && rng.gen_bool(self.world.effects.series_next_volume_probability)
             && let Some(next) = self.next_volume(series, self.st.progress(series))
         {
             self.queue.push((next, Via::Direct));
@@ -868,7 +868,7 @@ impl Sess<'_> {
             .enumerate()
             .map(|(i, &b)| (i, self.utility(b) - 0.15 * i as f64))
             .fold((0, f64::MIN), |a, x| if x.1 > a.1 { x } else { a });
-        let p = sigmoid(-1.2 + EFFECTS.rec_click_intent_slope * self.visible_intent());
+        let p = sigmoid(-1.2 + self.world.effects.rec_click_intent_slope * self.visible_intent());
         let first = !std::mem::replace(&mut self.rec_offered, true);
         if rng.gen_bool(p.clamp(0.0, 1.0)) && first {
             self.wait(rng, 2, 20);
@@ -933,7 +933,8 @@ impl Sess<'_> {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    let noise = EFFECTS.ltr_noise_sd * rng.sample::<f64, _>(StandardNormal);
+                    let noise =
+                        self.world.effects.ltr_noise_sd * rng.sample::<f64, _>(StandardNormal);
                     (c.2 + noise, i)
                 })
                 .collect();
@@ -1056,7 +1057,7 @@ impl Sess<'_> {
             return;
         }
         if let Some(series) = self.skips_volume(book)
-            && rng.gen_bool(EFFECTS.series_in_order_probability)
+            && rng.gen_bool(self.world.effects.series_in_order_probability)
         {
             if let Some(next) = self.next_volume(series, self.st.progress(series)) {
                 self.queue.push((next, Via::Browse));
@@ -1073,12 +1074,12 @@ impl Sess<'_> {
         let p = &self.st.profile;
         if w.promoted[book as usize] {
             if w.in_promo(self.day) {
-                logit += EFFECTS.promo_add_logit * p.promo_response;
+                logit += self.world.effects.promo_add_logit * p.promo_response;
             } else if w.in_dip(self.day) {
-                logit += EFFECTS.pull_forward_logit;
+                logit += self.world.effects.pull_forward_logit;
             }
         } else if w.in_promo(self.day) && w.promo_genre[b.genre as usize] {
-            logit += EFFECTS.cannibalization_logit;
+            logit += self.world.effects.cannibalization_logit;
         }
         if rng.gen_bool(sigmoid(logit)) {
             let q = if rng.gen_bool(p.multi_quantity) { 2 } else { 1 };
@@ -1086,7 +1087,7 @@ impl Sess<'_> {
             if let Some(pair) = w.pair_of[book as usize]
                 && !self.cart.iter().any(|c| c.0 == pair)
                 && self.skips_volume(pair).is_none()
-                && rng.gen_bool(EFFECTS.pair_probability)
+                && rng.gen_bool(self.world.effects.pair_probability)
             {
                 self.add_to_cart(pair, 1, rng);
             }
@@ -1145,7 +1146,10 @@ impl Sess<'_> {
             0.0
         };
         let z0 = ORDER_BASE_LOGIT + 0.5 * self.intent + anon_penalty;
-        let (tr, tv) = (EFFECTS.rec_click_order_logit, EFFECTS.review_order_logit);
+        let (tr, tv) = (
+            self.world.effects.rec_click_order_logit,
+            self.world.effects.review_order_logit,
+        );
         let (r, v) = (
             f64::from(u8::from(self.rec_clicked)),
             f64::from(u8::from(self.review_read)),
@@ -1191,7 +1195,7 @@ impl Sess<'_> {
             .sum();
         let (discount, code) = if w.in_promo(self.day)
             && promoted_sub > 0
-            && rng.gen_bool(EFFECTS.promo_code_use)
+            && rng.gen_bool(self.world.effects.promo_code_use)
         {
             let d = (promoted_sub as f64 * w.promo.discount_rate).round() as i64;
             (d, Some(w.promo.promo_code))

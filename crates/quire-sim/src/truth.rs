@@ -4,7 +4,7 @@ use serde::{Serialize, Serializer};
 
 use crate::emit::{DayStats, MALFORMED_KINDS};
 use crate::session::{GATEWAY_HORIZON_DAYS, UserKind, UserState};
-use crate::world::{DAY_MS, Device, EFFECTS, Effects, SegmentParams, World};
+use crate::world::{DAY_MS, Device, Effects, SegmentParams, World};
 
 #[derive(Debug, Serialize)]
 pub struct Truth<'a> {
@@ -15,7 +15,7 @@ pub struct Truth<'a> {
     pub users: UserSegments<'a>,
     /// Test accounts (`is_test: true`), with their segments.
     pub test_users: UserSegments<'a>,
-    pub effects: &'static Effects,
+    pub effects: &'a Effects,
     pub experiment: Experiment,
     pub gateway_books: Gateway,
     pub bought_together: BoughtTogether,
@@ -460,7 +460,7 @@ pub fn build<'a>(
         segments: &world.segments,
         users: UserSegments(registered),
         test_users: UserSegments(users.iter().filter(|u| u.kind == UserKind::Test).collect()),
-        effects: &EFFECTS,
+        effects: &world.effects,
         experiment: Experiment {
             name: "search_ranker",
             control: "bm25",
@@ -474,7 +474,7 @@ pub fn build<'a>(
         },
         gateway_books: Gateway {
             book_ids: world.gateway_books.iter().map(|&b| book_id(b)).collect(),
-            session_rate_multiplier: EFFECTS.gateway_session_multiplier,
+            session_rate_multiplier: world.effects.gateway_session_multiplier,
             mechanism: "a logged-in user whose first order contains a gateway book has session_rate_multiplier x the sessions per day from the day after (per-session conversion unchanged)",
             gateway_first_users: gw[0][0],
             other_first_users: gw[1][0],
@@ -485,7 +485,7 @@ pub fn build<'a>(
             books: gateway_effects,
         },
         bought_together: BoughtTogether {
-            probability: EFFECTS.pair_probability,
+            probability: world.effects.pair_probability,
             pairs: world
                 .pairs
                 .iter()
@@ -498,13 +498,13 @@ pub fn build<'a>(
             orders_with_a_full_pair: total.pair_ab_orders,
         },
         series_order: SeriesOrder {
-            in_order_probability: EFFECTS.series_in_order_probability,
-            next_volume_session_probability: EFFECTS.series_next_volume_probability,
+            in_order_probability: world.effects.series_in_order_probability,
+            next_volume_session_probability: world.effects.series_next_volume_probability,
             in_order_purchases: total.series_in_order,
             out_of_order_purchases: total.series_out_of_order,
         },
         recommendation_click_effect: causal(
-            EFFECTS.rec_click_order_logit,
+            world.effects.rec_click_order_logit,
             "a session with >= 1 recommendation_clicked gets order_logit_shift at the order decision (after checkout_started), cart held fixed; desktop and logged-in sessions click more and buy more (rec_click_intent_slope x visible intent), which confounds the naive comparison through observable covariates; ate/att are exact expectations over the simulated sessions",
             total.rec_ate_sum,
             total.rec_att_sum,
@@ -513,7 +513,7 @@ pub fn build<'a>(
             total.rec_click_order_step,
         ),
         review_effect: causal(
-            EFFECTS.review_order_logit,
+            world.effects.review_order_logit,
             "a session with >= 1 review_viewed gets order_logit_shift at the order decision, cart held fixed; desktop and logged-in sessions read reviews more (observable confounding)",
             total.review_ate_sum,
             total.review_att_sum,
@@ -533,10 +533,10 @@ pub fn build<'a>(
                 .map(|&g| crate::catalog::GENRES[g as usize])
                 .collect(),
             book_ids: p.books.iter().map(|&b| book_id(b)).collect(),
-            sales_add_logit: EFFECTS.promo_add_logit,
-            cannibalization_add_logit: EFFECTS.cannibalization_logit,
-            pull_forward_add_logit: EFFECTS.pull_forward_logit,
-            code_use_probability: EFFECTS.promo_code_use,
+            sales_add_logit: world.effects.promo_add_logit,
+            cannibalization_add_logit: world.effects.cannibalization_logit,
+            pull_forward_add_logit: world.effects.pull_forward_logit,
+            code_use_probability: world.effects.promo_code_use,
             mechanism: "in the window promoted books get sales_add_logit x segment promo_response on add-to-cart, are shown on the home page and in email landings and are 20% off with the code; non-promoted books of the promoted genres get cannibalization_add_logit; from the day after the window to dip_end_date promoted books get pull_forward_add_logit",
             daily: daily_promo,
         },
@@ -546,7 +546,7 @@ pub fn build<'a>(
             by_device,
         },
         after_abandon: AfterAbandon {
-            cart_return_probability: EFFECTS.cart_return_probability,
+            cart_return_probability: world.effects.cart_return_probability,
             mechanism: "the next session of a user (visitor) after one that had an add_to_cart and no order starts at the cart (a page_view of cart, carrying the traffic source) with cart_return_probability, then goes on as it would have; no other session starts at the cart",
             abandoned_sessions: total.abandoned_sessions,
             with_next_session: total.abandoned_then_session,

@@ -327,6 +327,7 @@ pub const EFFECTS: Effects = Effects {
 #[derive(Debug)]
 pub struct World {
     pub seed: u64,
+    pub effects: Effects,
     pub days: u32,
     pub users: u32,
     pub test_users: u32,
@@ -474,6 +475,7 @@ impl World {
             .collect();
         World {
             seed,
+            effects: cfg.effects.clone(),
             days,
             users: cfg.users,
             test_users: (cfg.users / 100).max(1),

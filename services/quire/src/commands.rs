@@ -301,6 +301,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         seed: a.seed,
         start: a.start,
         gzip: a.gzip,
+        ..Default::default()
     };
     let pb = if progress_enabled(a.json) {
         let pb = ProgressBar::new(u64::from(a.days));

@@ -7,7 +7,10 @@
 //! Unit: a logged-in customer whose first order (over the lake's whole history) falls in the
 //! range and is followed by at least N days of data. Treated for book b: b is in the first order.
 //! Covariates of the first order: its price, item count, promo code or discount, genre shares,
-//! the device and traffic source of its session, weekend.
+//! the device and traffic source of its session, weekend; of the user before it: sessions before
+//! the first order and days since the first visit. Per book, also the books often bought with it
+//! (in at least 10 % of its first orders): a book usually bought together with a gateway book
+//! would otherwise inherit that book's effect.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -17,6 +20,7 @@ use quire_causal::effects::{CausalData, Estimand, Options, estimate};
 use quire_causal::multiple::benjamini_hochberg;
 
 use super::{Resampling, day_of, dummies, f64s, i64s, strs};
+use crate::customers::DAY_MS;
 use crate::data::in_range;
 use crate::output::{AnalysisResult, Table};
 use crate::{Dataset, Error, Result};
@@ -196,12 +200,20 @@ pub fn prepare(ds: &Dataset, days: u32) -> Result<FirstBuyers> {
     );
     let mut device = vec![String::new(); first.height()];
     let mut source = vec![String::new(); first.height()];
+    // Engagement before the first order (pre-treatment): how often the user came back before
+    // buying, and since when. It stands for the user's own visit rate, which drives later spend
+    // whatever the first book was.
+    let mut sessions_before = vec![0.0; first.height()];
+    let mut first_visit = f_ts.clone();
     for i in 0..sessions.height() {
         let u = index[s_user[i].as_str()];
         if s_start[i] <= f_ts[u] && f_ts[u] <= s_end[i] {
             device[u] = s_dev[i].clone();
             source[u] = s_src[i].clone();
+        } else if s_end[i] < f_ts[u] {
+            sessions_before[u] += 1.0;
         }
+        first_visit[u] = first_visit[u].min(s_start[i]);
     }
     let n = first.height();
     let mut covs = vec![
@@ -215,6 +227,17 @@ pub fn prepare(ds: &Dataset, days: u32) -> Result<FirstBuyers> {
                 .map(|(d, c)| f64::from(u8::from(*d > 0.0 || !c.is_empty())))
                 .collect()
         }),
+        (
+            "log1p_sessions_before".to_owned(),
+            sessions_before.iter().map(|c: &f64| c.ln_1p()).collect(),
+        ),
+        (
+            "days_since_first_visit".to_owned(),
+            f_ts.iter()
+                .zip(&first_visit)
+                .map(|(t, v)| (t - v) as f64 / DAY_MS)
+                .collect(),
+        ),
         (
             "weekend".to_owned(),
             f_ts.iter()
@@ -272,6 +295,49 @@ pub struct BookEffect {
     pub max_smd_after: f64,
 }
 
+/// The covariates of `rows`, plus an indicator per other book found in at least 10 % (and at
+/// least 5) of `book`'s first orders: its effect is then compared within first orders that
+/// hold those books too, or lack them.
+fn with_bought_together(
+    fb: &FirstBuyers,
+    book: &str,
+    rows: &[usize],
+    treated: &[bool],
+) -> Result<Covariates> {
+    let selected = fb.covariates.select(rows);
+    let mut with: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut n_treated = 0;
+    for (&u, _) in rows.iter().zip(treated).filter(|(_, t)| **t) {
+        n_treated += 1;
+        for b in fb.books[u].iter().filter(|b| *b != book) {
+            *with.entry(b.as_str()).or_default() += 1;
+        }
+    }
+    let often: Vec<&str> = with
+        .into_iter()
+        .filter(|&(_, c)| c >= 5 && c * 10 >= n_treated)
+        .map(|(b, _)| b)
+        .collect();
+    if often.is_empty() {
+        return Ok(selected);
+    }
+    let mut columns: Vec<(String, Vec<f64>)> = selected
+        .names()
+        .iter()
+        .enumerate()
+        .map(|(j, name)| (name.clone(), selected.column(j).to_vec()))
+        .collect();
+    for other in often {
+        columns.push((
+            format!("also_bought={other}"),
+            rows.iter()
+                .map(|&u| f64::from(u8::from(fb.books[u].iter().any(|b| b == other))))
+                .collect(),
+        ));
+    }
+    Ok(Covariates::new(rows.len(), columns)?)
+}
+
 /// A book that could not be estimated, and why.
 pub type Skipped = (String, String);
 
@@ -308,10 +374,11 @@ pub fn effects(fb: &FirstBuyers, p: &GatewayParams) -> Result<(Vec<BookEffect>, 
             .iter()
             .map(|&u| fb.books[u].iter().any(|b| b == book))
             .collect();
+        let covariates = with_bought_together(fb, book, &rows, &treated)?;
         let data = CausalData::new(
             rows.iter().map(|&u| fb.later_revenue[u]).collect(),
             treated,
-            fb.covariates.select(&rows),
+            covariates,
         )?;
         let r = match estimate(&data, &opts) {
             Ok(r) => r,
