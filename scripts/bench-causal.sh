@@ -30,7 +30,7 @@ fi
 
 if [[ ! -d "$LAKE/_manifest" ]]; then
   # The simulator writes about 44 events per user over 30 days.
-  users=$(( BENCH_EVENTS / 44 ))
+  users=$(( BENCH_EVENTS * 133 / 20000 ))  # ≈ 5 events per user-day over 30 days
   echo "bench-causal: simulating ~$BENCH_EVENTS events ($users users, 30 days) into $BENCH_DIR/sim"
   "$QUIRE_BIN" simulate --days 30 --users "$users" --out "$BENCH_DIR/sim"
   "$QUIRE_BIN" ingest --lake "$LAKE" "$BENCH_DIR/sim/events.jsonl"

@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::chart::{BarSeries, Chart, ChartKind};
-use crate::customers::customers;
+use crate::customers::{Customer, customers};
 use crate::output::{AnalysisResult, Table};
 use crate::stats::Z95;
 use crate::{Dataset, Error, Result};
@@ -74,6 +74,54 @@ pub fn ratio_of_means(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
     (ratio, ratio * (-Z95 * se).exp(), ratio * (Z95 * se).exp())
 }
 
+/// One customer attribute compared between a group and the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeRatio {
+    pub attribute: &'static str,
+    pub group_mean: f64,
+    pub rest_mean: f64,
+    /// `group_mean / rest_mean`, with its 95% interval ([`ratio_of_means`]).
+    pub ratio: f64,
+    pub ci95: (f64, f64),
+}
+
+/// Each attribute (spend, orders, AOV, units, promo share, mobile share, recency) of `group`
+/// against `rest`: means and ratio of means.
+pub fn compare(group: &[Customer], rest: &[Customer]) -> Vec<AttributeRatio> {
+    type Attr = (&'static str, fn(&Customer) -> f64);
+    let attrs: [Attr; 7] = [
+        ("spend", |x| x.spend),
+        ("orders", |x| x.orders as f64),
+        ("aov", |x| x.aov),
+        ("units", |x| x.units),
+        ("promo_share", |x| x.promo_share),
+        ("mobile_share", |x| {
+            if x.mobile_share.is_nan() {
+                0.0
+            } else {
+                x.mobile_share
+            }
+        }),
+        ("recency_days", |x| x.recency_days),
+    ];
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    attrs
+        .into_iter()
+        .map(|(attribute, f)| {
+            let a: Vec<f64> = group.iter().map(f).collect();
+            let b: Vec<f64> = rest.iter().map(f).collect();
+            let (ratio, lo, hi) = ratio_of_means(&a, &b);
+            AttributeRatio {
+                attribute,
+                group_mean: mean(&a),
+                rest_mean: mean(&b),
+                ratio,
+                ci95: (lo, hi),
+            }
+        })
+        .collect()
+}
+
 pub fn run(ds: &Dataset, pct: f64, seed: u64) -> Result<AnalysisResult> {
     if !(pct > 0.0 && pct < 100.0) {
         return Err(Error::Invalid(format!(
@@ -104,47 +152,18 @@ pub fn run(ds: &Dataset, pct: f64, seed: u64) -> Result<AnalysisResult> {
     r.fact("revenue_share_ci95", vec![lo, hi]);
     r.fact("seed", seed);
     let (top, rest) = c.split_at(k);
-    type Attr = (&'static str, fn(&crate::customers::Customer) -> f64);
-    let attrs: [Attr; 7] = [
-        ("spend", |x| x.spend),
-        ("orders", |x| x.orders as f64),
-        ("aov", |x| x.aov),
-        ("units", |x| x.units),
-        ("promo_share", |x| x.promo_share),
-        ("mobile_share", |x| {
-            if x.mobile_share.is_nan() {
-                0.0
-            } else {
-                x.mobile_share
-            }
-        }),
-        ("recency_days", |x| x.recency_days),
-    ];
-    let mut rows = Vec::new();
-    for (name, f) in attrs {
-        let a: Vec<f64> = top.iter().map(f).collect();
-        let b: Vec<f64> = rest.iter().map(f).collect();
-        let (ratio, rlo, rhi) = ratio_of_means(&a, &b);
-        rows.push((
-            name,
-            a.iter().sum::<f64>() / a.len() as f64,
-            b.iter().sum::<f64>() / b.len() as f64,
-            ratio,
-            rlo,
-            rhi,
-        ));
-    }
+    let rows = compare(top, rest);
     r.tables.push(
         Table::new(
             "attributes",
             "Top group vs the rest: mean per customer and ratio",
         )
-        .text("attribute", rows.iter().map(|x| x.0))
-        .float("top_mean", rows.iter().map(|x| x.1), 3)
-        .float("rest_mean", rows.iter().map(|x| x.2), 3)
-        .float("ratio", rows.iter().map(|x| x.3), 3)
-        .float("ratio_lo", rows.iter().map(|x| x.4), 3)
-        .float("ratio_hi", rows.iter().map(|x| x.5), 3),
+        .text("attribute", rows.iter().map(|x| x.attribute))
+        .float("top_mean", rows.iter().map(|x| x.group_mean), 3)
+        .float("rest_mean", rows.iter().map(|x| x.rest_mean), 3)
+        .float("ratio", rows.iter().map(|x| x.ratio), 3)
+        .float("ratio_lo", rows.iter().map(|x| x.ci95.0), 3)
+        .float("ratio_hi", rows.iter().map(|x| x.ci95.1), 3),
     );
     r.charts.push(Chart {
         name: "ratios".into(),
@@ -152,11 +171,11 @@ pub fn run(ds: &Dataset, pct: f64, seed: u64) -> Result<AnalysisResult> {
         x_label: "attribute".into(),
         y_label: "ratio".into(),
         kind: ChartKind::Bars {
-            categories: rows.iter().map(|x| x.0.to_owned()).collect(),
+            categories: rows.iter().map(|x| x.attribute.to_owned()).collect(),
             series: vec![BarSeries {
                 name: "ratio".into(),
-                values: rows.iter().map(|x| x.3).collect(),
-                ci: Some(rows.iter().map(|x| (x.4, x.5)).collect()),
+                values: rows.iter().map(|x| x.ratio).collect(),
+                ci: Some(rows.iter().map(|x| x.ci95).collect()),
             }],
         },
     });

@@ -8,9 +8,9 @@
 //! range and is followed by at least N days of data. Treated for book b: b is in the first order.
 //! Covariates of the first order: its price, item count, promo code or discount, genre shares,
 //! the device and traffic source of its session, weekend; of the user before it: sessions before
-//! the first order and days since the first visit. Per book, also the books often bought with it
-//! (in at least 10 % of its first orders): a book usually bought together with a gateway book
-//! would otherwise inherit that book's effect.
+//! the first order and days since the first visit. Per book, also the other books often in its
+//! first orders that are also often bought without it: a book usually bought together with a
+//! gateway book would otherwise inherit that book's effect.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -295,9 +295,11 @@ pub struct BookEffect {
     pub max_smd_after: f64,
 }
 
-/// The covariates of `rows`, plus an indicator per other book found in at least 10 % (and at
-/// least 5) of `book`'s first orders: its effect is then compared within first orders that
-/// hold those books too, or lack them.
+/// The covariates of `rows`, plus an indicator per other book X that `book`'s effect could
+/// otherwise borrow: X is in at least 10 % (and at least 5) of `book`'s first orders, and X is
+/// bought without `book` at least half as often as with it (among `rows`). The second condition
+/// keeps out the books that come with `book` (the consequent of a bought-together pair whose
+/// antecedent is `book`): they follow from the treatment, and almost no control has them.
 fn with_bought_together(
     fb: &FirstBuyers,
     book: &str,
@@ -305,17 +307,23 @@ fn with_bought_together(
     treated: &[bool],
 ) -> Result<Covariates> {
     let selected = fb.covariates.select(rows);
-    let mut with: BTreeMap<&str, usize> = BTreeMap::new();
+    // Per other book: first orders holding it with `book`, and without.
+    let mut with: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut n_treated = 0;
-    for (&u, _) in rows.iter().zip(treated).filter(|(_, t)| **t) {
-        n_treated += 1;
+    for (&u, &t) in rows.iter().zip(treated) {
+        n_treated += usize::from(t);
         for b in fb.books[u].iter().filter(|b| *b != book) {
-            *with.entry(b.as_str()).or_default() += 1;
+            let c = with.entry(b.as_str()).or_default();
+            if t {
+                c.0 += 1;
+            } else {
+                c.1 += 1;
+            }
         }
     }
     let often: Vec<&str> = with
         .into_iter()
-        .filter(|&(_, c)| c >= 5 && c * 10 >= n_treated)
+        .filter(|&(_, (w, wo))| w >= 5 && w * 10 >= n_treated && wo * 2 >= w)
         .map(|(b, _)| b)
         .collect();
     if often.is_empty() {
