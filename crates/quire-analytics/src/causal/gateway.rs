@@ -6,11 +6,11 @@
 //!
 //! Unit: a logged-in customer whose first order (over the lake's whole history) falls in the
 //! range and is followed by at least N days of data. Treated for book b: b is in the first order.
-//! Covariates of the first order: its price, item count, promo code or discount, genre shares,
-//! the device and traffic source of its session, weekend; of the user before it: sessions before
-//! the first order and days since the first visit. Per book, also the other books often in its
-//! first orders that are also often bought without it: a book usually bought together with a
-//! gateway book would otherwise inherit that book's effect.
+//! Covariates of the first order: its price and item count (log scale), promo code or discount,
+//! genre shares, the device and traffic source of its session, weekend; of the user before it:
+//! sessions before the first order and days since the first visit. Per book, also the other
+//! books often in its first orders that are also often bought without it: a book usually bought
+//! together with a gateway book would otherwise inherit that book's effect.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -217,8 +217,20 @@ pub fn prepare(ds: &Dataset, days: u32) -> Result<FirstBuyers> {
     }
     let n = first.height();
     let mut covs = vec![
-        ("first_order_price".to_owned(), f64s(&first, "total_price")?),
-        ("first_order_items".to_owned(), n_items.clone()),
+        // On the log scale: linear in the propensity model, a few very large first orders
+        // (11 items, $209) got scores near 1 and weights in the thousands, which unbalanced
+        // every other covariate.
+        (
+            "log1p_first_order_price".to_owned(),
+            f64s(&first, "total_price")?
+                .iter()
+                .map(|p| p.ln_1p())
+                .collect(),
+        ),
+        (
+            "log1p_first_order_items".to_owned(),
+            n_items.iter().map(|n| n.ln_1p()).collect(),
+        ),
         ("promo".to_owned(), {
             let d = f64s(&first, "discount")?;
             let c = strs(&first, "promo_code")?;
