@@ -272,12 +272,13 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
         let events = sim_dir.join(events_name);
         let exists = events.exists() && sim_dir.join("books.csv").exists();
         let fp = format!(
-            "days={} users={} seed={} start={} gzip={} sim={}",
+            "days={} users={} seed={} start={} gzip={} effects={:?} sim={}",
             s.days,
             s.users,
             s.seed,
             s.start,
             s.gzip,
+            s.effects,
             quire_sim::VERSION
         );
         runner.step("simulate", fp, exists, |pb| {

@@ -28,9 +28,10 @@
 //! # Planted effects (`truth.json`)
 //! `config`; `segments` (parameters); `users` (`usr_<n>` → segment, every logged-in user) and
 //! `test_users`; `effects` (every effect size: [`EFFECTS`] unless [`SimConfig::effects`] says
-//! otherwise, e.g. a stronger gateway effect for a test with the power to find it); `experiment` (`search_ranker`: bm25 vs ltr by a
-//! hash of the user id; ltr orders by true relevance plus noise, which lifts clicks and
-//! conversion; realized per-arm user cvr as `quire analyze abtest` defines it);
+//! otherwise, e.g. a stronger gateway effect for a test with the power to find it);
+//! `experiment` (`search_ranker`: bm25 vs ltr by a hash of the user id; ltr orders by true
+//! relevance plus noise, which lifts clicks and conversion; realized per-arm user cvr as
+//! `quire analyze abtest` defines it);
 //! `gateway_books` (a first order holding one multiplies the user's later session rate by a known
 //! multiplier; per book, its first buyers' effect on the
 //! treated in `quire analyze gateway`'s units: the revenue of the 14 days after the first order
