@@ -4,7 +4,9 @@
 //! An event is validated once, by the intake; the bus carries it decoded
 //! ([`quire_events::Event`]'s serde form in MessagePack), so the archiver and the live KPIs
 //! read it back without parsing and validating JSON again. A request's new events share one
-//! stream entry.
+//! stream entry, and one field of it: their MessagePack values one after another, so a reader
+//! gets one bulk string per entry from Redis, not one per event (parsing a reply of hundreds
+//! of small values was the readers' largest cost).
 
 use std::time::Duration;
 
@@ -18,8 +20,8 @@ use crate::{RedisAt, Result};
 /// Where the bus lives in Redis and how long it remembers.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
-    /// The stream of valid events: an entry per request, fields `0`, `1`, … holding one event
-    /// each in MessagePack.
+    /// The stream of valid events: an entry per request, field `m` holding its events in
+    /// MessagePack, one value after another.
     pub events_stream: String,
     /// The stream of rejected events (field `r`: an [`IncomingBadRow`] as JSON).
     pub bad_rows_stream: String,
@@ -71,38 +73,40 @@ pub enum Appended {
 /// How long a command on the shared connection may take before it fails.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Most events in one stream entry (the script's `XADD` passes them to Lua's `unpack`, whose
-/// stack holds a few thousand values).
+/// Most events in one stream entry (bounds an entry's size, about 200 bytes an event).
 pub(crate) const EVENTS_PER_ENTRY: usize = 1000;
 
+/// The events field of an entry: MessagePack values one after another.
+const PACKED_FIELD: &str = "m";
+
 /// Appends events and bad rows atomically: for each event `SET seen:<id> NX EX ttl`; the
-/// events whose id is new go into one stream entry (fields `0`, `1`, …: one event each, at
-/// most [`EVENTS_PER_ENTRY`] per entry), so a request's events cost Redis one `XADD`, one
-/// entry to deliver and one to acknowledge per consumer group. Redis runs a script as one
-/// unit (and logs it to its AOF as one), so an event is on the bus exactly when its id is
-/// marked seen.
+/// events whose id is new go into one stream entry (field `m`: their MessagePack values
+/// concatenated, at most [`EVENTS_PER_ENTRY`] per entry), so a request's events cost Redis one
+/// `XADD`, one entry to deliver and one to acknowledge per consumer group. Redis runs a script
+/// as one unit (and logs it to its AOF as one), so an event is on the bus exactly when its id
+/// is marked seen.
 const APPEND_SCRIPT: &str = r"
 local ttl = ARGV[1]
 local prefix = ARGV[2]
 local n = tonumber(ARGV[3])
 local per_entry = tonumber(ARGV[4])
+local field = ARGV[5]
 local out = {}
-local fields = {}
+local packed = {}
 local held = {}
 local function flush()
   if #held > 0 then
-    local entry = redis.call('XADD', KEYS[1], '*', unpack(fields))
+    local entry = redis.call('XADD', KEYS[1], '*', field, table.concat(packed))
     for _, i in ipairs(held) do
       out[i] = entry
     end
-    fields = {}
+    packed = {}
     held = {}
   end
 end
 for i = 1, n do
-  if redis.call('SET', prefix .. ARGV[3 + 2 * i], '1', 'NX', 'EX', ttl) then
-    fields[#fields + 1] = tostring(#held)
-    fields[#fields + 1] = ARGV[4 + 2 * i]
+  if redis.call('SET', prefix .. ARGV[4 + 2 * i], '1', 'NX', 'EX', ttl) then
+    packed[#packed + 1] = ARGV[5 + 2 * i]
     held[#held + 1] = i
     if #held == per_entry then
       flush()
@@ -112,7 +116,7 @@ for i = 1, n do
   end
 end
 flush()
-for j = 5 + 2 * n, #ARGV do
+for j = 6 + 2 * n, #ARGV do
   redis.call('XADD', KEYS[2], '*', 'r', ARGV[j])
 end
 return out
@@ -212,7 +216,8 @@ impl Bus {
             .arg(self.config.dedup_ttl.as_secs().max(1))
             .arg(&self.config.seen_prefix)
             .arg(events.len())
-            .arg(EVENTS_PER_ENTRY);
+            .arg(EVENTS_PER_ENTRY)
+            .arg(PACKED_FIELD);
         for event in events {
             inv.arg(&event.event_id).arg(encode(event));
         }
@@ -329,10 +334,12 @@ pub(crate) struct Entry {
 }
 
 enum Body {
-    /// Fields `0`, `1`, …: an event in MessagePack.
+    /// Field `m`: events in MessagePack, one value after another.
     Packed(Vec<u8>),
-    /// Field `e`: one event's JSON text (how the bus carried events before; such entries may
-    /// still be within the bus's retention after an upgrade).
+    /// Fields `0`, `1`, …: one event each in MessagePack (how the bus carried events before
+    /// `m`; such entries may still be within the bus's retention after an upgrade).
+    Numbered(Vec<u8>),
+    /// Field `e`: one event's JSON text (the bus's first format, kept for the same reason).
     Json(String),
     /// Any other field: not written by this code.
     Unknown(Vec<u8>),
@@ -361,7 +368,8 @@ impl Entry {
                 let bytes =
                     <Vec<u8> as redis::FromRedisValue>::from_redis_value_ref(v).unwrap_or_default();
                 let body = match (n, k.as_str()) {
-                    (Some(_), _) => Body::Packed(bytes),
+                    (Some(_), _) => Body::Numbered(bytes),
+                    (None, PACKED_FIELD) => Body::Packed(bytes),
                     (None, "e") => Body::Json(String::from_utf8_lossy(&bytes).into_owned()),
                     (None, _) => Body::Unknown(bytes),
                 };
@@ -375,35 +383,52 @@ impl Entry {
     }
 
     /// The entry's events, in order; a field that holds none is returned as such (the
-    /// archiver stores it as a bad row; the live KPIs skip it).
+    /// archiver stores it as a bad row; the live KPIs skip it). In field `m`, a value that
+    /// is not an event ends the field: what follows it cannot be told apart, so it is
+    /// returned with it.
     pub(crate) fn decode(self) -> Vec<std::result::Result<Event, NotAnEvent>> {
         let id = self.id;
-        let mut out: Vec<_> = self
-            .bodies
-            .into_iter()
-            .map(|(field, body)| {
-                let not = |reason: String, text: String| NotAnEvent {
-                    at: format!("{id}/{field}"),
-                    reason,
-                    text,
-                };
-                match body {
-                    Body::Packed(b) => rmp_serde::from_slice(&b).map_err(|e| {
-                        not(
-                            format!("entry: field {field:?} does not hold an event ({e})"),
-                            String::from_utf8_lossy(&b).into_owned(),
-                        )
-                    }),
-                    Body::Json(text) => {
-                        quire_events::parse_line(&text).map_err(|e| not(e.reason(), text))
+        let mut out = Vec::new();
+        for (field, body) in self.bodies {
+            let not = |reason: String, text: &[u8]| NotAnEvent {
+                at: format!("{id}/{field}"),
+                reason,
+                text: String::from_utf8_lossy(text).into_owned(),
+            };
+            match body {
+                Body::Packed(b) => {
+                    let mut rest: &[u8] = &b;
+                    let mut n = 0;
+                    while !rest.is_empty() {
+                        let at = rest;
+                        match rmp_serde::from_read::<_, Event>(&mut rest) {
+                            Ok(e) => out.push(Ok(e)),
+                            Err(e) => {
+                                out.push(Err(not(
+                                    format!("entry: field {field:?}, value {n} and after: not an event ({e})"),
+                                    at,
+                                )));
+                                break;
+                            }
+                        }
+                        n += 1;
                     }
-                    Body::Unknown(b) => Err(not(
-                        format!("entry: field {field:?} is not an event field"),
-                        String::from_utf8_lossy(&b).into_owned(),
-                    )),
                 }
-            })
-            .collect();
+                Body::Numbered(b) => out.push(rmp_serde::from_slice(&b).map_err(|e| {
+                    not(
+                        format!("entry: field {field:?} does not hold an event ({e})"),
+                        &b,
+                    )
+                })),
+                Body::Json(text) => out.push(
+                    quire_events::parse_line(&text).map_err(|e| not(e.reason(), text.as_bytes())),
+                ),
+                Body::Unknown(b) => out.push(Err(not(
+                    format!("entry: field {field:?} is not an event field"),
+                    &b,
+                ))),
+            }
+        }
         if out.is_empty() {
             out.push(Err(NotAnEvent {
                 at: id,
@@ -478,7 +503,15 @@ mod tests {
             .collect();
         let want: Vec<Event> = (0..12).map(|i| events[i % 4].clone()).collect();
         assert_eq!(got, want);
-        // An entry from before the bus carried numbered fields still reads.
+        // The bus's format: the same 12 events one after another in field `m`.
+        let packed: Vec<u8> = want.iter().flat_map(encode).collect();
+        let got: Vec<Event> = Entry::of(&entry(vec![("m".to_owned(), packed)]))
+            .decode()
+            .into_iter()
+            .map(|r| r.map_err(|e| e.reason).unwrap())
+            .collect();
+        assert_eq!(got, want);
+        // An entry from before the bus carried events in fields still reads.
         for (line, event) in lines.iter().zip(&events) {
             let got = Entry::of(&entry(vec![("e".to_owned(), line.as_bytes().to_vec())])).decode();
             assert_eq!(got.len(), 1);
@@ -488,6 +521,25 @@ mod tests {
 
     #[test]
     fn a_field_without_an_event_says_why() {
+        let event = quire_events::parse_line(
+            r#"{"event_id":"c1","event_type":"checkout_started","event_timestamp":"2025-10-01T10:05:00Z","user_id":"u1","device":"tablet"}"#,
+        )
+        .unwrap();
+        // An event, then a value that is not one: the event reads, the rest is returned.
+        let mut packed = encode(&event);
+        packed.extend_from_slice(b"\xc1 tail");
+        let got = Entry::of(&entry(vec![("m".to_owned(), packed)])).decode();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().map_err(|e| &e.reason), Ok(&event));
+        let not = got[1].as_ref().err().unwrap();
+        assert_eq!(not.at, "1-0/m");
+        assert!(
+            not.reason
+                .starts_with("entry: field \"m\", value 1 and after: not an event"),
+            "{}",
+            not.reason
+        );
+        assert!(not.text.ends_with(" tail"), "{}", not.text);
         let fields = vec![
             ("0".to_owned(), b"\xc1 not msgpack".to_vec()),
             ("x".to_owned(), b"1".to_vec()),
