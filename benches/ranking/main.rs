@@ -62,6 +62,9 @@ enum Command {
         /// Timed calls.
         #[arg(long, default_value_t = 5000)]
         calls: usize,
+        /// Idle time between calls, in microseconds (0: back to back).
+        #[arg(long, default_value_t = 0)]
+        gap_us: u64,
     },
     /// Runs the ranking service on the prepared registry until SIGINT.
     Serve {
@@ -89,7 +92,7 @@ fn main() -> Result<()> {
             let report = world::prepare(&dir, trees, leaves, requests, candidates)?;
             println!("{report}");
         }
-        Command::Floor { dir, calls } => floor(&dir, calls)?,
+        Command::Floor { dir, calls, gap_us } => floor(&dir, calls, gap_us)?,
         Command::Serve {
             dir,
             listen,
@@ -112,7 +115,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn floor(dir: &std::path::Path, calls: usize) -> Result<()> {
+fn floor(dir: &std::path::Path, calls: usize, gap_us: u64) -> Result<()> {
     let snapshot = OnlineSnapshot::read(&dir.join("feature_snapshot.json"))?;
     let bodies = world::read_requests(&dir.join("requests.jsonl"))?;
     let scorer = OnnxScorer::load(dir.join("model.onnx"), 1)?;
@@ -147,6 +150,9 @@ fn floor(dir: &std::path::Path, calls: usize) -> Result<()> {
     let mut micros = Vec::with_capacity(calls);
     for i in 0..calls {
         let (rows, n) = &matrices[i % matrices.len()];
+        if gap_us > 0 {
+            std::thread::sleep(Duration::from_micros(gap_us));
+        }
         let t = Instant::now();
         let scores = scorer.score(rows, *n, N_FEATURES)?;
         micros.push(t.elapsed().as_secs_f64() * 1e6);

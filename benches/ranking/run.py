@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CHECKED = 50  # requests whose answers are compared between the peers
 SCORE_TOL = 1e-5
+FLOOR_GAP_US = 2000  # idle time between the spaced floor's calls
 
 
 def log(msg: str) -> None:
@@ -53,6 +54,45 @@ def run_json(cmd: list[str]) -> dict:
         log(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr}")
         raise SystemExit(2)
     return json.loads(p.stdout)
+
+
+def histograms(base: str) -> dict[str, dict[float, float]]:
+    """Quire's latency histograms from /metrics: name → {upper bound (s): cumulative count}."""
+    status, text = http(base + "/metrics")
+    if status != 200:
+        raise SystemExit(f"GET /metrics answered {status}")
+    wanted = {
+        'quire_ranking_request_duration_seconds_bucket': 'endpoint="rank"',
+        'quire_ranking_scoring_duration_seconds_bucket': "",
+    }
+    out: dict[str, dict[float, float]] = {}
+    for line in text.decode().splitlines():
+        name, _, rest = line.partition("{")
+        if name not in wanted or wanted[name] not in rest:
+            continue
+        le = rest.split('le="', 1)[1].split('"', 1)[0]
+        bound = float("inf") if le == "+Inf" else float(le)
+        out.setdefault(name.removesuffix("_bucket"), {})[bound] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Quantile q (0–1), in ms, of the observations between two scrapes of a cumulative
+    histogram, interpolated linearly within its bucket (as Prometheus' histogram_quantile)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1]
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for b, c in zip(bounds, counts):
+        if c >= rank:
+            if b == float("inf"):
+                return lower * 1000
+            return (lower + (b - lower) * (rank - below) / max(c - below, 1e-12)) * 1000
+        lower, below = b, c
+    return bounds[-2] * 1000
 
 
 def http(url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -142,7 +182,17 @@ def measure(peer: str, args, port: int, bodies: list[bytes]) -> dict:
         loadavg = os.getloadavg()[0]
         saturated = run_json(load + ["--connections", str(args.connections)])
         rate = saturated["throughput_rps"] / 2
+        before = histograms(base) if peer == "quire" else {}
         half = run_json(load + ["--connections", str(args.open_connections), "--rate", f"{rate:.1f}"])
+        if peer == "quire":
+            # Where the half-saturation time goes, from the service's own histograms.
+            after = histograms(base)
+            half["inside_ms"] = {
+                what: {f"p{q:g}": quantile(before.get(name, {}), after[name], q / 100)
+                       for q in (50, 99)}
+                for what, name in (("request", "quire_ranking_request_duration_seconds"),
+                                   ("onnx", "quire_ranking_scoring_duration_seconds"))
+            }
         rss = tree_rss_kib(proc.pid)
     finally:
         stop(proc)
@@ -242,6 +292,22 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"{floor['assemble_us_per_request']:.1f} µs), bit-identical on all {prep['requests']} "
         f"requests.",
         "",
+        "Where Quire's time at half saturation goes (p50, ms; medians over the repetitions; "
+        "the service's figures interpolated from its own `/metrics` histograms over the "
+        "half-saturation run):",
+        "",
+        "| | p50 | p99 |",
+        "|---|---:|---:|",
+        f"| floor, back to back | {floor_ms:.3f} | {floor['score_us']['p99'] / 1000:.3f} |",
+        f"| floor, one call every {FLOOR_GAP_US / 1000:g} ms | "
+        f"{floor['spaced']['p50'] / 1000:.3f} | {floor['spaced']['p99'] / 1000:.3f} |",
+        f"| ONNX call inside the service | {med(q, 'half', 'inside_ms', 'onnx', 'p50'):.3f} | "
+        f"{med(q, 'half', 'inside_ms', 'onnx', 'p99'):.3f} |",
+        f"| request inside the service (body read → answer ready) | "
+        f"{med(q, 'half', 'inside_ms', 'request', 'p50'):.3f} | "
+        f"{med(q, 'half', 'inside_ms', 'request', 'p99'):.3f} |",
+        f"| at the load generator | {q50:.3f} | {q99:.3f} |",
+        "",
         "| goal | value | target | |",
         "|---|---:|---:|---|",
         f"| Quire p50 at half saturation / floor p50 | {goals['p50_over_floor']['value']:.2f} | ≤ 1.2 | {ok(goals['p50_over_floor'])} |",
@@ -290,6 +356,10 @@ def main() -> int:
         prep = run_json([args.bin, "prepare", "--dir", str(args.dir)])
         (args.dir / "prepare.json").write_text(json.dumps(prep))
     floor = run_json([args.bin, "floor", "--dir", str(args.dir)])
+    # The same calls 2 ms apart: about how often each of the service's two scoring threads
+    # gets a request at half saturation, with the caches and the core going cold in between.
+    floor["spaced"] = run_json([args.bin, "floor", "--dir", str(args.dir), "--calls", "2000",
+                                "--gap-us", str(FLOOR_GAP_US)])["score_us"]
     bodies = [l.encode() for l in (args.dir / "requests.jsonl").read_text().splitlines() if l.strip()]
 
     runs: dict[str, list[dict]] = {"quire": [], "python": []}
