@@ -248,7 +248,7 @@ impl LiveConsumer {
                 match self.today_input() {
                     Ok(Some(input)) => {
                         today_started = tokio::time::Instant::now();
-                        today_task = Some(tokio::task::spawn_blocking(move || input.compute()));
+                        today_task = Some(tokio::spawn(crate::background(move || input.compute())));
                     }
                     Ok(None) => {}
                     Err(e) => warn!(error = %e, "live: snapshot for today's KPIs failed"),

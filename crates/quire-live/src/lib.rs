@@ -99,6 +99,42 @@ pub(crate) async fn blocking_off_pool<T: Send + 'static>(
     .await
 }
 
+/// The OS priority of [`background`] work: about nice 10 (`thread-priority` maps 22 of its
+/// 0–99 scale to niceness 10), a tenth of a nice-0 thread's share of a busy core.
+const BACKGROUND_PRIORITY: u8 = 22;
+
+/// Runs background work (today's KPIs: the whole day's model, seconds of CPU on a busy day)
+/// on a new thread of its own at a lower OS priority, with its Polars work kept on that
+/// thread: under load the intake, the archiver and the hourly GMV get the cores first, and
+/// today's figures take what they leave. (Polars' pool, shared with the archiver's writes,
+/// cannot be lowered for one computation, and a blocking-pool thread would keep the priority
+/// for the tasks after it.)
+pub(crate) async fn background<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("quire-live-today".to_owned())
+        .spawn(move || {
+            let lowered = thread_priority::ThreadPriorityValue::try_from(BACKGROUND_PRIORITY)
+                .map_err(|e| e.to_owned())
+                .and_then(|p| {
+                    thread_priority::ThreadPriority::Crossplatform(p)
+                        .set_for_current()
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = lowered {
+                tracing::debug!(error = %e, "live: background work runs at normal priority");
+            }
+            let _pool = OffPolarsPool::enter();
+            // The receiver is gone only when the caller stopped waiting.
+            let _ = tx.send(f());
+        })
+        .map_err(|e| Error::Task(format!("starting a background thread: {e}")))?;
+    rx.await
+        .map_err(|_| Error::Task("a background task panicked".to_owned()))?
+}
+
 /// While alive, Polars runs this thread's work on this thread (its single-thread pool, the one
 /// its streaming engine uses for its own workers). Restores the previous setting when dropped:
 /// tokio's blocking threads also run work that should use the pool.
@@ -124,7 +160,7 @@ mod tests {
     use polars::prelude::*;
     use polars_core::runtime::THREAD_POOL;
 
-    use super::OffPolarsPool;
+    use super::{OffPolarsPool, background};
 
     /// A group-by of 200,000 rows, sent on `done` when finished.
     fn group_by_on_new_thread(off_pool: bool) -> mpsc::Receiver<PolarsResult<DataFrame>> {
@@ -194,5 +230,37 @@ mod tests {
             assert!(!allowed());
         }
         assert!(allowed());
+    }
+
+    /// The niceness of the calling thread (field 19 of `/proc/thread-self/stat`).
+    fn niceness() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // The command name (field 2) may hold spaces: count from the `)` that ends it.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn background_work_runs_on_its_own_thread_below_normal_priority() {
+        let caller = (std::thread::current().id(), niceness());
+        let (id, name, nice, allowed) = background(|| {
+            Ok((
+                std::thread::current().id(),
+                std::thread::current().name().map(str::to_owned),
+                niceness(),
+                polars_async::executor::ALLOW_RAYON_THREADS.get(),
+            ))
+        })
+        .await
+        .unwrap();
+        assert_ne!(id, caller.0);
+        assert_eq!(name.as_deref(), Some("quire-live-today"));
+        // Nice 10 (a caller already at a lower priority may keep its own).
+        assert!(nice >= 10, "nice {nice}, caller at {}", caller.1);
+        assert!(!allowed, "the work must stay off Polars' pool");
+        // The caller's own thread keeps its priority.
+        assert_eq!(niceness(), caller.1);
+        let err = background(|| -> crate::Result<()> { panic!("boom") }).await;
+        assert!(matches!(err, Err(crate::Error::Task(_))), "{err:?}");
     }
 }

@@ -153,6 +153,15 @@ pub struct LiveKpis {
     fresh: Vec<DataFrame>,
     /// `order_placed` and `order_returned` rows of `base` and `fresh`, and of older hours.
     orders: Vec<DataFrame>,
+    /// The rows of `orders` by the group their order counts in, as sorted by the last
+    /// [`Self::hourly`]: a group's recomputation reads its own rows, not every held order.
+    group_rows: HashMap<Slot, Vec<DataFrame>>,
+    /// Rows of `orders` not in `group_rows` yet: held since the last [`Self::hourly`], or of
+    /// an order not seen then (a return before its order).
+    unsorted: Vec<DataFrame>,
+    /// Orders that moved to an earlier hour's group since the last [`Self::hourly`], with the
+    /// group they left (their rows there follow them).
+    moved: Vec<(String, Slot)>,
     /// Hashed ids of the events taken from the bus.
     seen: HashSet<u128>,
     /// Where every held order counts, by `order_id`: the hour (epoch ms) of its first
@@ -191,6 +200,9 @@ impl LiveKpis {
             base: Vec::new(),
             fresh: Vec::new(),
             orders: Vec::new(),
+            group_rows: HashMap::new(),
+            unsorted: Vec::new(),
+            moved: Vec::new(),
             seen: HashSet::new(),
             order_slots: HashMap::new(),
             hour_orders: HashMap::new(),
@@ -300,7 +312,7 @@ impl LiveKpis {
             })
             .collect();
         if !order_refs.is_empty() {
-            push_chunk(&mut self.orders, events_frame(&order_refs, Utc::now())?)?;
+            self.hold_orders(events_frame(&order_refs, Utc::now())?)?;
         }
         push_chunk(&mut self.fresh, df)?;
         let old_day = self.max_event_ms.map(floor_day);
@@ -320,6 +332,7 @@ impl LiveKpis {
             Some(home) if home.hour <= h => self.mark_dirty(home),
             old => {
                 if let Some(old) = old {
+                    self.moved.push((order_id.to_owned(), old));
                     if let Some(ids) = self
                         .hour_orders
                         .get_mut(&old.hour)
@@ -409,8 +422,13 @@ impl LiveKpis {
         let rows = concat([placed, returns], UnionArgs::default())?.collect()?;
         self.loaded_hours.insert(h);
         self.index_orders(&rows)?;
-        push_chunk(&mut self.orders, rows)?;
-        Ok(())
+        self.hold_orders(rows)
+    }
+
+    /// Holds order rows (lake schema): in `orders`, and to be sorted into their groups.
+    fn hold_orders(&mut self, df: DataFrame) -> Result<()> {
+        self.unsorted.push(df.clone());
+        push_chunk(&mut self.orders, df)
     }
 
     /// Records the hour of every `order_placed` in `df` (lake schema).
@@ -514,11 +532,14 @@ impl LiveKpis {
                 .gt_eq(lit(start)),
         )?;
         self.orders = Vec::new();
+        self.group_rows.clear();
+        self.unsorted.clear();
+        self.moved.clear();
         self.index_orders(&window_orders)?;
-        push_chunk(&mut self.orders, window_orders.clone())?;
+        self.hold_orders(window_orders.clone())?;
         for df in fresh_orders {
             self.index_orders(&df)?;
-            push_chunk(&mut self.orders, df)?;
+            self.hold_orders(df)?;
         }
         // Returns in the window for orders before it: their hours' orders come from the lake.
         let returned = window_orders
@@ -639,7 +660,7 @@ impl LiveKpis {
                     .collect()
             }
         };
-        let orders = union(&self.orders)?;
+        self.sort_rows()?;
         let mut hours = BTreeSet::new();
         for slot in slots {
             let ids: Vec<&str> = self
@@ -648,21 +669,71 @@ impl LiveKpis {
                 .and_then(|groups| groups.get(slot.group))
                 .map(|ids| ids.iter().map(String::as_str).collect())
                 .unwrap_or_default();
+            let frames = self.group_rows.remove(&slot).unwrap_or_default();
             let figure = if ids.is_empty() {
                 None
             } else {
+                // The group's rows, kept as one frame; the filter drops nothing unless an
+                // order left the group.
                 let ids = Series::new("ids".into(), ids);
-                let df = quire_kpi::hourly_gmv(
-                    orders
-                        .clone()
-                        .filter(col("order_id").is_in(lit(ids).implode(false), false)),
-                )?;
+                let mut rows = union(&frames)?
+                    .filter(col("order_id").is_in(lit(ids).implode(false), false))
+                    .collect()?;
+                rows.rechunk_mut();
+                let df = quire_kpi::hourly_gmv(rows.clone().lazy())?;
+                self.group_rows.insert(slot, vec![rows]);
                 GroupFigure::of(&df, slot.hour)?
             };
             self.group_figures.insert(slot, figure);
             hours.insert(slot.hour);
         }
         Ok(hours)
+    }
+
+    /// Sorts the rows held since the last call into their orders' groups, and moves the rows
+    /// of orders that changed group. Rows of an order not seen yet wait for it.
+    fn sort_rows(&mut self) -> Result<()> {
+        for (id, from) in std::mem::take(&mut self.moved) {
+            let Some(to) = self.order_slots.get(&id).copied() else {
+                continue;
+            };
+            let Some(frames) = self.group_rows.remove(&from) else {
+                continue;
+            };
+            let this = col("order_id").eq(lit(id));
+            let all = union(&frames)?;
+            let taken = all.clone().filter(this.clone()).collect()?;
+            let kept = all.filter(this.not()).collect()?;
+            self.group_rows.insert(from, vec![kept]);
+            if taken.height() > 0 {
+                self.group_rows.entry(to).or_default().push(taken);
+            }
+        }
+        let mut waiting = Vec::new();
+        for df in std::mem::take(&mut self.unsorted) {
+            let ids = df.column("order_id")?.str()?;
+            let mut by_group: HashMap<Option<Slot>, Vec<IdxSize>> = HashMap::new();
+            for (i, id) in ids.iter().enumerate() {
+                let slot = id.and_then(|id| self.order_slots.get(id).copied());
+                // A frame's rows number under `IdxSize::MAX` (Polars' own bound).
+                by_group
+                    .entry(slot)
+                    .or_default()
+                    .push(IdxSize::try_from(i).unwrap_or(IdxSize::MAX));
+            }
+            for (slot, idx) in by_group {
+                let rows = df.take(&IdxCa::from_vec("idx".into(), idx))?;
+                match slot {
+                    Some(slot) => self.group_rows.entry(slot).or_default().push(rows),
+                    None => waiting.push(rows),
+                }
+            }
+        }
+        // Kept as one frame: they are read again at every call until their order comes.
+        if !waiting.is_empty() {
+            self.unsorted.push(union(&waiting)?.collect()?);
+        }
+        Ok(())
     }
 
     /// Every hour emitted so far, by hour.
@@ -967,9 +1038,10 @@ mod tests {
     }
 
     /// A busy hour spans several groups: a step recomputes only the groups it changed (the
-    /// newest for new orders, an older one for a return or an order moving hours), and every
-    /// figure still equals the replay's `hourly_gmv` over all events (to rounding: the groups'
-    /// shares are summed in another order than the replay's rows).
+    /// newest for new orders, an older one for a return or an order moving hours), each from
+    /// its own rows (an order's rows follow it when it moves; a return waits for its order),
+    /// and every figure still equals the replay's `hourly_gmv` over all events (to rounding:
+    /// the groups' shares are summed in another order than the replay's rows).
     #[test]
     fn a_busy_hour_recomputes_only_its_changed_groups() {
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
@@ -1026,12 +1098,28 @@ mod tests {
         );
         // A return of an order of the first group: that group only.
         assert_eq!(apply(vec![ret("r1", "k5", 0.5)], &[(hour11, 0)]), 1);
-        // An earlier placement of an order of the second group moves it to hour 10: the group it
-        // leaves and the one it joins.
+        // A return of an order of the second group, then an earlier placement of that order
+        // moves it to hour 10: the group it leaves and the one it joins, which takes the
+        // order's rows (the return's refund with them).
+        assert_eq!(apply(vec![ret("r0", "k3000", 0.4)], &[(hour11, 1)]), 1);
         let moved = ev(
             r#"{"event_id":"m","event_type":"order_placed","event_timestamp":"2025-10-01T10:30:00Z","user_id":"u1","device":"mobile","order_id":"o-k3000","items":[{"book_id":"bk_1","quantity":1,"unit_price":2.5}],"total_price":2.5}"#,
         );
         assert_eq!(apply(vec![moved], &[(hour11 - HOUR_MS, 0), (hour11, 1)]), 2);
+        // A return of the moved order: the group it joined, whose rows now hold the order's.
+        assert_eq!(
+            apply(vec![ret("r2", "k3000", 0.75)], &[(hour11 - HOUR_MS, 0)]),
+            1
+        );
+        // A return before its order counts nowhere; with the order, its group has both.
+        assert_eq!(apply(vec![ret("r3", "late", 1.25)], &[]), 0);
+        assert_eq!(
+            apply(
+                vec![order("late", "2025-10-01T11:57:00Z", 7.5)],
+                &[(hour11, 2)]
+            ),
+            1
+        );
     }
 
     #[test]
