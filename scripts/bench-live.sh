@@ -11,7 +11,7 @@
 #   BENCH_DURATION     seconds of load per run         (default 20)
 #   BENCH_CONNECTIONS  wrk connections                 (default 16)
 #   BENCH_BATCH        events per request              (default 100)
-#   BENCH_REPS         load runs                       (default 2)
+#   BENCH_REPS         consecutive load runs           (default 6: two minutes, to show it holds)
 #   BENCH_PORT         the service's port (Redis: +1)  (default 18492)
 #   QUIRE              the quire binary                (default: built here, release)
 #   BENCH_NOTE         a note on the machine's state for the results (e.g. "shared with builds")
@@ -22,7 +22,7 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/quire-bench-live}
 DURATION=${BENCH_DURATION:-20}
 CONNS=${BENCH_CONNECTIONS:-16}
 BATCH=${BENCH_BATCH:-100}
-REPS=${BENCH_REPS:-2}
+REPS=${BENCH_REPS:-6}
 PORT=${BENCH_PORT:-18492}
 RPORT=$((PORT + 1))
 PY=${PYTHON:-python3}
