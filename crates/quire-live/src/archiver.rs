@@ -42,7 +42,8 @@ impl Default for ArchiverOptions {
             linger: Duration::from_millis(1000),
             block: Duration::from_millis(1000),
             claim_idle: Duration::from_secs(60),
-            trim_every: Duration::from_secs(60),
+            // Often enough that `BusConfig::max_entries` holds at a high rate.
+            trim_every: Duration::from_secs(5),
         }
     }
 }

@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{RedisAt, Result};
 
+/// Default [`BusConfig::max_entries`]: at 100 events a request, 2 million events, about 300 MB
+/// of Redis memory.
+pub const DEFAULT_BUS_MAX_ENTRIES: usize = 20_000;
+
 /// Where the bus lives in Redis and how long it remembers.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
@@ -33,6 +37,10 @@ pub struct BusConfig {
     /// Entries older than this may be trimmed from the streams once every consumer group has
     /// acknowledged them (the bus is the log of recent events; the lake the permanent one).
     pub retention: Duration,
+    /// Entries kept per stream, however recent, once every group has acknowledged them (the
+    /// oldest go first): bounds Redis' memory, and the size of its AOF rewrites, when events
+    /// arrive fast. An entry holds one intake request's new events.
+    pub max_entries: usize,
 }
 
 impl Default for BusConfig {
@@ -43,6 +51,7 @@ impl Default for BusConfig {
             seen_prefix: "quire:bus:seen:".to_owned(),
             dedup_ttl: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(24 * 3600),
+            max_entries: DEFAULT_BUS_MAX_ENTRIES,
         }
     }
 }
@@ -276,8 +285,9 @@ impl Bus {
         Ok(())
     }
 
-    /// Trims entries older than [`BusConfig::retention`] that every consumer group has
-    /// acknowledged (and, for entries never delivered, that every group has read past).
+    /// Trims entries older than [`BusConfig::retention`], and the oldest entries past
+    /// [`BusConfig::max_entries`], that every consumer group has acknowledged (and, for
+    /// entries never delivered, that every group has read past).
     pub async fn trim(&self) -> Result<()> {
         let mut con = self.con.clone();
         let cutoff = Utc::now().timestamp_millis()
@@ -290,6 +300,20 @@ impl Bus {
                 .await
                 .at(|| format!("reading the groups of {stream}"))?;
             let mut bound = StreamId::ms(cutoff.max(0));
+            let info: redis::streams::StreamInfoStreamReply = redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(stream)
+                .query_async(&mut con)
+                .await
+                .at(|| format!("reading the length of {stream}"))?;
+            if info.length > self.config.max_entries {
+                bound = bound.max(size_bound(
+                    StreamId::parse(&info.first_entry.id),
+                    StreamId::parse(&info.last_entry.id),
+                    info.length,
+                    self.config.max_entries,
+                ));
+            }
             for g in &groups.groups {
                 let mut keep_from = StreamId::parse(&g.last_delivered_id);
                 if g.pending > 0 {
@@ -305,8 +329,8 @@ impl Bus {
                 }
                 bound = bound.min(keep_from);
             }
-            // Exact trimming: it runs once a minute, and `~` would keep up to a whole
-            // macro node (100 entries) that the bound allows to drop.
+            // Exact trimming: `~` would keep up to a whole macro node (100 entries) that the
+            // bound allows to drop.
             let _: i64 = redis::cmd("XTRIM")
                 .arg(stream)
                 .arg("MINID")
@@ -324,6 +348,16 @@ fn encode(event: &Event) -> Vec<u8> {
     // Serializing an event (strings, numbers, lists, maps with string keys) into a buffer
     // cannot fail.
     rmp_serde::to_vec(event).unwrap_or_default()
+}
+
+/// Where to trim a stream of `length` entries from `first` to `last` to keep about `keep`:
+/// the newest `keep` span that share of the time between the two ends. Redis cannot find the
+/// `keep`-th newest entry's id without reading the entries, and this is exact at a steady
+/// rate; after a burst, the trims that follow (every few seconds) come closer each time.
+fn size_bound(first: StreamId, last: StreamId, length: usize, keep: usize) -> StreamId {
+    let span = last.0.saturating_sub(first.0) as f64;
+    let kept = (span * keep as f64 / length.max(1) as f64) as u64;
+    StreamId(last.0.saturating_sub(kept), 0)
 }
 
 /// An events-stream entry, taken out of Redis' reply to be decoded on the blocking pool.
@@ -466,7 +500,7 @@ impl std::fmt::Display for StreamId {
 mod tests {
     use quire_events::Event;
 
-    use super::{Entry, StreamId, encode};
+    use super::{Entry, StreamId, encode, size_bound};
 
     fn entry(fields: Vec<(String, Vec<u8>)>) -> redis::streams::StreamId {
         redis::streams::StreamId {
@@ -570,6 +604,17 @@ mod tests {
             empty[0].as_ref().err().map(|e| e.reason.as_str()),
             Some("entry: has no field holding an event")
         );
+    }
+
+    #[test]
+    fn the_size_bound_keeps_the_newest_share_of_the_time() {
+        let (first, last) = (StreamId::parse("1000-0"), StreamId::parse("2000-5"));
+        // 100 entries over 1,000 ms, 10 kept: the last 100 ms.
+        assert_eq!(size_bound(first, last, 100, 10), StreamId::parse("1900-0"));
+        assert_eq!(size_bound(first, last, 100, 100), StreamId::parse("1000-0"));
+        // All in one millisecond: nothing can be told apart, nothing goes.
+        let one = StreamId::parse("1000-3");
+        assert_eq!(size_bound(one, one, 50, 10), StreamId::parse("1000-0"));
     }
 
     #[test]

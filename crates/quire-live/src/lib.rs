@@ -27,7 +27,7 @@ mod state;
 mod store;
 
 pub use archiver::{Archiver, ArchiverOptions, BatchReport, Delivery};
-pub use bus::{Appended, Bus, BusConfig, IncomingBadRow};
+pub use bus::{Appended, Bus, BusConfig, DEFAULT_BUS_MAX_ENTRIES, IncomingBadRow};
 pub use consumer::{LiveConsumer, LiveOptions};
 pub use state::{HourFigure, LiveKpis, Reemission, TodayKpis, hour_key};
 pub use store::{LiveStatus, LiveStore};

@@ -72,6 +72,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
 pub const DEFAULT_TODAY_EVERY: Duration = Duration::from_secs(5);
 /// Default allowed lateness of the watermark (`contracts/kpis.md`).
 pub const DEFAULT_ALLOWED_LATENESS: Duration = Duration::from_secs(10 * 60);
+/// Default [`quire_live::BusConfig::max_entries`].
+pub const DEFAULT_BUS_MAX_ENTRIES: usize = quire_live::DEFAULT_BUS_MAX_ENTRIES;
 
 /// How the live service runs.
 #[derive(Debug, Clone)]

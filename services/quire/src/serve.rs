@@ -46,6 +46,10 @@ pub struct LiveArgs {
     /// Hours a bus entry is kept once every consumer group has acknowledged it
     #[arg(long, default_value_t = 24)]
     bus_retention_hours: u64,
+    /// Bus entries kept (one per intake request), however recent, once every consumer group
+    /// has acknowledged them: bounds Redis' memory at a high event rate
+    #[arg(long, default_value_t = quire_live_server::DEFAULT_BUS_MAX_ENTRIES)]
+    bus_max_entries: usize,
     /// Seconds between recomputations of today's KPIs (the hourly GMV follows every batch)
     #[arg(long, default_value_t = quire_live_server::DEFAULT_TODAY_EVERY.as_secs_f64())]
     today_every_seconds: f64,
@@ -131,6 +135,7 @@ fn serve_live(a: LiveArgs) -> Result<()> {
     opts.allowed_lateness = Duration::from_secs(a.allowed_lateness_minutes * 60);
     opts.archiver.consumer = a.archiver_name;
     opts.bus.retention = Duration::from_secs(a.bus_retention_hours.max(1) * 3600);
+    opts.bus.max_entries = a.bus_max_entries;
     if !(a.today_every_seconds.is_finite() && a.today_every_seconds > 0.0) {
         anyhow::bail!("--today-every-seconds must be a positive number of seconds");
     }

@@ -8,3 +8,4 @@ mod harness;
 mod intake;
 mod late;
 mod skew;
+mod trim;

@@ -1,0 +1,103 @@
+//! The bus trims entries every consumer group is done with — past its size bound or its
+//! retention — and never one a group has not acknowledged.
+
+use std::time::Duration;
+
+use quire_live::{Appended, Bus, BusConfig};
+
+use crate::harness::Redis;
+
+const EVENTS: &str = "quire:bus:events";
+
+fn event(i: usize) -> quire_events::Event {
+    quire_events::parse_line(&format!(
+        r#"{{"event_id":"t{i}","event_type":"page_view","event_timestamp":"2025-10-01T10:00:00Z","user_id":"u1","device":"mobile","page":"home"}}"#
+    ))
+    .unwrap()
+}
+
+async fn run(bus: &Bus, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let _: redis::Value = cmd.query_async(&mut bus.connection()).await.unwrap();
+}
+
+fn len(redis: &Redis) -> usize {
+    redis.cli(&["XLEN", EVENTS]).parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_bus_trims_only_what_every_group_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let config = BusConfig {
+        max_entries: 10,
+        ..BusConfig::default()
+    };
+    let bus = Bus::connect(&redis.url(), config).await.unwrap();
+    for group in ["a", "b"] {
+        bus.ensure_group(group, "0", true).await.unwrap();
+    }
+    // 40 entries of one event each, a few milliseconds apart.
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        match bus.append(&[event(i)], &[]).await.unwrap().as_slice() {
+            [Appended::Accepted(id)] => ids.push(id.clone()),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    // Nothing delivered yet: nothing goes, whatever the bound.
+    bus.trim().await.unwrap();
+    assert_eq!(len(&redis), 40);
+
+    // Group a has read and acknowledged everything; group b has read everything and
+    // acknowledged the first 20: the other 20 stay although the bound is 10.
+    run(&bus, &["XGROUP", "SETID", EVENTS, "a", &ids[39]]).await;
+    run(
+        &bus,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "b",
+            "c",
+            "COUNT",
+            "100",
+            "STREAMS",
+            EVENTS,
+            ">",
+        ],
+    )
+    .await;
+    let mut ack = vec!["XACK", EVENTS, "b"];
+    ack.extend(ids[..20].iter().map(String::as_str));
+    run(&bus, &ack).await;
+    bus.trim().await.unwrap();
+    assert_eq!(len(&redis), 20);
+    assert_eq!(
+        redis
+            .cli(&["XRANGE", EVENTS, "-", "+", "COUNT", "1"])
+            .lines()
+            .next(),
+        Some(ids[20].as_str())
+    );
+
+    // Everything acknowledged: about the newest 10 stay (the bound is placed by time).
+    let mut ack = vec!["XACK", EVENTS, "b"];
+    ack.extend(ids[20..].iter().map(String::as_str));
+    run(&bus, &ack).await;
+    bus.trim().await.unwrap();
+    let kept = len(&redis);
+    assert!((8..=12).contains(&kept), "{kept} entries kept");
+    let newest = redis.cli(&["XREVRANGE", EVENTS, "+", "-", "COUNT", "1"]);
+    assert_eq!(newest.lines().next(), Some(ids[39].as_str()));
+
+    // Under the bound and within the retention (24 h), nothing more goes.
+    let roomy = Bus::connect(&redis.url(), BusConfig::default())
+        .await
+        .unwrap();
+    roomy.trim().await.unwrap();
+    assert_eq!(len(&redis), kept);
+}
