@@ -29,10 +29,14 @@ pub struct BusConfig {
     pub events_stream: String,
     /// The stream of rejected events (field `r`: an [`IncomingBadRow`] as JSON).
     pub bad_rows_stream: String,
-    /// Prefix of the intake's "event id seen" keys.
+    /// Prefix of the intake's "event ids seen" hashes: one per hour of event time,
+    /// `<prefix>YYYYMMDDHH`, a field per `event_id`. A client's resend of an event carries its
+    /// time, so it meets its id in the same hash; a hash field costs Redis about half of a key
+    /// with its own expiry, in memory and in the AOF.
     pub seen_prefix: String,
-    /// How long the intake remembers an `event_id` to answer `duplicate` (the lake's own
-    /// dedup, by the archiver, holds forever).
+    /// How long after the last new event of its hour arrived the intake remembers the hour's
+    /// `event_id`s to answer `duplicate` (the lake's own dedup, by the archiver, holds forever,
+    /// and also drops a repeated id sent with another time).
     pub dedup_ttl: Duration,
     /// Entries older than this may be trimmed from the streams once every consumer group has
     /// acknowledged them (the bus is the log of recent events; the lake the permanent one).
@@ -88,8 +92,9 @@ pub(crate) const EVENTS_PER_ENTRY: usize = 1000;
 /// The events field of an entry: MessagePack values one after another.
 const PACKED_FIELD: &str = "m";
 
-/// Appends events and bad rows atomically: for each event `SET seen:<id> NX EX ttl`; the
-/// events whose id is new go into one stream entry (field `m`: their MessagePack values
+/// Appends events and bad rows atomically: for each event `HSETNX seen:<event hour> <id> 1`
+/// (each hash written to gets `EXPIRE ttl` once); the events whose id is new go into one stream
+/// entry (field `m`: their MessagePack values
 /// concatenated, at most [`EVENTS_PER_ENTRY`] per entry), so a request's events cost Redis one
 /// `XADD`, one entry to deliver and one to acknowledge per consumer group. Redis runs a script
 /// as one unit (and logs it to its AOF as one), so an event is on the bus exactly when its id
@@ -103,6 +108,7 @@ local field = ARGV[5]
 local out = {}
 local packed = {}
 local held = {}
+local touched = {}
 local function flush()
   if #held > 0 then
     local entry = redis.call('XADD', KEYS[1], '*', field, table.concat(packed))
@@ -114,8 +120,10 @@ local function flush()
   end
 end
 for i = 1, n do
-  if redis.call('SET', prefix .. ARGV[4 + 2 * i], '1', 'NX', 'EX', ttl) then
-    packed[#packed + 1] = ARGV[5 + 2 * i]
+  local seen = prefix .. ARGV[3 + 3 * i]
+  if redis.call('HSETNX', seen, ARGV[4 + 3 * i], '1') == 1 then
+    touched[seen] = true
+    packed[#packed + 1] = ARGV[5 + 3 * i]
     held[#held + 1] = i
     if #held == per_entry then
       flush()
@@ -125,7 +133,10 @@ for i = 1, n do
   end
 end
 flush()
-for j = 6 + 2 * n, #ARGV do
+for seen in pairs(touched) do
+  redis.call('EXPIRE', seen, ttl)
+end
+for j = 6 + 3 * n, #ARGV do
   redis.call('XADD', KEYS[2], '*', 'r', ARGV[j])
 end
 return out
@@ -228,7 +239,9 @@ impl Bus {
             .arg(EVENTS_PER_ENTRY)
             .arg(PACKED_FIELD);
         for event in events {
-            inv.arg(&event.event_id).arg(encode(event));
+            inv.arg(event.event_timestamp.format("%Y%m%d%H").to_string())
+                .arg(&event.event_id)
+                .arg(encode(event));
         }
         for row in bad_rows {
             // Serializing a struct of strings, an integer and a timestamp cannot fail.

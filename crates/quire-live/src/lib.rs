@@ -4,9 +4,10 @@
 //! as the replay (`quire-kpi`).
 //!
 //! - [`Bus`]: the event stream and the bad-rows stream. [`Bus::append`] adds validated events
-//!   (deduplicated by `event_id` within [`BusConfig::dedup_ttl`]) and bad rows in one atomic
-//!   server-side script, so an event the intake acknowledged is on the bus. Events travel
-//!   decoded ([`quire_events::Event`] in MessagePack): the intake is the only JSON parser.
+//!   (deduplicated by `event_id` among the events of the same hour, for
+//!   [`BusConfig::dedup_ttl`]) and bad rows in one atomic server-side script, so an event the
+//!   intake acknowledged is on the bus. Events travel decoded ([`quire_events::Event`] in
+//!   MessagePack): the intake is the only JSON parser.
 //! - [`Archiver`]: consumer group `archiver`; writes batches with its long-lived
 //!   [`quire_lake::Writer`] (the lake's `event_id` dedup with the id index kept across
 //!   commits, manifest commit and writer lock) and acknowledges them only

@@ -3,9 +3,9 @@
 //! simulator's events, and the dashboard in a real headless Chromium.
 
 mod browser;
+mod bus;
 mod exactly_once;
 mod harness;
 mod intake;
 mod late;
 mod skew;
-mod trim;
