@@ -7,8 +7,9 @@
 //!   [`LiveServerOptions::max_body_bytes`]). Each event is validated by
 //!   [`quire_events::parse_line`] on its own text — what file ingest does with a line — and
 //!   answered on its own:
-//!   `accepted`, `duplicate` (its `event_id` was accepted before, within the bus's dedup
-//!   window) or `rejected` with the reason. Valid events and bad rows go onto the Redis event
+//!   `accepted`, `duplicate` (its `event_id` was accepted before with a time in the same
+//!   hour, within the bus's dedup window; the lake drops any repeated id) or `rejected` with
+//!   the reason. Valid events and bad rows go onto the Redis event
 //!   bus in one atomic step ([`quire_live::Bus::append`]); the answer is sent only after
 //!   Redis has them, so an accepted event is never lost (with Redis' AOF on). The bad rows
 //!   reach the lake's bad-rows store through the archiver. An optional bearer token
