@@ -41,7 +41,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$BENCH_DIR/redis" --save '' \
-  --appendonly yes --appendfsync always >"$BENCH_DIR/redis.log" 2>&1 &
+  --appendonly yes --appendfsync always --lazyfree-lazy-expire yes >"$BENCH_DIR/redis.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 

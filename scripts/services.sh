@@ -30,7 +30,8 @@ case "${1:-}" in
     else
       mkdir -p "$RUN/redis-data"
       redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis-data" \
-        --save '' --appendonly yes --appendfsync always --daemonize yes --pidfile "$RUN/redis.pid" \
+        --save '' --appendonly yes --appendfsync always --lazyfree-lazy-expire yes \
+        --daemonize yes --pidfile "$RUN/redis.pid" \
         --logfile "$RUN/redis.log"
       for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
       redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "services: redis did not start; see $RUN/redis.log" >&2; exit 1; }

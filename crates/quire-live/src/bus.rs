@@ -32,7 +32,9 @@ pub struct BusConfig {
     /// Prefix of the intake's "event ids seen" hashes: one per hour of event time,
     /// `<prefix>YYYYMMDDHH`, a field per `event_id`. A client's resend of an event carries its
     /// time, so it meets its id in the same hash; a hash field costs Redis about half of a key
-    /// with its own expiry, in memory and in the AOF.
+    /// with its own expiry, in memory and in the AOF. An hour's hash expires whole: run Redis
+    /// with `lazyfree-lazy-expire yes` (as `make run` does) so that freeing it does not stall
+    /// the server.
     pub seen_prefix: String,
     /// How long after the last new event of its hour arrived the intake remembers the hour's
     /// `event_id`s to answer `duplicate` (the lake's own dedup, by the archiver, holds forever,
@@ -41,9 +43,11 @@ pub struct BusConfig {
     /// Entries older than this may be trimmed from the streams once every consumer group has
     /// acknowledged them (the bus is the log of recent events; the lake the permanent one).
     pub retention: Duration,
-    /// Entries kept per stream, however recent, once every group has acknowledged them (the
-    /// oldest go first): bounds Redis' memory, and the size of its AOF rewrites, when events
-    /// arrive fast. An entry holds one intake request's new events.
+    /// About how many entries a stream keeps, however recent, once every group has
+    /// acknowledged them (the oldest go first; the cut is placed by the entries' times, so
+    /// after a burst followed by a lull it may keep fewer): bounds Redis' memory, and the size
+    /// of its AOF rewrites, when events arrive fast. An entry holds one intake request's new
+    /// events.
     pub max_entries: usize,
 }
 

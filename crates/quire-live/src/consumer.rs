@@ -75,9 +75,10 @@ fn lock(state: &Mutex<LiveKpis>) -> Result<std::sync::MutexGuard<'_, LiveKpis>> 
 }
 
 impl LiveConsumer {
-    /// Seeds `state` from the lake (blocking pool) and rewinds consumer group `live` to the
-    /// start of the retained stream: the events not yet in the lake are read again, repeats
-    /// of lake rows are removed by the KPI staging's dedup.
+    /// Rewinds consumer group `live` to the start of the retained stream, then seeds `state`
+    /// from the lake (blocking pool): the events not yet in the lake are read again, repeats
+    /// of lake rows are removed by the KPI staging's dedup. Rewinding first keeps the bus from
+    /// trimming, while the lake is read, an entry the archiver writes meanwhile.
     pub async fn start(
         bus: Bus,
         store: LiveStore,
@@ -85,11 +86,6 @@ impl LiveConsumer {
         lateness: chrono::Duration,
         opts: LiveOptions,
     ) -> Result<Self> {
-        let state = blocking(move || {
-            state.seed()?;
-            Ok(state)
-        })
-        .await?;
         bus.ensure_group(&opts.group, "0", false).await?;
         let mut con = bus.connection();
         let stream = bus.config().events_stream.clone();
@@ -101,6 +97,11 @@ impl LiveConsumer {
             .query_async(&mut con)
             .await
             .at(|| format!("rewinding group {} of {stream}", opts.group))?;
+        let state = blocking(move || {
+            state.seed()?;
+            Ok(state)
+        })
+        .await?;
         let consumer = Self {
             bus,
             store,

@@ -43,11 +43,12 @@ pub struct LiveArgs {
     /// This archiver's consumer name; keep it across restarts to resume its pending entries
     #[arg(long, default_value = "archiver-1")]
     archiver_name: String,
-    /// Hours a bus entry is kept once every consumer group has acknowledged it
+    /// Hours a bus entry is kept at most once every consumer group has acknowledged it
+    /// (fewer when --bus-max-entries is reached)
     #[arg(long, default_value_t = 24)]
     bus_retention_hours: u64,
-    /// Bus entries kept (one per intake request), however recent, once every consumer group
-    /// has acknowledged them: bounds Redis' memory at a high event rate
+    /// About how many bus entries (one per intake request) are kept, however recent, once
+    /// every consumer group has acknowledged them: bounds Redis' memory at a high event rate
     #[arg(long, default_value_t = quire_live_server::DEFAULT_BUS_MAX_ENTRIES)]
     bus_max_entries: usize,
     /// Seconds between recomputations of today's KPIs (the hourly GMV follows every batch)
@@ -135,6 +136,9 @@ fn serve_live(a: LiveArgs) -> Result<()> {
     opts.allowed_lateness = Duration::from_secs(a.allowed_lateness_minutes * 60);
     opts.archiver.consumer = a.archiver_name;
     opts.bus.retention = Duration::from_secs(a.bus_retention_hours.max(1) * 3600);
+    if a.bus_max_entries == 0 {
+        anyhow::bail!("--bus-max-entries must be at least 1");
+    }
     opts.bus.max_entries = a.bus_max_entries;
     if !(a.today_every_seconds.is_finite() && a.today_every_seconds > 0.0) {
         anyhow::bail!("--today-every-seconds must be a positive number of seconds");
