@@ -97,10 +97,10 @@ pub(crate) const EVENTS_PER_ENTRY: usize = 1000;
 const PACKED_FIELD: &str = "m";
 
 /// Appends events and bad rows atomically: for each event `HSETNX seen:<event hour> <id> 1`
-/// (each hash written to gets `EXPIRE ttl` once); the events whose id is new go into one stream
-/// entry (field `m`: their MessagePack values
-/// concatenated, at most [`EVENTS_PER_ENTRY`] per entry), so a request's events cost Redis one
-/// `XADD`, one entry to deliver and one to acknowledge per consumer group. Redis runs a script
+/// (each hash written to gets `EXPIRE ttl` once); the events whose id is new go into one
+/// stream entry (field `m`: their MessagePack values concatenated, at most
+/// [`EVENTS_PER_ENTRY`] per entry), so a request's events cost Redis one `XADD`, one entry to
+/// deliver and one to acknowledge per consumer group. Redis runs a script
 /// as one unit (and logs it to its AOF as one), so an event is on the bus exactly when its id
 /// is marked seen.
 const APPEND_SCRIPT: &str = r"
