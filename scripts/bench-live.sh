@@ -73,6 +73,7 @@ echo "bench-live: idle probe: $idle"
 for rep in $(seq "$REPS"); do
   before=$(accepted)
   "$PY" benches/live/probe.py --port "$PORT" --duration "$((DURATION - 2))" --run "load$rep" \
+    --samples "$BENCH_DIR/probe-$rep.samples" \
     >"$BENCH_DIR/probe-$rep.json" &
   probe=$!
   BATCH=$BATCH RUN_ID="r$rep$$" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \

@@ -31,6 +31,7 @@ def main():
     ap.add_argument("--interval", type=float, default=0.1, help="seconds between probes")
     ap.add_argument("--run", required=True, help="unique run id (event ids)")
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--samples", help="also write each sample here: unix time of the answer, ms")
     a = ap.parse_args()
 
     post = http.client.HTTPConnection(a.host, a.port, timeout=30)
@@ -46,7 +47,7 @@ def main():
         rows = json.loads(body)
         return rows[0]["gmv"] if rows else 0.0
 
-    lat, post_lat, timeouts = [], [], 0
+    lat, post_lat, timeouts, at = [], [], 0, []
     end = time.monotonic() + a.duration
     i = 0
     while time.monotonic() < end:
@@ -63,12 +64,14 @@ def main():
         r = post.getresponse()
         answer = json.loads(r.read())
         t_acc = time.monotonic()
+        wall = time.time()
         if r.status != 200 or answer.get("accepted") != 1:
             raise SystemExit(f"probe: the intake did not accept the probe order: {r.status} {answer}")
         post_lat.append(t_acc - t0)
         while True:
             if gmv() >= before + 1.0 - 1e-9:
                 lat.append(time.monotonic() - t_acc)
+                at.append(wall)
                 break
             if time.monotonic() - t_acc > a.timeout:
                 timeouts += 1
@@ -76,6 +79,9 @@ def main():
             time.sleep(0.001)
         time.sleep(a.interval)
 
+    if a.samples:
+        with open(a.samples, "w") as f:
+            f.writelines(f"{t:.3f} {1000 * x:.1f}\n" for t, x in zip(at, lat))
     ms = lambda x: None if x is None else round(1000 * x, 1)
     print(json.dumps({
         "samples": len(lat),

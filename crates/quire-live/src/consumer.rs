@@ -28,8 +28,10 @@ pub struct LiveOptions {
     /// recomputation, and an accepted order shows within about this long plus one
     /// computation.
     pub hourly_every: Duration,
-    /// ... and at least this many times its last computation's duration after it ended, so a
-    /// recomputation that grew expensive takes at most 1/(1+N) of the consumer's time.
+    /// ... and at least this many times its typical computation's duration (the median of the
+    /// last three) after it ended, so a recomputation that grew expensive takes at most
+    /// 1/(1+N) of the consumer's time, while one slowed by a stall (a busy core, a slow Redis
+    /// reply) does not hold back the next.
     pub hourly_backoff: u32,
     /// Today's KPIs likewise, on top of [`Self::today_every`]: the whole KPI model over the
     /// window grows with the day's events, and under load it must not crowd out the intake.
@@ -48,6 +50,29 @@ impl Default for LiveOptions {
             hourly_backoff: 4,
             today_backoff: 9,
         }
+    }
+}
+
+/// The duration a pacing rule goes by: the median of the last three computations, so one
+/// computation slowed by a stall does not hold back the next ones (multiplied by the backoff,
+/// a 260 ms blip among 30 ms computations delayed the next by a second), while a computation
+/// that grew expensive shows from its second time.
+#[derive(Debug, Default)]
+struct RecentCost {
+    last: [Duration; 3],
+    recorded: usize,
+}
+
+impl RecentCost {
+    fn record(&mut self, took: Duration) {
+        self.last[self.recorded % 3] = took;
+        self.recorded += 1;
+    }
+
+    fn typical(&self) -> Duration {
+        let mut d = self.last;
+        d.sort_unstable();
+        d[1]
     }
 }
 
@@ -214,19 +239,20 @@ impl LiveConsumer {
         // starts `today_every` after, or later when it is expensive (same pacing as hourly).
         let mut last_today = tokio::time::Instant::now() - self.opts.today_every;
         let mut today_started = tokio::time::Instant::now();
-        let mut today_took = Duration::ZERO;
+        let mut today_cost = RecentCost::default();
         let mut backoff = Duration::from_millis(100);
         let mut pending = false;
         let mut dirty = false;
         let mut last_hourly = tokio::time::Instant::now();
-        let mut hourly_took = Duration::ZERO;
+        let mut hourly_cost = RecentCost::default();
         while !*stop.borrow() {
             if let Some(t) = &today_task
                 && t.is_finished()
                 && let Some(t) = today_task.take()
             {
                 last_today = tokio::time::Instant::now();
-                today_took = last_today - today_started;
+                let today_took = last_today - today_started;
+                today_cost.record(today_took);
                 debug!(
                     took_ms = today_took.as_millis() as u64,
                     "live: today's KPIs computed"
@@ -244,7 +270,7 @@ impl LiveConsumer {
             let today_due = self
                 .opts
                 .today_every
-                .max(today_took * self.opts.today_backoff);
+                .max(today_cost.typical() * self.opts.today_backoff);
             if today_task.is_none() && last_today.elapsed() >= today_due {
                 match self.today_input() {
                     Ok(Some(input)) => {
@@ -256,10 +282,10 @@ impl LiveConsumer {
                 }
             }
             // The hourly GMV is recomputed at once when the bus goes quiet, but never sooner
-            // than `hourly_backoff` times its last computation after that one ended (the cost
-            // bound): with changes waiting, a read waits no longer than that, and one that comes
-            // back empty means quiet.
-            let cost_gap = hourly_took * self.opts.hourly_backoff;
+            // than `hourly_backoff` times its typical computation after the last one ended
+            // (the cost bound): with changes waiting, a read waits no longer than that, and one
+            // that comes back empty means quiet.
+            let cost_gap = hourly_cost.typical() * self.opts.hourly_backoff;
             let wait = if dirty {
                 cost_gap
                     .saturating_sub(last_hourly.elapsed())
@@ -287,7 +313,8 @@ impl LiveConsumer {
                             Err(e) => warn!(error = %e, "live: publishing the hourly GMV failed"),
                         }
                         last_hourly = tokio::time::Instant::now();
-                        hourly_took = last_hourly - started;
+                        let hourly_took = last_hourly - started;
+                        hourly_cost.record(hourly_took);
                         debug!(
                             took_ms = hourly_took.as_millis() as u64,
                             quiet, "live: hourly GMV recomputed"
@@ -309,5 +336,28 @@ impl LiveConsumer {
             t.abort();
         }
         info!("live KPIs stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_slow_computation_does_not_set_the_pace_two_do() {
+        let ms = Duration::from_millis;
+        let mut cost = RecentCost::default();
+        assert_eq!(cost.typical(), Duration::ZERO);
+        for _ in 0..3 {
+            cost.record(ms(30));
+        }
+        cost.record(ms(260));
+        assert_eq!(cost.typical(), ms(30));
+        cost.record(ms(250));
+        assert_eq!(cost.typical(), ms(250));
+        cost.record(ms(40));
+        assert_eq!(cost.typical(), ms(250));
+        cost.record(ms(35));
+        assert_eq!(cost.typical(), ms(40));
     }
 }
