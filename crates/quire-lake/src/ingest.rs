@@ -20,7 +20,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use crate::badrows::{self, BadRow};
 use crate::manifest::{Commit, CommitFile, FileKind, Source};
-use crate::{At, Lake, Result, events_frame, tmp_path, write_parquet};
+use crate::{At, IdSet, Lake, Result, events_frame, tmp_path, write_parquet};
 
 /// Tuning of an ingest.
 #[derive(Debug, Clone)]
@@ -73,11 +73,13 @@ pub enum Outcome {
 pub struct Writer {
     lake: Lake,
     /// xxh3-128 of every committed event id (collisions are out of reach at any lake size).
-    seen: HashSet<u128>,
+    seen: IdSet,
     /// The last commit read into `seen`.
     last_seq: u64,
     /// `false` after a batch that did not commit: its files are removed before the next one.
     clean: bool,
+    /// Whether a batch's files are written on Polars' thread pool (see [`Writer::set_parallel`]).
+    parallel: bool,
 }
 
 impl std::fmt::Debug for Writer {
@@ -97,14 +99,23 @@ impl Writer {
         let _lock = lake.lock()?;
         let commits = lake.commits()?;
         lake.recover(&commits)?;
-        let mut seen = HashSet::new();
+        let mut seen = IdSet::new();
         lake.add_ids(&commits, &mut seen)?;
         Ok(Self {
             lake: lake.clone(),
             seen,
             last_seq: commits.last().map_or(0, |c| c.seq),
             clean: true,
+            parallel: true,
         })
+    }
+
+    /// Whether a batch writes its files in parallel on Polars' thread pool (the default: an
+    /// ingest job wants the whole machine), or one after another on the committing thread:
+    /// for a writer that runs beside latency-critical work, which would otherwise wait in the
+    /// pool's queue behind the file encoding.
+    pub fn set_parallel(&mut self, parallel: bool) {
+        self.parallel = parallel;
     }
 
     /// Event ids in the index (every event id committed to the lake as of the last batch).
@@ -176,7 +187,7 @@ impl Batch<'_> {
             self.counts.test += 1;
         }
         let id = id_hash(&event.event_id);
-        if self.writer.seen.contains(&id) || !self.fresh.insert(id) {
+        if self.writer.seen.contains(id) || !self.fresh.insert(id) {
             self.counts.duplicates += 1;
             return Ok(Outcome::Duplicate);
         }
@@ -250,14 +261,19 @@ impl Batch<'_> {
             let tmp = self.data_file(dir, FileKind::Events, part.len() as u64)?;
             jobs.push((date, hour, part, tmp));
         }
-        // Partitions are written in parallel: with many small partitions the time goes to
-        // building frames, compressing and fsyncing each file, not to one big write.
-        jobs.into_par_iter()
-            .try_for_each(|(date, hour, part, tmp)| {
-                let mut df = events_frame(&part, now)
-                    .at(|| format!("building the events of {date} hour {hour:02}"))?;
-                write_parquet(&mut df, &tmp)
-            })
+        let parallel = self.writer.parallel;
+        let write = |(date, hour, part, tmp): (NaiveDate, u32, Vec<&Event>, PathBuf)| {
+            let mut df = events_frame(&part, now)
+                .at(|| format!("building the events of {date} hour {hour:02}"))?;
+            write_parquet(&mut df, &tmp, parallel)
+        };
+        if parallel {
+            // Partitions are written in parallel: with many small partitions the time goes to
+            // building frames, compressing and fsyncing each file, not to one big write.
+            jobs.into_par_iter().try_for_each(write)
+        } else {
+            jobs.into_iter().try_for_each(write)
+        }
     }
 
     fn flush_bad(&mut self) -> Result<()> {
@@ -271,7 +287,7 @@ impl Batch<'_> {
             rows.len() as u64,
         )?;
         let mut df = badrows::frame(&rows).at(|| "building the bad rows".to_owned())?;
-        write_parquet(&mut df, &tmp)
+        write_parquet(&mut df, &tmp, self.writer.parallel)
     }
 
     /// Writes what is buffered, renames every file into place, then writes the manifest.
@@ -329,7 +345,7 @@ fn id_hash(id: &str) -> u128 {
 
 impl Lake {
     /// Adds the event ids of `commits`' event files to `seen`, hashed.
-    fn add_ids(&self, commits: &[Commit], seen: &mut HashSet<u128>) -> Result<()> {
+    fn add_ids(&self, commits: &[Commit], seen: &mut IdSet) -> Result<()> {
         let files: Vec<PathBuf> = commits
             .iter()
             .flat_map(|c| c.files.iter())

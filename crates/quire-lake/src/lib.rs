@@ -16,12 +16,14 @@ use polars::prelude::*;
 mod badrows;
 mod dims;
 mod frame;
+mod idset;
 mod ingest;
 mod manifest;
 
 pub use badrows::BadRow;
 pub use dims::{DimLoadReport, DimTable};
 pub use frame::{events_frame, events_schema};
+pub use idset::IdSet;
 pub use ingest::{Batch, IngestOptions, IngestReport, Outcome, Writer, file_digest};
 pub use manifest::{Commit, CommitFile, FileKind, Source};
 
@@ -187,15 +189,17 @@ pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<()> {
         fs::create_dir_all(dir).at(|| format!("creating {}", dir.display()))?;
     }
     let tmp = tmp_path(path);
-    write_parquet(df, &tmp)?;
+    write_parquet(df, &tmp, true)?;
     fs::rename(&tmp, path).at(|| format!("renaming {} into place", tmp.display()))
 }
 
-/// Writes a frame as zstd Parquet and fsyncs it.
-pub(crate) fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
+/// Writes a frame as zstd Parquet and fsyncs it; `parallel`: its columns are encoded on
+/// Polars' thread pool, else on this thread.
+pub(crate) fn write_parquet(df: &mut DataFrame, path: &Path, parallel: bool) -> Result<()> {
     let file = File::create(path).at(|| format!("creating {}", path.display()))?;
     ParquetWriter::new(&file)
         .with_compression(ParquetCompression::Zstd(None))
+        .set_parallel(parallel)
         .finish(df)
         .at(|| format!("writing {}", path.display()))?;
     file.sync_all().at(|| format!("syncing {}", path.display()))

@@ -10,7 +10,7 @@ use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use tracing::{info, warn};
 
 use crate::bus::{Entry, IncomingBadRow};
-use crate::{Bus, Error, RedisAt, Result, blocking};
+use crate::{Bus, Error, RedisAt, Result, blocking, blocking_off_pool};
 
 /// How the archiver reads and writes.
 #[derive(Debug, Clone)]
@@ -108,7 +108,11 @@ impl Archiver {
         bus.ensure_group(&opts.group, "0", true).await?;
         let con = bus.consumer_connection(opts.block).await?;
         let opened = lake.clone();
-        let writer = blocking(move || Ok(Writer::open(&opened)?)).await?;
+        let mut writer = blocking(move || Ok(Writer::open(&opened)?)).await?;
+        // The archiver shares the cores with the live KPIs, whose small Polars queries would
+        // wait in the pool's queue behind a batch's file encoding (an applied step stalled for
+        // up to 0.8 s, each time during a commit): it writes on its own thread.
+        writer.set_parallel(false);
         info!(
             event_ids = writer.indexed_ids(),
             "archiver: lake writer open with the lake's event-id index"
@@ -219,9 +223,10 @@ impl Archiver {
         Ok(d)
     }
 
-    /// Writes a delivery into the lake as one committed batch (blocking pool). Events already
-    /// in the lake (a re-delivery after a crash) are counted as duplicates and not written
-    /// again; an entry that does not hold a valid event goes to the bad-rows store.
+    /// Writes a delivery into the lake as one committed batch (on a blocking thread, off
+    /// Polars' pool). Events already in the lake (a re-delivery after a crash) are counted as
+    /// duplicates and not written again; an entry that does not hold a valid event goes to the
+    /// bad-rows store.
     pub async fn write(&self, d: &Delivery) -> Result<IngestReport> {
         let writer = self.writer.clone();
         let cfg = self.bus.config().clone();
@@ -231,7 +236,7 @@ impl Archiver {
             .iter()
             .map(|e| (e.id.clone(), e.get::<String>("r")))
             .collect();
-        blocking(move || {
+        blocking_off_pool(move || {
             let mut writer = writer
                 .lock()
                 .map_err(|_| Error::Task("the lake writer's lock is poisoned".to_owned()))?;

@@ -28,10 +28,11 @@ pub struct LiveOptions {
     /// recomputation, and an accepted order shows within about this long plus one
     /// computation.
     pub hourly_every: Duration,
-    /// ... and at least this many times its typical computation's duration (the median of the
-    /// last three) after it ended, so a recomputation that grew expensive takes at most
-    /// 1/(1+N) of the consumer's time, while one slowed by a stall (a busy core, a slow Redis
-    /// reply) does not hold back the next.
+    /// ... and at least this many times its typical computation's CPU time (the median of the
+    /// last three) after the last one ended, so a recomputation that grew expensive takes at
+    /// most 1/(1+N) of a core. CPU time, not wall time, is what that bound is about: while
+    /// other work keeps the cores busy (Redis rewriting its AOF), a computation's wall time
+    /// stretches, and pacing by it delayed the live figure by up to a second.
     pub hourly_backoff: u32,
     /// Today's KPIs likewise, on top of [`Self::today_every`]: the whole KPI model over the
     /// window grows with the day's events, and under load it must not crowd out the intake.
@@ -53,7 +54,7 @@ impl Default for LiveOptions {
     }
 }
 
-/// The duration a pacing rule goes by: the median of the last three computations, so one
+/// The cost a pacing rule goes by: the median of the last three computations, so one
 /// computation slowed by a stall does not hold back the next ones (multiplied by the backoff,
 /// a 260 ms blip among 30 ms computations delayed the next by a second), while a computation
 /// that grew expensive shows from its second time.
@@ -74,6 +75,18 @@ impl RecentCost {
         d.sort_unstable();
         d[1]
     }
+}
+
+/// A step (read, apply, acknowledge) slower than this is logged with its parts (debug).
+const SLOW_STEP: Duration = Duration::from_millis(200);
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// Feeds the live KPIs from the bus and publishes them.
@@ -139,21 +152,28 @@ impl LiveConsumer {
         Ok(consumer)
     }
 
-    /// Recomputes the hours and publishes what changed.
-    async fn recompute_hourly(&self) -> Result<()> {
+    /// Recomputes the hours and publishes what changed; gives the computation's CPU time.
+    async fn recompute_hourly(&self) -> Result<Duration> {
         let state = self.state.clone();
         let lateness = self.lateness;
-        let (hours, reemitted, status) = blocking_off_pool(move || {
+        let (hours, reemitted, status, cpu) = blocking_off_pool(move || {
+            let started = thread_cpu_time();
             let mut s = lock(&state)?;
             let (hours, reemitted) = s.hourly()?;
             let status = LiveStatus::new(s.max_event_time(), lateness, s.events_seen());
-            Ok((hours, reemitted, status))
+            Ok((
+                hours,
+                reemitted,
+                status,
+                thread_cpu_time().saturating_sub(started),
+            ))
         })
         .await?;
         for r in &reemitted {
             info!(hour = %r.hour, reason = %r.reason, event_id = %r.event_id, net_gmv = r.net_gmv, "live: closed hour re-emitted");
         }
-        self.store.publish(&hours, &reemitted, &status).await
+        self.store.publish(&hours, &reemitted, &status).await?;
+        Ok(cpu)
     }
 
     /// Reads (waiting up to `wait` for new entries), applies and acknowledges one batch;
@@ -175,6 +195,7 @@ impl LiveConsumer {
         if !pending && wait_ms > 0 {
             opts = opts.block(wait_ms);
         }
+        let started = std::time::Instant::now();
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg(&opts)
             .arg("STREAMS")
@@ -189,6 +210,7 @@ impl LiveConsumer {
         if entries.is_empty() {
             return Ok(false);
         }
+        let read = started.elapsed();
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let entries: Vec<Entry> = entries.iter().map(Entry::of).collect();
         let state = self.state.clone();
@@ -204,6 +226,7 @@ impl LiveConsumer {
             lock(&state)?.add(events)
         })
         .await?;
+        let applied = started.elapsed();
         // The state has them: a restart rebuilds it from the lake and the retained stream.
         let _: i64 = redis::cmd("XACK")
             .arg(&stream)
@@ -212,6 +235,15 @@ impl LiveConsumer {
             .query_async(con)
             .await
             .at(|| format!("acknowledging {} entries of {stream}", ids.len()))?;
+        if started.elapsed() > SLOW_STEP {
+            debug!(
+                entries = ids.len(),
+                read_ms = read.as_millis() as u64,
+                apply_ms = (applied - read).as_millis() as u64,
+                ack_ms = (started.elapsed() - applied).as_millis() as u64,
+                "live: slow step"
+            );
+        }
         Ok(true)
     }
 
@@ -282,7 +314,7 @@ impl LiveConsumer {
                 }
             }
             // The hourly GMV is recomputed at once when the bus goes quiet, but never sooner
-            // than `hourly_backoff` times its typical computation after the last one ended
+            // than `hourly_backoff` times its typical CPU time after the last one ended
             // (the cost bound): with changes waiting, a read waits no longer than that, and one
             // that comes back empty means quiet.
             let cost_gap = hourly_cost.typical() * self.opts.hourly_backoff;
@@ -309,16 +341,19 @@ impl LiveConsumer {
                     if dirty && (quiet || due) {
                         let started = tokio::time::Instant::now();
                         match self.recompute_hourly().await {
-                            Ok(()) => dirty = false,
+                            Ok(cpu) => {
+                                dirty = false;
+                                hourly_cost.record(cpu);
+                                debug!(
+                                    took_ms = started.elapsed().as_millis() as u64,
+                                    cpu_ms = cpu.as_millis() as u64,
+                                    quiet,
+                                    "live: hourly GMV recomputed"
+                                );
+                            }
                             Err(e) => warn!(error = %e, "live: publishing the hourly GMV failed"),
                         }
                         last_hourly = tokio::time::Instant::now();
-                        let hourly_took = last_hourly - started;
-                        hourly_cost.record(hourly_took);
-                        debug!(
-                            took_ms = hourly_took.as_millis() as u64,
-                            quiet, "live: hourly GMV recomputed"
-                        );
                     }
                 }
                 Err(e) => {
@@ -342,6 +377,22 @@ impl LiveConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_cpu_time_counts_this_threads_work_not_its_sleep() {
+        let started = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(50));
+        let slept = thread_cpu_time() - started;
+        assert!(slept < Duration::from_millis(20), "{slept:?} while asleep");
+        // Spinning advances it (bounded in wall time: a clock that stood still fails).
+        let wall = std::time::Instant::now();
+        while thread_cpu_time() - started < slept + Duration::from_millis(20)
+            && wall.elapsed() < Duration::from_secs(10)
+        {
+            std::hint::black_box(wall.elapsed());
+        }
+        assert!(thread_cpu_time() - started >= slept + Duration::from_millis(20));
+    }
 
     #[test]
     fn one_slow_computation_does_not_set_the_pace_two_do() {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use polars::prelude::*;
 use quire_events::{Event, EventType, Payload};
 use quire_kpi::{DailyKpis, DateRange, Dims};
-use quire_lake::{Lake, events_frame, events_schema};
+use quire_lake::{IdSet, Lake, events_frame, events_schema};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -163,7 +163,7 @@ pub struct LiveKpis {
     /// group they left (their rows there follow them).
     moved: Vec<(String, Slot)>,
     /// Hashed ids of the events taken from the bus.
-    seen: HashSet<u128>,
+    seen: IdSet,
     /// Where every held order counts, by `order_id`: the hour (epoch ms) of its first
     /// `order_placed` and its group in that hour.
     order_slots: HashMap<String, Slot>,
@@ -203,7 +203,7 @@ impl LiveKpis {
             group_rows: HashMap::new(),
             unsorted: Vec::new(),
             moved: Vec::new(),
-            seen: HashSet::new(),
+            seen: IdSet::new(),
             order_slots: HashMap::new(),
             hour_orders: HashMap::new(),
             group_figures: HashMap::new(),
@@ -847,9 +847,9 @@ fn union(frames: &[DataFrame]) -> Result<LazyFrame> {
 
 /// Rows past which frames are no longer merged: a merge copies its rows on the live consumer's
 /// path. Merging the whole window (millions of rows under load) in one step stalled it for
-/// seconds, and merges of up to 2^18 rows still for up to 0.6 s (the benchmark's latency tail);
-/// at 2^15 an applied step's p99 went from 110 to 55 ms. Frames stay few enough: one per this
-/// many rows (about 250 for the benchmark's 8 million events), plus the logarithmic tail below.
+/// seconds; with merges of up to 2^18 rows an applied step's p99 was 110 ms in the benchmark,
+/// at 2^15 it is 55 ms. Frames stay few enough: one per this many rows (about 250 for the
+/// benchmark's 8 million events), plus the logarithmic tail below.
 const MERGED_ROWS_MAX: usize = 1 << 15;
 
 /// Appends a frame, then merges the newest frames while the last is at least half the size
