@@ -31,7 +31,8 @@ def main():
     ap.add_argument("--interval", type=float, default=0.1, help="seconds between probes")
     ap.add_argument("--run", required=True, help="unique run id (event ids)")
     ap.add_argument("--timeout", type=float, default=10.0)
-    ap.add_argument("--samples", help="also write each sample here: unix time of the answer, ms")
+    ap.add_argument("--samples", help="also write each sample here, a line each: unix time of the "
+                    "intake's answer (s), latency (ms)")
     a = ap.parse_args()
 
     post = http.client.HTTPConnection(a.host, a.port, timeout=30)

@@ -78,7 +78,7 @@ pub struct Writer {
     last_seq: u64,
     /// `false` after a batch that did not commit: its files are removed before the next one.
     clean: bool,
-    /// Whether a batch's files are written on Polars' thread pool (see [`Writer::set_parallel`]).
+    /// Whether a batch writes its files in parallel (see [`Writer::set_parallel`]).
     parallel: bool,
 }
 
@@ -110,10 +110,12 @@ impl Writer {
         })
     }
 
-    /// Whether a batch writes its files in parallel on Polars' thread pool (the default: an
-    /// ingest job wants the whole machine), or one after another on the committing thread:
-    /// for a writer that runs beside latency-critical work, which would otherwise wait in the
-    /// pool's queue behind the file encoding.
+    /// Whether a batch writes its files in parallel, its partitions on rayon's pool and each
+    /// file's columns on Polars' (the default: an ingest job wants the whole machine), or one
+    /// after another on the committing thread: for a writer beside latency-critical work,
+    /// which would otherwise wait in the pools' queues behind the file encoding. (Reading the
+    /// index and building frames still use Polars' pool unless the caller keeps it off, as
+    /// the live archiver does.)
     pub fn set_parallel(&mut self, parallel: bool) {
         self.parallel = parallel;
     }

@@ -361,6 +361,48 @@ fn a_writer_keeps_its_id_index_across_batches() {
 }
 
 #[test]
+fn a_serial_writer_commits_every_partition_and_its_bad_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let mut w = Writer::open(&lake).expect("writer");
+    w.set_parallel(false);
+    let mut b = w.batch(usize::MAX).expect("batch");
+    for (id, ts) in [
+        ("h7", "2025-10-01T07:10:00Z"),
+        ("h8", "2025-10-01T08:20:00Z"),
+        ("d2", "2025-10-02T23:59:59Z"),
+    ] {
+        let e = parsed(&event(id, ts, "page_view", r#","page":"home""#));
+        assert_eq!(b.push_event(e).expect("push"), Outcome::Accepted);
+    }
+    b.push_invalid(BadRow {
+        line: "{".to_owned(),
+        source: "http:r1".to_owned(),
+        line_number: 0,
+        reason: "line: not JSON".to_owned(),
+        rejected_at: chrono::Utc::now(),
+    })
+    .expect("bad row");
+    let r = b.commit(stream()).expect("commit");
+    assert_eq!((r.valid, r.invalid), (3, 1));
+    let commits = lake.commits().expect("commits");
+    let kinds: Vec<FileKind> = commits[0].files.iter().map(|f| f.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            FileKind::Events,
+            FileKind::Events,
+            FileKind::Events,
+            FileKind::BadRows
+        ]
+    );
+    let ids = all_events(&lake);
+    let ids = ids.column("event_id").expect("ids").str().expect("str");
+    assert_eq!(ids.iter().flatten().collect::<Vec<_>>(), ["d2", "h7", "h8"]);
+    assert_eq!(lake.bad_rows(None, None).expect("bad").len(), 1);
+}
+
+#[test]
 fn a_writer_sees_what_other_writers_committed_meanwhile() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::open(dir.path().join("lake")).expect("open");

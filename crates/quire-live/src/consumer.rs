@@ -29,12 +29,14 @@ pub struct LiveOptions {
     /// computation.
     pub hourly_every: Duration,
     /// ... and at least this many times its typical computation's CPU time (the median of the
-    /// last three) after the last one ended, so a recomputation that grew expensive takes at
-    /// most 1/(1+N) of a core. CPU time, not wall time, is what that bound is about: while
-    /// other work keeps the cores busy (Redis rewriting its AOF), a computation's wall time
-    /// stretches, and pacing by it delayed the live figure by up to a second.
+    /// last three) after the last one ended, so a recomputation that grew expensive takes
+    /// about 1/(1+N) of a core at most. CPU time, not wall time, is what that bound is about:
+    /// while other work keeps the cores busy (Redis rewriting its AOF), a computation's wall
+    /// time stretches, and pacing by it delayed the live figure by up to a second.
     pub hourly_backoff: u32,
-    /// Today's KPIs likewise, on top of [`Self::today_every`]: the whole KPI model over the
+    /// Today's KPIs likewise, on top of [`Self::today_every`], by the median of their last
+    /// three wall times (they run at a low priority, so their wall time stretches when the
+    /// cores are wanted elsewhere, and they wait the longer): the whole KPI model over the
     /// window grows with the day's events, and under load it must not crowd out the intake.
     pub today_backoff: u32,
 }
@@ -235,12 +237,14 @@ impl LiveConsumer {
             .query_async(con)
             .await
             .at(|| format!("acknowledging {} entries of {stream}", ids.len()))?;
-        if started.elapsed() > SLOW_STEP {
+        let took = started.elapsed();
+        if took > SLOW_STEP {
+            // `read_ms` includes waiting for entries to arrive (up to the read's wait).
             debug!(
                 entries = ids.len(),
                 read_ms = read.as_millis() as u64,
                 apply_ms = (applied - read).as_millis() as u64,
-                ack_ms = (started.elapsed() - applied).as_millis() as u64,
+                ack_ms = (took - applied).as_millis() as u64,
                 "live: slow step"
             );
         }
@@ -267,8 +271,8 @@ impl LiveConsumer {
             }
         };
         let mut today_task: Option<tokio::task::JoinHandle<Result<crate::TodayKpis>>> = None;
-        // When the last computation of today's KPIs ended and how long it took: the next
-        // starts `today_every` after, or later when it is expensive (same pacing as hourly).
+        // When the last computation of today's KPIs ended and how long they take: the next
+        // starts `today_every` after, or later when they are expensive (`today_backoff`).
         let mut last_today = tokio::time::Instant::now() - self.opts.today_every;
         let mut today_started = tokio::time::Instant::now();
         let mut today_cost = RecentCost::default();

@@ -85,11 +85,12 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Task(format!("blocking task failed: {e}")))?
 }
 
-/// Runs latency-critical work (applying bus entries, recomputing the changed hours) like
-/// [`blocking`], with its Polars work kept on that one thread instead of Polars' thread pool.
-/// Today's KPIs keep the pool busy for seconds; rayon runs a worker's own queued tasks before
-/// injected ones, so these small queries would wait behind theirs (one hourly recomputation took
-/// 907 ms instead of 25–130 ms). On its own thread, the OS shares the cores between the two.
+/// Runs work like [`blocking`], with its Polars work kept on that one thread instead of Polars'
+/// thread pool: the latency-critical work (applying bus entries, recomputing the changed
+/// hours), and the archiver's writes, which would otherwise fill the pool. A busy pool makes
+/// small queries wait: rayon runs a worker's own queued tasks before injected ones (one hourly
+/// recomputation took 907 ms instead of 25–130 ms behind today's KPIs, when they used the
+/// pool). On their own threads, the OS shares the cores between them.
 pub(crate) async fn blocking_off_pool<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -107,9 +108,9 @@ const BACKGROUND_PRIORITY: u8 = 22;
 /// Runs background work (today's KPIs: the whole day's model, seconds of CPU on a busy day)
 /// on a new thread of its own at a lower OS priority, with its Polars work kept on that
 /// thread: under load the intake, the archiver and the hourly GMV get the cores first, and
-/// today's figures take what they leave. (Polars' pool, shared with the archiver's writes,
-/// cannot be lowered for one computation, and a blocking-pool thread would keep the priority
-/// for the tasks after it.)
+/// today's figures take what they leave. (Polars' pool, shared by the process, cannot be
+/// lowered for one computation, and a blocking-pool thread would keep the priority for the
+/// tasks after it.)
 pub(crate) async fn background<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {

@@ -848,8 +848,8 @@ fn union(frames: &[DataFrame]) -> Result<LazyFrame> {
 /// Rows past which frames are no longer merged: a merge copies its rows on the live consumer's
 /// path. Merging the whole window (millions of rows under load) in one step stalled it for
 /// seconds; with merges of up to 2^18 rows an applied step's p99 was 110 ms in the benchmark,
-/// at 2^15 it is 55 ms. Frames stay few enough: one per this many rows (about 250 for the
-/// benchmark's 8 million events), plus the logarithmic tail below.
+/// at 2^15 it is 55 ms. Frames stay few enough: one per half to once this many rows (250–500
+/// for the benchmark's 8 million events), plus the logarithmic tail below.
 const MERGED_ROWS_MAX: usize = 1 << 15;
 
 /// Appends a frame, then merges the newest frames while the last is at least half the size
