@@ -162,7 +162,8 @@ pub struct LiveKpis {
     /// Orders that moved to an earlier hour's group since the last [`Self::hourly`], with the
     /// group they left (their rows there follow them).
     moved: Vec<(String, Slot)>,
-    /// Hashed ids of the events taken from the bus.
+    /// Hashed ids of the events held: the window's (lake and bus) and the bus events taken
+    /// since the window last moved (see `index_seen`).
     seen: IdSet,
     /// Where every held order counts, by `order_id`: the hour (epoch ms) of its first
     /// `order_placed` and its group in that hour.
@@ -472,8 +473,37 @@ impl LiveKpis {
             Some(lake) => self.load_window_at(&lake, start)?,
             None => {
                 self.window_start_ms = Some(start);
+                self.index_seen()?;
             }
         }
+        Ok(())
+    }
+
+    /// Rebuilds the ids bus events are deduplicated against from the events held: the
+    /// window's, from the lake and from the bus. So a copy of a lake event that reaches the bus
+    /// again (a sender's resend with another time, read after a restart) is not taken twice,
+    /// and the set forgets the ids of the days the window left instead of growing with every
+    /// day. (A copy of an event older than the window is taken; staging keeps the lake's copy,
+    /// ingested first, wherever both meet.)
+    fn index_seen(&mut self) -> Result<()> {
+        let mut seen = IdSet::new();
+        seen.reserve(
+            self.base
+                .iter()
+                .chain(&self.fresh)
+                .map(DataFrame::height)
+                .sum(),
+        );
+        for df in self.base.iter().chain(&self.fresh) {
+            seen.extend(
+                df.column("event_id")?
+                    .str()?
+                    .iter()
+                    .flatten()
+                    .map(|id| xxh3_128(id.as_bytes())),
+            );
+        }
+        self.seen = seen;
         Ok(())
     }
 
@@ -557,6 +587,7 @@ impl LiveKpis {
         for id in returned {
             self.order_slot(&id)?;
         }
+        self.index_seen()?;
         self.dirty_today = true;
         Ok(())
     }
@@ -1142,6 +1173,46 @@ mod tests {
         s.add(step).unwrap();
         s.hourly().unwrap();
         assert_replayed(&s, &all);
+    }
+
+    #[test]
+    fn the_ids_it_deduplicates_against_are_the_windows() {
+        let mut s = state();
+        s.add(vec![view("d1", "2025-10-01T10:00:00Z")]).unwrap();
+        s.add(vec![view("d2", "2025-10-02T10:00:00Z")]).unwrap();
+        assert_eq!(s.seen.len(), 2);
+        // The window moves to Oct 2–3: Oct 1's id is forgotten, Oct 2's is still a duplicate.
+        s.add(vec![view("d3", "2025-10-03T10:00:00Z")]).unwrap();
+        assert_eq!(s.seen.len(), 2);
+        s.add(vec![view("d2", "2025-10-02T10:00:00Z")]).unwrap();
+        assert_eq!(s.events_seen(), 3);
+    }
+
+    #[test]
+    fn a_lake_event_sent_again_with_another_time_is_not_taken_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().join("lake")).unwrap();
+        let first = [
+            order("a", "2025-10-01T10:05:00Z", 30.0),
+            view("v", "2025-10-01T10:50:00Z"),
+        ];
+        let mut w = quire_lake::Writer::open(&lake).unwrap();
+        let mut b = w.batch(usize::MAX).unwrap();
+        for e in first.clone() {
+            b.push_event(e).unwrap();
+        }
+        b.commit(quire_lake::Source::Stream {
+            name: "test".to_owned(),
+        })
+        .unwrap();
+        // A new process reads the lake, then the bus brings order a again, an hour earlier.
+        let mut s = LiveKpis::new(Some(lake), Dims::default(), Duration::minutes(10), 5);
+        s.seed().unwrap();
+        s.add(vec![order("a", "2025-10-01T09:05:00Z", 30.0)])
+            .unwrap();
+        s.hourly().unwrap();
+        assert_eq!(emitted(&s), replayed(&first));
+        assert_eq!(s.events_seen(), 0);
     }
 
     #[test]
