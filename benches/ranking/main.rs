@@ -75,6 +75,9 @@ enum Command {
         /// Tokio worker threads (default: one per core, as `#[tokio::main]`).
         #[arg(long)]
         threads: Option<usize>,
+        /// Scoring threads, one ONNX Runtime session each (default: the service's).
+        #[arg(long)]
+        scoring_threads: Option<usize>,
     },
     /// Sends requests and reports throughput and latency.
     Load(load::LoadArgs),
@@ -97,7 +100,8 @@ fn main() -> Result<()> {
             dir,
             listen,
             threads,
-        } => serve(&dir, listen, threads)?,
+            scoring_threads,
+        } => serve(&dir, listen, threads, scoring_threads)?,
         Command::Load(args) => {
             let report = load::run(&args)?;
             println!("{report}");
@@ -181,6 +185,7 @@ fn serve(
     dir: &std::path::Path,
     listen: std::net::SocketAddr,
     threads: Option<usize>,
+    scoring_threads: Option<usize>,
 ) -> Result<()> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(t) = threads {
@@ -192,6 +197,9 @@ fn serve(
     opts.listen = listen;
     opts.artifacts = dir.join("models");
     opts.poll_interval = Duration::from_secs(1);
+    if let Some(n) = scoring_threads {
+        opts.session_pool = n;
+    }
     rt.block_on(quire_ranking::serve(opts, async {
         let _ = tokio::signal::ctrl_c().await;
     }))?;

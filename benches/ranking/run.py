@@ -6,7 +6,8 @@ One run does, in order:
      31-leaf lambdarank model over the 29 features, registered as ltr@production, and
      requests.jsonl (100 BM25 candidates per request);
   2. `ranking-bench floor`: ONNX Runtime scoring the same 100-row matrices in process, one
-     single-threaded session, no HTTP;
+     single-threaded session, no HTTP: calls 2 ms apart once, back to back before each
+     repetition of step 3 and after the last (the goal takes the fastest);
   3. for each peer in turn (Quire: `ranking-bench serve`, the library entry point `quire serve
      ranking` runs; Python: `uvicorn python_peer:app --workers 2`), alternating which goes
      first on each repetition: start it, wait until ready, send the first requests and keep the
@@ -283,7 +284,10 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"| resident memory after the load (MiB) | {med(q, 'rss_mib'):.0f} | {med(p, 'rss_mib'):.0f} |",
         "",
         f"In-process floor (`OnnxScorer::score`, {floor['rows_per_call']} rows, one "
-        f"single-threaded session, no HTTP): p50 {floor_ms:.3f} ms, p99 "
+        f"single-threaded session, no HTTP; the fastest of {len(floor['p50_us_each'])} "
+        f"measurements, one before each repetition and one after the last, whose p50s were "
+        f"{min(floor['p50_us_each']) / 1000:.3f}–{max(floor['p50_us_each']) / 1000:.3f} ms): "
+        f"p50 {floor_ms:.3f} ms, p99 "
         f"{floor['score_us']['p99'] / 1000:.3f} ms (p99 / p50 "
         f"{floor['score_us']['p99'] / floor['score_us']['p50']:.2f}: the machine's own jitter, "
         f"with no HTTP and no other request). Features per request: "
@@ -355,18 +359,25 @@ def main() -> int:
     else:
         prep = run_json([args.bin, "prepare", "--dir", str(args.dir)])
         (args.dir / "prepare.json").write_text(json.dumps(prep))
-    floor = run_json([args.bin, "floor", "--dir", str(args.dir)])
-    # The same calls 2 ms apart: about how often each of the service's two scoring threads
-    # gets a request at half saturation, with the caches and the core going cold in between.
-    floor["spaced"] = run_json([args.bin, "floor", "--dir", str(args.dir), "--calls", "2000",
-                                "--gap-us", str(FLOOR_GAP_US)])["score_us"]
+    # The floor is measured before each repetition and after the last; the goal divides by the
+    # fastest of them, so that a slow moment of this shared machine cannot flatter the ratio.
+    floors = []
+    # The same calls 2 ms apart: about how often each scoring thread gets a request at half
+    # saturation, with the caches and the core going cold in between.
+    spaced = run_json([args.bin, "floor", "--dir", str(args.dir), "--calls", "2000",
+                       "--gap-us", str(FLOOR_GAP_US)])["score_us"]
     bodies = [l.encode() for l in (args.dir / "requests.jsonl").read_text().splitlines() if l.strip()]
 
     runs: dict[str, list[dict]] = {"quire": [], "python": []}
     for rep in range(args.reps):
+        floors.append(run_json([args.bin, "floor", "--dir", str(args.dir)]))
         order = ["quire", "python"] if rep % 2 == 0 else ["python", "quire"]
         for peer in order:
             runs[peer].append(measure(peer, args, args.port, bodies))
+    floors.append(run_json([args.bin, "floor", "--dir", str(args.dir)]))
+    floor = min(floors, key=lambda f: f["score_us"]["p50"])
+    floor["spaced"] = spaced
+    floor["p50_us_each"] = [f["score_us"]["p50"] for f in floors]
     diffs = compare(runs["quire"][0]["answers"], runs["python"][0]["answers"])
     md, data = report(prep, floor, runs, diffs, args)
     args.out.mkdir(parents=True, exist_ok=True)

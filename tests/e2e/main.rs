@@ -266,6 +266,25 @@ fn errors_are_one_line_and_name_the_file() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spend.csv: line 2: column channel"), "{err}");
+
+    let out = quire(
+        tmp.path(),
+        &[
+            "serve",
+            "ranking",
+            "--model",
+            "ltr@production",
+            "--scoring-threads",
+            "0",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--scoring-threads must be at least 1"),
+        "{err}"
+    );
 }
 
 /// `quire pipeline run` on a small simulated store (4 days, 300 users) under `w/`.

@@ -82,6 +82,10 @@ pub struct RankingArgs {
     /// Largest request body, in bytes
     #[arg(long, default_value_t = quire_ranking::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Scoring threads, one single-threaded ONNX Runtime session each: requests scored at
+    /// once (default: one more than the cores)
+    #[arg(long, default_value_t = quire_ranking::default_scoring_threads())]
+    scoring_threads: usize,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -169,11 +173,15 @@ fn serve_registry(a: RegistryServerArgs) -> Result<()> {
 }
 
 fn serve_ranking(a: RankingArgs) -> Result<()> {
+    if a.scoring_threads == 0 {
+        anyhow::bail!("--scoring-threads must be at least 1");
+    }
     let mut opts = quire_ranking::RankingOptions::new(a.model.clone(), a.registry.url()?);
     opts.listen = a.listen;
     opts.artifacts = a.registry.artifacts_dir()?;
     opts.poll_interval = Duration::from_secs(a.poll_seconds.max(1));
     opts.max_body_bytes = a.max_body_bytes;
+    opts.session_pool = a.scoring_threads;
     runtime()?
         .block_on(quire_ranking::serve(opts, shutdown_signal()))
         .with_context(|| format!("ranking service for {} on {}", a.model, a.listen))
