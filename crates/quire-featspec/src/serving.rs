@@ -5,20 +5,46 @@
 //! loaded snapshot: a dense index per book id, each book's [`BookColumns`] in one contiguous
 //! array, the title, author and genre tokens interned to integers in one contiguous arena. A
 //! request then costs one hash lookup per candidate, integer compares for the query–book overlaps
+//! (through a set of the query's tokens for a long query, so the cost stays linear)
 //! and the user's history looked up by name ([`PairFacts::lookup`], small maps), and
 //! [`assemble_parts`] — the function [`assemble`](crate::assemble) itself ends in. The equality
 //! with `assemble` is tested bit for bit below.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::snapshot::OnlineSnapshot;
 use crate::spec::{
     BookColumns, BookInfo, FeatureSpec, N_FEATURES, PairFacts, Request, UserProfile, UserView,
-    assemble_parts, overlap,
+    assemble_parts, overlap, overlap_share,
 };
 
 /// The interned id of a query token no book has: no field holds it, so it never overlaps.
 const UNKNOWN_TOKEN: u32 = u32::MAX;
+
+/// Query tokens from which a request's overlaps are counted through a set of them.
+const QUERY_SET_FROM: usize = 8;
+
+/// A request's query as interned token ids. [`overlap`] looks each query token up in the field
+/// (query × field compares per candidate); a long query is instead put in a set once and each
+/// field's tokens looked up in it, so a request's cost stays linear in its size whatever
+/// query it sends. The same count either way (the query's and the fields' tokens are distinct,
+/// and an unknown token is in no field), so the same bits.
+struct QueryIds {
+    ids: Vec<u32>,
+    set: Option<HashSet<u32>>,
+}
+
+impl QueryIds {
+    fn overlap(&self, field: &[u32]) -> f32 {
+        match &self.set {
+            None => overlap(&self.ids, field),
+            Some(set) => overlap_share(
+                field.iter().filter(|t| set.contains(t)).count(),
+                self.ids.len(),
+            ),
+        }
+    }
+}
 
 /// A book of the snapshot, resolved.
 #[derive(Debug)]
@@ -111,11 +137,15 @@ impl ServingTables {
         rows: &mut Vec<f32>,
     ) {
         let user = UserView::new(user_id.and_then(|u| self.users.get(u)));
-        let query: Vec<u32> = req
+        let ids: Vec<u32> = req
             .query_tokens()
             .iter()
             .map(|t| self.vocabulary.get(t).copied().unwrap_or(UNKNOWN_TOKEN))
             .collect();
+        let query = QueryIds {
+            set: (ids.len() > QUERY_SET_FROM).then(|| ids.iter().copied().collect()),
+            ids,
+        };
         let unknown = BookColumns::new(&self.spec, None, None);
         rows.reserve(req.len() * N_FEATURES);
         let mut n = 0;
@@ -125,13 +155,13 @@ impl ServingTables {
                 Some(b) => {
                     let [t, a, g, end] = b.spans.map(|s| s as usize);
                     let overlaps = [
-                        overlap(&query, &self.tokens[t..a]),
-                        overlap(&query, &self.tokens[a..g]),
-                        overlap(&query, &self.tokens[g..end]),
+                        query.overlap(&self.tokens[t..a]),
+                        query.overlap(&self.tokens[a..g]),
+                        query.overlap(&self.tokens[g..end]),
                     ];
                     (&b.columns, b.info.as_ref(), overlaps)
                 }
-                None => (&unknown, None, [overlap::<u32>(&query, &[]); 3]),
+                None => (&unknown, None, [query.overlap(&[]); 3]),
             };
             let pair = user.profile().map(|u| PairFacts::lookup(u, book_id, info));
             rows.extend_from_slice(&assemble_parts(
@@ -275,7 +305,8 @@ mod tests {
         fn serving_tables_compute_what_assemble_computes(
             seed in prop::collection::vec(0u32..40, 1..30),
             picks in prop::collection::vec(0usize..18, 1..40),
-            words in prop::collection::vec(0usize..11, 0..4),
+            // Up to 14 words: short queries and long ones (QueryIds' set).
+            words in prop::collection::vec(0usize..14, 0..15),
             user in 0usize..6,
             device in 0usize..4,
         ) {
@@ -290,10 +321,10 @@ mod tests {
                     _ => format!("nowhere_{p}"),
                 })
                 .collect();
-            // Title words, an author's and a genre's, and a word no book has.
+            // Title words, an author's and a genre's, and words no book has.
             let vocabulary = [
                 "dragon", "NIGHT", "sea", "war", "queen", "star", "hobb", "fiction", "history",
-                "unheard", "Saga",
+                "unheard", "Saga", "quill", "ember", "garden",
             ];
             let query: Vec<&str> = words.iter().map(|&w| vocabulary[w]).collect();
             let bm25 = (0..ids.len()).map(|i| (i * 7 % 5) as f32 - 1.0).collect();

@@ -100,19 +100,15 @@ impl FeatureSpec {
     }
 }
 
-/// Lowercase alphanumeric words of `text`, each once, in order of appearance.
+/// Lowercase alphanumeric words of `text`, each once, in order of appearance. Linear in the
+/// text: a query is whatever a request sends, up to the body limit.
 pub fn tokens(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for t in text
-        .split(|c: char| !c.is_alphanumeric())
+    let mut seen = std::collections::HashSet::new();
+    text.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
-    {
-        let t = t.to_lowercase();
-        if !out.contains(&t) {
-            out.push(t);
-        }
-    }
-    out
+        .map(str::to_lowercase)
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
 }
 
 /// The catalog facts of a book (from the books dimension); they do not change over time.
@@ -311,10 +307,19 @@ pub fn device_code(device: Option<&str>) -> f32 {
 /// can compare interned tokens: equal tokens must map to equal values and a query token absent
 /// from every field to a value no field holds.
 pub fn overlap<T: PartialEq>(query: &[T], field: &[T]) -> f32 {
-    if query.is_empty() {
+    overlap_share(
+        query.iter().filter(|t| field.contains(t)).count(),
+        query.len(),
+    )
+}
+
+/// What [`overlap`] gives when `found` of the query's `n` tokens are in the field: for a
+/// server that counts them another way (the same count, so the same bits).
+pub fn overlap_share(found: usize, n: usize) -> f32 {
+    if n == 0 {
         return 0.0;
     }
-    query.iter().filter(|t| field.contains(t)).count() as f32 / query.len() as f32
+    found as f32 / n as f32
 }
 
 fn opt(x: Option<f64>) -> f32 {

@@ -122,6 +122,7 @@ impl Follower {
                         version: old.version.to_string(),
                         run_id: old.run_id.clone(),
                     });
+                    retire(old);
                 }
                 info!(
                     model = %self.target,
@@ -151,5 +152,56 @@ impl Follower {
                 });
             }
         }
+    }
+}
+
+/// Frees a replaced version off the request path. Requests that started on it still hold it,
+/// and whichever let go last would free its ONNX Runtime sessions and tables (milliseconds):
+/// a request on its scoring thread before answering, or the follower on the runtime. Instead a
+/// blocking thread waits until it holds the last reference (no new one can be taken once the
+/// version is swapped out) and frees it there.
+fn retire<T: Send + Sync + 'static>(old: Arc<T>) {
+    tokio::task::spawn_blocking(move || {
+        while Arc::strong_count(&old) > 1 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(old);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::thread::ThreadId;
+
+    use super::*;
+
+    /// Records the thread it is dropped on.
+    struct Droppy(Arc<Mutex<Option<ThreadId>>>);
+
+    impl Drop for Droppy {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(std::thread::current().id());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retired_version_is_freed_off_the_request_once_its_requests_are_done() {
+        let dropped_on = Arc::new(Mutex::new(None));
+        let old = Arc::new(Droppy(dropped_on.clone()));
+        let held_by_a_request = old.clone();
+        retire(old);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(dropped_on.lock().unwrap().is_none(), "freed while in use");
+        // The request ends: its reference goes, but the freeing is not its to do.
+        let request_thread = std::thread::current().id();
+        drop(held_by_a_request);
+        assert!(dropped_on.lock().unwrap().is_none(), "freed by the request");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dropped_on.lock().unwrap().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let on = dropped_on.lock().unwrap().expect("freed");
+        assert_ne!(on, request_thread);
     }
 }

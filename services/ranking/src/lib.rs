@@ -45,8 +45,10 @@
 //!
 //! # Errors
 //! `/v1/…` errors are `{"error": {"code", "message"}}`; the `x-request-id` header of every
-//! answer carries the request id (the body's `request_id`, else the request's `x-request-id`
-//! header, else a generated UUID, which `/v1/rank` also puts in its answer).
+//! `/v1/rank` and `/v1/features` answer carries the request id (the body's `request_id`, else
+//! the request's `x-request-id` header, else a generated UUID, which `/v1/rank` also puts in
+//! its answer; an id that is no valid header value, such as one with non-ASCII characters, is
+//! only in the body). `/v2` answers carry the protocol's own `id`.
 //!
 //! | status | code | when |
 //! |---|---|---|
@@ -54,7 +56,6 @@
 //! | 400 | `invalid_request` | wrong types, missing fields (`query`, `candidates`, `book_id`, `bm25`) |
 //! | 400 | `no_candidates`, `too_many_candidates` | 0 or more than [`RankingOptions::max_candidates`] candidates |
 //! | 400 | `non_finite_number` | a `bm25` that is not a finite 32-bit float (JSON has no NaN; `1e39` overflows) |
-//! | 400 | `invalid_top_k` | `top_k` = 0 |
 //! | 413 | `payload_too_large` | a body over [`RankingOptions::max_body_bytes`] |
 //! | 503 | `model_not_loaded` | no version loaded yet |
 //! | 404, 405 | `not_found`, `method_not_allowed` | another path or method |

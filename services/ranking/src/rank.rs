@@ -136,12 +136,6 @@ fn check(req: &RankRequest<'_>, max_candidates: usize) -> Result<(), ApiError> {
             ),
         ));
     }
-    if req.top_k == Some(0) {
-        return Err(ApiError::bad_request(
-            "invalid_top_k",
-            "`top_k` must be 1 or more (leave it out for every candidate)".to_owned(),
-        ));
-    }
     Ok(())
 }
 
@@ -355,7 +349,8 @@ mod tests {
                 r#"{{"query": "q", "candidates": [{{"book_id": "a", "bm25": 1}}], "top_k": {k}}}"#
             )
         };
-        assert_eq!(code(&with_top_k("0")), "invalid_top_k");
+        // Optional, default all: 0 is well-formed (the best none).
+        assert!(parse(with_top_k("0").as_bytes(), 3).is_ok());
         assert_eq!(code(&with_top_k("-1")), "invalid_request");
         assert_eq!(code(&with_top_k("1.5")), "invalid_request");
         assert!(parse(with_top_k("null").as_bytes(), 3).is_ok());

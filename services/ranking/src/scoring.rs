@@ -57,7 +57,11 @@ impl ScoringPool {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
-            // The caller may have gone (client disconnected): nothing to answer then.
+            // A caller that has gone (the client hung up or timed out while the job waited)
+            // wants no answer: skip its work, which would only delay the requests behind it.
+            if tx.is_closed() {
+                return;
+            }
             let _ = tx.send(work());
         });
         // The receiving threads live as long as the pool, so sending cannot fail; if it did,
@@ -96,5 +100,24 @@ mod tests {
             threads.insert(name);
         }
         assert_eq!(threads.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_work_of_a_caller_that_has_gone_is_skipped() {
+        let pool = ScoringPool::new(1).unwrap();
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The one thread is busy while the next job waits; its caller gives up meanwhile.
+        let busy = pool.run(|| std::thread::sleep(std::time::Duration::from_millis(50)));
+        let flag = ran.clone();
+        drop(pool.run(move || flag.store(true, std::sync::atomic::Ordering::SeqCst)));
+        busy.await.unwrap();
+        pool.run(|| ()).await.unwrap();
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        // A caller that waits gets its work done.
+        let flag = ran.clone();
+        pool.run(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
+            .await
+            .unwrap();
+        assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
