@@ -41,8 +41,11 @@ pub fn stage_events(raw: LazyFrame) -> LazyFrame {
 }
 
 /// [`stage_events`] over only the events of the given types (the type filter is applied
-/// before deduplication, so the scan reads and deduplicates only those rows; the copies of an
-/// `event_id` are copies of one event, hence of one type).
+/// before deduplication, so the scan reads and deduplicates only those rows). The same as
+/// filtering after deduplication while the copies of an `event_id` are of one type: the lake
+/// holds each `event_id` once (`quire_lake` drops a repeat at ingest, whatever its type), and
+/// the live path deduplicates by id across types before any frame is built. A frame given
+/// directly with one id under two types would keep one copy per type here.
 pub(crate) fn staged_of(raw: LazyFrame, types: &[&str]) -> LazyFrame {
     let types = Series::new("types".into(), types);
     stage_events(raw.filter(col("event_type").is_in(lit(types).implode(false), false)))
