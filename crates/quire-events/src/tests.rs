@@ -198,6 +198,36 @@ fn id_too_long_or_empty() {
 }
 
 #[test]
+fn references_have_no_length_limit_but_are_not_empty() {
+    // The contract limits only `event_id` and `user_id` to 1..128 characters.
+    let long = "x".repeat(300);
+    let mut v = with(
+        "order_returned",
+        json!({"order_id": long, "refund_amount": 2.5}),
+    );
+    let e = crate::parse_line(&v.to_string()).expect("a 300-character order_id is valid");
+    assert!(
+        matches!(e.payload, Payload::OrderReturned { ref order_id, .. } if order_id.len() == 300)
+    );
+    v["order_id"] = json!("");
+    rejects(v, "order_returned.order_id: must be a non-empty string");
+    let v = with(
+        "recommendation_shown",
+        json!({"module": "similar", "book_ids": ["bk_1", ""]}),
+    );
+    rejects(
+        v,
+        "recommendation_shown.book_ids[1]: must be a non-empty string",
+    );
+    let v = with(
+        "search_performed",
+        json!({"search_id": "s".repeat(200), "query": "q", "results_count": 1,
+               "ranker": "bm25", "results": ["b".repeat(200)]}),
+    );
+    assert!(crate::parse_line(&v.to_string()).is_ok());
+}
+
+#[test]
 fn wrong_type() {
     let mut v = envelope("checkout_started");
     v["user_id"] = json!(42);

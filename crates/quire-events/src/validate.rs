@@ -75,14 +75,14 @@ fn payload(event_type: EventType, f: &Fields<'_>) -> Result<Payload, Invalid> {
             page: f.enumerated("page", Page::parse, Page::expected)?,
         },
         EventType::ProductView => Payload::ProductView {
-            book_id: f.id("book_id")?,
+            book_id: f.key("book_id")?,
             via: f.enumerated("via", Via::parse, Via::expected)?,
         },
         EventType::ReviewViewed => Payload::ReviewViewed {
-            book_id: f.id("book_id")?,
+            book_id: f.key("book_id")?,
         },
         EventType::SearchPerformed => {
-            let results = f.id_array("results", 0)?;
+            let results = f.key_array("results", 0)?;
             let result_scores = f.opt_number_array("result_scores")?;
             if let Some(scores) = &result_scores
                 && scores.len() != results.len()
@@ -97,7 +97,7 @@ fn payload(event_type: EventType, f: &Fields<'_>) -> Result<Payload, Invalid> {
                 ));
             }
             Payload::SearchPerformed {
-                search_id: f.id("search_id")?,
+                search_id: f.key("search_id")?,
                 query: f.string("query")?.to_owned(),
                 results_count: f.integer("results_count", 0)?,
                 ranker: f.enumerated("ranker", Ranker::parse, Ranker::expected)?,
@@ -106,31 +106,31 @@ fn payload(event_type: EventType, f: &Fields<'_>) -> Result<Payload, Invalid> {
             }
         }
         EventType::SearchResultClicked => Payload::SearchResultClicked {
-            search_id: f.id("search_id")?,
-            book_id: f.id("book_id")?,
+            search_id: f.key("search_id")?,
+            book_id: f.key("book_id")?,
             position: f.integer("position", 1)?,
         },
         EventType::RecommendationShown => Payload::RecommendationShown {
             module: f.enumerated("module", Module::parse, Module::expected)?,
-            book_ids: f.id_array("book_ids", 1)?,
+            book_ids: f.key_array("book_ids", 1)?,
         },
         EventType::RecommendationClicked => Payload::RecommendationClicked {
             module: f.enumerated("module", Module::parse, Module::expected)?,
-            book_id: f.id("book_id")?,
+            book_id: f.key("book_id")?,
             position: f.integer("position", 1)?,
         },
         EventType::AddToCart => Payload::AddToCart {
-            book_id: f.id("book_id")?,
+            book_id: f.key("book_id")?,
             quantity: f.integer("quantity", 1)?,
             unit_price: f.non_negative("unit_price")?,
         },
         EventType::RemoveFromCart => Payload::RemoveFromCart {
-            book_id: f.id("book_id")?,
+            book_id: f.key("book_id")?,
             quantity: f.integer("quantity", 1)?,
         },
         EventType::CheckoutStarted => Payload::CheckoutStarted,
         EventType::OrderPlaced => Payload::OrderPlaced {
-            order_id: f.id("order_id")?,
+            order_id: f.key("order_id")?,
             items: order_items(f)?,
             total_price: f.non_negative("total_price")?,
             discount: f.opt_non_negative("discount")?.unwrap_or(0.0),
@@ -138,7 +138,7 @@ fn payload(event_type: EventType, f: &Fields<'_>) -> Result<Payload, Invalid> {
             fees: f.opt_non_negative("fees")?.unwrap_or(0.0),
         },
         EventType::OrderReturned => Payload::OrderReturned {
-            order_id: f.id("order_id")?,
+            order_id: f.key("order_id")?,
             refund_amount: f.positive("refund_amount")?,
         },
     })
@@ -161,7 +161,7 @@ fn order_items(f: &Fields<'_>) -> Result<Vec<OrderItem>, Invalid> {
                 prefix: format!("{}{path}.", f.prefix),
             };
             Ok(OrderItem {
-                book_id: g.id("book_id")?,
+                book_id: g.key("book_id")?,
                 quantity: g.integer("quantity", 1)?,
                 unit_price: g.non_negative("unit_price")?,
             })
@@ -207,9 +207,18 @@ impl Fields<'_> {
             .transpose()
     }
 
+    /// An envelope id (`event_id`, `user_id`): 1 to [`MAX_ID_CHARS`] characters.
     fn id(&self, field: &str) -> Result<String, Invalid> {
         let s = self.string(field)?;
         check_id(s).map_err(|rule| self.invalid(field, rule))?;
+        Ok(s.to_owned())
+    }
+
+    /// A reference to a book, order or search: the contract gives it no length, so any
+    /// non-empty string (decided: an empty one names nothing).
+    fn key(&self, field: &str) -> Result<String, Invalid> {
+        let s = self.string(field)?;
+        check_key(s).map_err(|rule| self.invalid(field, rule))?;
         Ok(s.to_owned())
     }
 
@@ -315,7 +324,8 @@ impl Fields<'_> {
             .ok_or_else(|| self.invalid(field, "must be an array"))
     }
 
-    fn id_array(&self, field: &str, min_len: usize) -> Result<Vec<String>, Invalid> {
+    /// An array of [`Self::key`]s, at least `min_len` of them.
+    fn key_array(&self, field: &str, min_len: usize) -> Result<Vec<String>, Invalid> {
         let list = self.array(field)?;
         if list.len() < min_len {
             return Err(self.invalid(field, format!("must have at least {min_len} item")));
@@ -327,7 +337,7 @@ impl Fields<'_> {
                 let s = v
                     .as_str()
                     .ok_or_else(|| self.invalid(&path, "must be a string"))?;
-                check_id(s).map_err(|rule| self.invalid(&path, rule))?;
+                check_key(s).map_err(|rule| self.invalid(&path, rule))?;
                 Ok(s.to_owned())
             })
             .collect()
@@ -348,6 +358,14 @@ impl Fields<'_> {
             })
             .collect::<Result<_, _>>()
             .map(Some)
+    }
+}
+
+fn check_key(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() {
+        Err("must be a non-empty string")
+    } else {
+        Ok(())
     }
 }
 
