@@ -298,13 +298,13 @@ async fn live() -> Response {
     json_response(StatusCode::OK, json!({"live": true}).to_string())
 }
 
+/// The protocol's readiness answers: "a 200 status code indicating true and a 4xx status code
+/// indicating false" (not a 5xx, which clients take for a failing server): 400, as Triton.
+const NOT_READY: StatusCode = StatusCode::BAD_REQUEST;
+
 async fn server_ready(State(state): State<Arc<AppState>>) -> Response {
     let ready = state.model.load().is_some();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { NOT_READY };
     json_response(status, json!({"ready": ready}).to_string())
 }
 
@@ -318,10 +318,7 @@ async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String
             StatusCode::OK,
             json!({"name": m.name, "version": m.version.to_string(), "ready": true}).to_string(),
         ),
-        None => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"name": name, "ready": false}).to_string(),
-        ),
+        None => json_response(NOT_READY, json!({"name": name, "ready": false}).to_string()),
     }
 }
 

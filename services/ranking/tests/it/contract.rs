@@ -307,10 +307,16 @@ async fn not_ready_until_the_alias_points_at_a_version() {
     // Even a bad request: nothing can be served yet.
     let a = svc.post("/v1/rank", "{").await;
     assert_eq!(a.status, 503);
+    // The protocol's readiness is a 4xx when false.
     let a = svc.get("/v2/health/ready").await;
     assert_eq!(
         (a.status.as_u16(), &a.body),
-        (503, &json!({"ready": false}))
+        (400, &json!({"ready": false}))
+    );
+    let a = svc.get("/v2/models/ltr/ready").await;
+    assert_eq!(
+        (a.status.as_u16(), &a.body),
+        (400, &json!({"name": "ltr", "ready": false}))
     );
     let a = svc.get("/v2/models/ltr").await;
     assert_eq!(a.status, 503);
