@@ -285,6 +285,23 @@ fn errors_are_one_line_and_name_the_file() {
         err.contains("--scoring-threads must be at least 1"),
         "{err}"
     );
+
+    // Errors whose text has several lines are one line too: clap's, a TOML parse error's.
+    let out = quire(tmp.path(), &["ingest", "--no-such-flag"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--no-such-flag"), "{err}");
+    fs::write(tmp.path().join("bad.toml"), "[ltr\nname = 1\n").expect("write");
+    let out = quire(tmp.path(), &["train", "--config", "bad.toml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("bad.toml"), "{err}");
+    // Help is still clap's, on stdout, with success.
+    let out = quire(tmp.path(), &["train", "--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--config"));
 }
 
 /// `quire pipeline run` on a small simulated store (4 days, 300 users) under `w/`.
@@ -487,6 +504,24 @@ fn train_runs_and_models_commands() {
             .contains("num_leaves = 15")
     );
     assert_eq!(shown["data"]["params"]["ltr.lightgbm.num_leaves"], "15");
+    // Each metric `quire train` printed is the run's latest value in the registry, those with
+    // a per-iteration history (valid_*) included.
+    let latest: std::collections::BTreeMap<&str, f64> = shown["data"]["metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .map(|m| {
+            (
+                m["key"].as_str().expect("key"),
+                m["value"].as_f64().expect("value"),
+            )
+        })
+        .collect();
+    let printed = m.as_object().expect("metrics");
+    assert!(printed.keys().any(|k| k.starts_with("valid_")), "{m}");
+    for (k, v) in printed {
+        assert_eq!(latest.get(k.as_str()).copied(), v.as_f64(), "{k}");
+    }
     let listed = quire_json(
         dir,
         &[
@@ -674,6 +709,28 @@ fn recs_publish_from_the_registry_to_redis() {
         .map(|s| s["step"].as_str().expect("step"))
         .collect();
     assert_eq!(steps.last(), Some(&"publish recs"), "{steps:?}");
+
+    // The CF trainer learns from `data.from` on: a window after every event has nothing.
+    let mut future = fs::read_to_string(&cf).expect("read cf.toml");
+    future.push_str("[data]\nfrom = \"2100-01-01\"\n");
+    fs::write(dir.join("cf_future.toml"), future).expect("write");
+    let out = quire(
+        dir,
+        &[
+            "train",
+            "--config",
+            "cf_future.toml",
+            "--lake",
+            "w/lake",
+            "--registry",
+            &reg,
+            "--artifacts",
+            "art",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0 training and 0 test interactions"), "{err}");
 
     let set = redis.cli(&["GET", "quire:recs:current"]);
     assert!(set.contains("-cf-v1"), "{set}");

@@ -30,8 +30,14 @@ pub async fn resolve(registry: &Registry, spec: &str) -> Result<ModelVersion> {
     Ok(match alias {
         Some(alias) => registry.get_version_by_alias(name, alias).await?,
         None => {
-            let latest = registry.get_registered_model(name).await?.latest_version;
-            registry.get_model_version(name, latest).await?
+            // The highest version there is: the model's `latest_version` counts the numbers
+            // handed out, also those of deleted versions.
+            registry.get_registered_model(name).await?;
+            registry
+                .search_model_versions(Some(name), None)
+                .await?
+                .pop()
+                .ok_or_else(|| Error::Data(format!("model `{name}` has no versions")))?
         }
     })
 }
@@ -76,4 +82,39 @@ pub async fn load_cf(registry: &Registry, store: &ArtifactStore, spec: &str) -> 
         model,
         index,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use quire_registry::NewModelVersion;
+
+    use super::*;
+
+    #[test]
+    fn without_an_alias_the_highest_existing_version_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let reg = Registry::connect(&url).await.unwrap();
+            reg.create_registered_model("cf", "").await.unwrap();
+            let err = resolve(&reg, "cf").await.unwrap_err();
+            assert!(err.to_string().contains("has no versions"), "{err}");
+            for _ in 0..3 {
+                let v = NewModelVersion {
+                    name: "cf".into(),
+                    ..NewModelVersion::default()
+                };
+                reg.create_model_version(&v).await.unwrap();
+            }
+            assert_eq!(resolve(&reg, "cf").await.unwrap().version, 3);
+            // The newest deleted: the counter says 3, the latest there is is 2.
+            reg.delete_model_version("cf", 3, "test").await.unwrap();
+            assert_eq!(resolve(&reg, "cf").await.unwrap().version, 2);
+            assert!(resolve(&reg, "nope").await.is_err());
+        });
+    }
 }

@@ -12,7 +12,10 @@ use crate::{Error, Locations, ModelRef, Progress, Result, TrainReport};
 
 /// What a trainer hands back to be registered.
 pub(crate) struct Trained {
-    /// Final metrics (logged at step 0) and per-iteration histories (key, step, value).
+    /// Final metrics and per-iteration histories (key, step, value). The final ones are logged
+    /// one step past the last iteration, as MLflow's LightGBM autologging does, so that a key
+    /// with a history (`valid_ndcg_at_5`: every iteration, then the best iteration's value,
+    /// which the kept model has) reads as the final value where the latest is shown.
     pub metrics: Vec<(String, f64)>,
     pub history: Vec<(String, i64, f64)>,
     /// Params beyond the config (data sizes, versions).
@@ -129,11 +132,12 @@ pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Re
                 step: *step,
             })
             .collect();
+        let final_step = trained.history.iter().map(|h| h.1 + 1).max().unwrap_or(0);
         metrics.extend(trained.metrics.iter().map(|(k, v)| Metric {
             key: k.clone(),
             value: *v,
             timestamp: ts,
-            step: 0,
+            step: final_step,
         }));
         for chunk in metrics.chunks(1000) {
             rt.block_on(registry.log_batch(&run_id, chunk, &[], &[]))?;

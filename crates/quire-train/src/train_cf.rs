@@ -39,7 +39,7 @@ pub(crate) fn run(cfg: &TrainConfig, loc: &Locations, progress: &dyn Progress) -
         return Err(Error::Config("has no [cf] table".into()));
     };
     progress.stage("features");
-    let (_, raw) = crate::train_ltr::lake_events(cfg, loc)?;
+    let raw = crate::train_ltr::lake_events_in_window(cfg, loc)?;
     let data: CfData = build_cf(raw, c.weights, c.test_days)?;
     let (nu, nb) = (data.users.len(), data.books.len());
     if data.train.is_empty() || data.test.is_empty() {

@@ -140,6 +140,8 @@ fn split_rows(rows: &DataFrame, l: &LtrConfig) -> Result<(Split, Split, Split, u
 }
 
 /// The lake and its events up to the config's `data.to` (inclusive).
+/// The lake's events up to `data.to` (the LTR set keeps earlier ones before `data.from`: they
+/// are the history its features are computed from).
 pub(crate) fn lake_events(cfg: &TrainConfig, loc: &Locations) -> Result<(Lake, LazyFrame)> {
     let lake = Lake::open(&loc.lake)?;
     let mut raw = lake.scan_events()?;
@@ -148,6 +150,20 @@ pub(crate) fn lake_events(cfg: &TrainConfig, loc: &Locations) -> Result<(Lake, L
         raw = raw.filter(col("event_timestamp").cast(DataType::Int64).lt(lit(end)));
     }
     Ok((lake, raw))
+}
+
+/// The lake's events from `data.from` to `data.to`, both inclusive (the CF matrices, which
+/// have no history before the window).
+pub(crate) fn lake_events_in_window(cfg: &TrainConfig, loc: &Locations) -> Result<LazyFrame> {
+    let (_, mut raw) = lake_events(cfg, loc)?;
+    if let Some(from) = cfg.data.from {
+        raw = raw.filter(
+            col("event_timestamp")
+                .cast(DataType::Int64)
+                .gt_eq(lit(day_start_ms(from))),
+        );
+    }
+    Ok(raw)
 }
 
 pub(crate) fn run(

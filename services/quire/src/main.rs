@@ -101,16 +101,34 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print as clap prints them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("quire: {}", one_line(&e.to_string()));
+            return ExitCode::FAILURE;
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of contexts, outermost first.
-            let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+            // The chain of contexts, outermost first.
+            let msg: Vec<String> = e.chain().map(|c| one_line(&c.to_string())).collect();
             eprintln!("quire: {}", msg.join(": "));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `text`'s non-blank lines, trimmed and joined with "; ": errors are one line on stderr
+/// (cli.md), also those whose text has several (a TOML parse error's snippet, clap's usage).
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn run(cli: Cli) -> Result<()> {
