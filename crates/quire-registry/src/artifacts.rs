@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
 
@@ -61,32 +62,51 @@ impl ArtifactStore {
         let size = i64::try_from(bytes.len()).map_err(|_| {
             Error::InvalidParameter(format!("artifact of {} bytes is too large", bytes.len()))
         })?;
-        if tokio::fs::try_exists(&path)
-            .await
-            .map_err(|e| Error::io(&path, e))?
-        {
-            return Ok(ArtifactRef {
-                uri: file_uri(&path),
-                sha256,
-                size,
-            });
+        // The same content may be stored already: reuse it only if it still hashes right (a
+        // file damaged on disk would otherwise be registered again for every new version).
+        match tokio::fs::read(&path).await {
+            Ok(stored) if hex::encode(Sha256::digest(&stored)) == sha256 => {
+                return Ok(ArtifactRef {
+                    uri: file_uri(&path),
+                    sha256,
+                    size,
+                });
+            }
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "a stored artifact does not match its digest: writing it again")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
         }
         let dir = path.parent().unwrap_or(&self.root);
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|e| Error::io(dir, e))?;
-        // Write beside the target, then rename: readers never see a partial file.
+        // Write beside the target, flush it to disk, then rename and flush the directory:
+        // readers never see a partial file, and once `put` returns (and a version that names
+        // the artifact is committed) the bytes survive a crash too.
         let tmp = dir.join(format!(
             ".{}.{}.tmp",
             &sha256[2..],
             uuid::Uuid::new_v4().simple()
         ));
-        tokio::fs::write(&tmp, bytes)
+        let mut file = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| Error::io(&tmp, e))?;
+        file.write_all(bytes)
+            .await
+            .map_err(|e| Error::io(&tmp, e))?;
+        file.sync_all().await.map_err(|e| Error::io(&tmp, e))?;
+        drop(file);
         tokio::fs::rename(&tmp, &path)
             .await
             .map_err(|e| Error::io(&path, e))?;
+        tokio::fs::File::open(dir)
+            .await
+            .map_err(|e| Error::io(dir, e))?
+            .sync_all()
+            .await
+            .map_err(|e| Error::io(dir, e))?;
         Ok(ArtifactRef {
             uri: file_uri(&path),
             sha256,
@@ -153,6 +173,26 @@ pub fn local_path(uri: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_stored_copy_is_written_again_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store = ArtifactStore::open(dir.path()).await.unwrap();
+            let first = store.put(b"model bytes").await.unwrap();
+            // A crash left the stored file truncated.
+            let path = local_path(&first.uri).unwrap();
+            std::fs::write(&path, b"model").unwrap();
+            assert!(store.get(&first).await.is_err());
+            let again = store.put(b"model bytes").await.unwrap();
+            assert_eq!(again, first);
+            assert_eq!(store.get(&again).await.unwrap(), b"model bytes");
+        });
+    }
 
     #[test]
     fn local_path_requires_absolute_file_uri() {
