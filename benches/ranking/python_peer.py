@@ -166,7 +166,7 @@ class RankRequest(BaseModel):
     user_id: Optional[str] = None
     device: Optional[str] = None
     candidates: list[Candidate] = Field(min_length=1, max_length=1000)
-    top_k: Optional[int] = Field(default=None, ge=1)
+    top_k: Optional[int] = Field(default=None, ge=0)
 
 
 def features(req):

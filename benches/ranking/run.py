@@ -362,8 +362,8 @@ def main() -> int:
     # The floor is measured before each repetition and after the last; the goal divides by the
     # fastest of them, so that a slow moment of this shared machine cannot flatter the ratio.
     floors = []
-    # The same calls 2 ms apart: about how often each scoring thread gets a request at half
-    # saturation, with the caches and the core going cold in between.
+    # The same calls 2 ms apart: idle gaps like those of the service at half saturation (about
+    # 1 ms between requests, 2-3 ms between one scoring thread's), caches cooling in between.
     spaced = run_json([args.bin, "floor", "--dir", str(args.dir), "--calls", "2000",
                        "--gap-us", str(FLOOR_GAP_US)])["score_us"]
     bodies = [l.encode() for l in (args.dir / "requests.jsonl").read_text().splitlines() if l.strip()]

@@ -288,10 +288,18 @@ fn errors_are_one_line_and_name_the_file() {
 
     // Errors whose text has several lines are one line too: clap's, a TOML parse error's.
     let out = quire(tmp.path(), &["ingest", "--no-such-flag"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--no-such-flag"), "{err}");
+    // A missing subcommand shows the help, as clap does.
+    let out = quire(tmp.path(), &["serve"]);
+    assert!(!out.status.success());
+    let help = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        help.contains("ranking") && help.lines().count() > 3,
+        "{help}"
+    );
     fs::write(tmp.path().join("bad.toml"), "[ltr\nname = 1\n").expect("write");
     let out = quire(tmp.path(), &["train", "--config", "bad.toml"]);
     assert!(!out.status.success());

@@ -22,7 +22,7 @@ use crate::spec::{
 const UNKNOWN_TOKEN: u32 = u32::MAX;
 
 /// Query tokens from which a request's overlaps are counted through a set of them.
-const QUERY_SET_FROM: usize = 8;
+const QUERY_SET_FROM: usize = 9;
 
 /// A request's query as interned token ids. [`overlap`] looks each query token up in the field
 /// (query × field compares per candidate); a long query is instead put in a set once and each
@@ -86,9 +86,16 @@ impl ServingTables {
                     .into_iter()
                     .enumerate()
                 {
+                    let start = tokens.len();
                     for t in field {
                         let next = vocabulary.len() as u32;
-                        tokens.push(*vocabulary.entry(t.clone()).or_insert(next));
+                        let id = *vocabulary.entry(t.clone()).or_insert(next);
+                        // Each token once per field, as `tokens` gives them: counting a field's
+                        // tokens in the query's set ([`QueryIds`]) then counts each once, as
+                        // `overlap` does, also for a snapshot whose fields repeat a token.
+                        if !tokens[start..].contains(&id) {
+                            tokens.push(id);
+                        }
                     }
                     spans[k + 1] = tokens.len() as u32;
                 }
@@ -143,7 +150,7 @@ impl ServingTables {
             .map(|t| self.vocabulary.get(t).copied().unwrap_or(UNKNOWN_TOKEN))
             .collect();
         let query = QueryIds {
-            set: (ids.len() > QUERY_SET_FROM).then(|| ids.iter().copied().collect()),
+            set: (ids.len() >= QUERY_SET_FROM).then(|| ids.iter().copied().collect()),
             ids,
         };
         let unknown = BookColumns::new(&self.spec, None, None);
@@ -321,7 +328,8 @@ mod tests {
                     _ => format!("nowhere_{p}"),
                 })
                 .collect();
-            // Title words, an author's and a genre's, and words no book has.
+            // Title words, an author's and a genre's, and words no book has (unheard, quill,
+            // ember).
             let vocabulary = [
                 "dragon", "NIGHT", "sea", "war", "queen", "star", "hobb", "fiction", "history",
                 "unheard", "Saga", "quill", "ember", "garden",
@@ -379,6 +387,29 @@ mod tests {
             "already_bought",
         ] {
             assert!(seen[col(name)], "{name} never non-zero");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_field_that_repeats_a_token_overlaps_as_assemble_says() {
+        let mut snap = snapshot(&[1, 2, 3]);
+        let (info, _) = snap.tables.books.get_mut("bk_0").unwrap();
+        info.title_tokens = ["sea", "sea", "night", "sea"].map(String::from).to_vec();
+        let tables = ServingTables::new(snap.clone());
+        let ids = vec!["bk_0".to_owned()];
+        // Short (slice) and long (set) queries.
+        for q in [
+            "sea",
+            "sea night war queen star hobb fiction history unheard quill",
+        ] {
+            let req = Request::new(q, None, vec![1.0]);
+            let mut rows = Vec::new();
+            tables.features(&req, None, ids.iter().map(String::as_str), &mut rows);
+            assert_eq!(
+                bits(&rows),
+                bits(&assembled(&snap, &req, None, &ids)),
+                "{q}"
+            );
         }
     }
 

@@ -90,23 +90,23 @@ impl ArtifactStore {
             &sha256[2..],
             uuid::Uuid::new_v4().simple()
         ));
-        let mut file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| Error::io(&tmp, e))?;
-        file.write_all(bytes)
-            .await
-            .map_err(|e| Error::io(&tmp, e))?;
-        file.sync_all().await.map_err(|e| Error::io(&tmp, e))?;
-        drop(file);
+        let written = async {
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            file.write_all(bytes).await?;
+            file.sync_all().await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(Error::io(&tmp, e));
+        }
         tokio::fs::rename(&tmp, &path)
             .await
             .map_err(|e| Error::io(&path, e))?;
-        tokio::fs::File::open(dir)
-            .await
-            .map_err(|e| Error::io(dir, e))?
-            .sync_all()
-            .await
-            .map_err(|e| Error::io(dir, e))?;
+        // The rename, and the `sha256/` and `sha256/xx/` directories if just made.
+        for d in [dir, dir.parent().unwrap_or(&self.root), &self.root] {
+            sync_dir(d).await?;
+        }
         Ok(ArtifactRef {
             uri: file_uri(&path),
             sha256,
@@ -151,6 +151,27 @@ impl ArtifactStore {
             .join("sha256")
             .join(&sha256[..2])
             .join(&sha256[2..]))
+    }
+}
+
+/// Flushes a directory's entries to disk. Filesystems that cannot (EINVAL: some network and
+/// FUSE mounts) are left as they are: the file itself was flushed.
+async fn sync_dir(dir: &Path) -> Result<()> {
+    if cfg!(not(unix)) {
+        return Ok(());
+    }
+    let synced = async { tokio::fs::File::open(dir).await?.sync_all().await }.await;
+    match synced {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(Error::io(dir, e)),
     }
 }
 

@@ -1118,6 +1118,22 @@ impl Registry {
         self.version_from_row(row).await
     }
 
+    /// The highest version `name` has (its `latest_version` counts the numbers handed out,
+    /// deleted versions' too); `None` when it has none.
+    pub async fn newest_version(&self, name: &str) -> Result<Option<ModelVersion>> {
+        let row = sqlx::query_as::<_, VersionRow>(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions WHERE name = $1 \
+             ORDER BY version DESC LIMIT 1"
+        )))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.version_from_row(row).await?)),
+            None => Ok(None),
+        }
+    }
+
     async fn version_from_row(&self, row: VersionRow) -> Result<ModelVersion> {
         let tags = sqlx::query(
             "SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2",

@@ -30,13 +30,11 @@ pub async fn resolve(registry: &Registry, spec: &str) -> Result<ModelVersion> {
     Ok(match alias {
         Some(alias) => registry.get_version_by_alias(name, alias).await?,
         None => {
-            // The highest version there is: the model's `latest_version` counts the numbers
-            // handed out, also those of deleted versions.
+            // The highest version there is (not the model's `latest_version`, a counter).
             registry.get_registered_model(name).await?;
             registry
-                .search_model_versions(Some(name), None)
+                .newest_version(name)
                 .await?
-                .pop()
                 .ok_or_else(|| Error::Data(format!("model `{name}` has no versions")))?
         }
     })

@@ -83,7 +83,15 @@ pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Re
     let experiment = match rt.block_on(registry.get_experiment_by_name(&cfg.experiment)) {
         Ok(e) => e.experiment_id,
         Err(quire_registry::Error::NotFound { .. }) => {
-            rt.block_on(registry.create_experiment(&cfg.experiment, None))?
+            match rt.block_on(registry.create_experiment(&cfg.experiment, None)) {
+                Ok(id) => id,
+                // Another run created it meanwhile (two first runs at once): use that one.
+                Err(quire_registry::Error::AlreadyExists { .. }) => {
+                    rt.block_on(registry.get_experiment_by_name(&cfg.experiment))?
+                        .experiment_id
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Err(e) => return Err(e.into()),
     };

@@ -139,9 +139,8 @@ fn split_rows(rows: &DataFrame, l: &LtrConfig) -> Result<(Split, Split, Split, u
     Ok((train, valid, test, total_searches))
 }
 
-/// The lake and its events up to the config's `data.to` (inclusive).
-/// The lake's events up to `data.to` (the LTR set keeps earlier ones before `data.from`: they
-/// are the history its features are computed from).
+/// The lake and its events up to the config's `data.to` (inclusive). The LTR set keeps the
+/// events before `data.from` too: they are the history its features are computed from.
 pub(crate) fn lake_events(cfg: &TrainConfig, loc: &Locations) -> Result<(Lake, LazyFrame)> {
     let lake = Lake::open(&loc.lake)?;
     let mut raw = lake.scan_events()?;

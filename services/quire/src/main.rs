@@ -103,11 +103,20 @@ fn main() -> ExitCode {
         .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // --help and --version print as clap prints them.
-        Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
+            use clap::error::ErrorKind;
+            // Help (asked for, or shown for a missing subcommand) and --version print as clap
+            // prints them; a usage error is one line, with clap's exit status (2).
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
             eprintln!("quire: {}", one_line(&e.to_string()));
-            return ExitCode::FAILURE;
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
     match run(cli) {

@@ -551,7 +551,7 @@ pub fn models(a: ModelsArgs) -> Result<()> {
                     return print_json(&m);
                 }
                 println!(
-                    "{} (latest version {}) {}",
+                    "{} ({} versions created) {}",
                     m.name, m.latest_version, m.description
                 );
                 println!(

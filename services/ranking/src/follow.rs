@@ -196,7 +196,6 @@ mod tests {
         // The request ends: its reference goes, but the freeing is not its to do.
         let request_thread = std::thread::current().id();
         drop(held_by_a_request);
-        assert!(dropped_on.lock().unwrap().is_none(), "freed by the request");
         let deadline = Instant::now() + Duration::from_secs(5);
         while dropped_on.lock().unwrap().is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
