@@ -238,13 +238,19 @@ fn hand_written_events_give_hand_computed_kpis() {
     );
 }
 
+/// Runs `quire args` in `dir`, which must fail with one line on stderr (cli.md); the line.
+fn one_line_error(dir: &Path, args: &[&str]) -> String {
+    let out = quire(dir, args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    err
+}
+
 #[test]
 fn errors_are_one_line_and_name_the_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let out = quire(tmp.path(), &["ingest", "--lake", "lake", "missing.jsonl"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = one_line_error(tmp.path(), &["ingest", "--lake", "lake", "missing.jsonl"]);
     assert!(err.contains("missing.jsonl"), "{err}");
 
     fs::write(
@@ -267,31 +273,29 @@ fn errors_are_one_line_and_name_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spend.csv: line 2: column channel"), "{err}");
 
-    let out = quire(
-        tmp.path(),
-        &[
-            "serve",
-            "ranking",
-            "--model",
-            "ltr@production",
-            "--scoring-threads",
-            "0",
-        ],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let serve_ranking = [
+        "serve",
+        "ranking",
+        "--model",
+        "ltr@production",
+        "--scoring-threads",
+        "0",
+    ];
+    let err = one_line_error(tmp.path(), &serve_ranking);
     assert!(
         err.contains("--scoring-threads must be at least 1"),
         "{err}"
     );
 
     // Errors whose text has several lines are one line too: clap's, a TOML parse error's.
-    let out = quire(tmp.path(), &["ingest", "--no-such-flag"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = one_line_error(tmp.path(), &["ingest", "--no-such-flag"]);
     assert!(err.contains("--no-such-flag"), "{err}");
+    assert_eq!(
+        quire(tmp.path(), &["ingest", "--no-such-flag"])
+            .status
+            .code(),
+        Some(2)
+    );
     // A missing subcommand shows the help, as clap does.
     let out = quire(tmp.path(), &["serve"]);
     assert!(!out.status.success());
@@ -301,10 +305,7 @@ fn errors_are_one_line_and_name_the_file() {
         "{help}"
     );
     fs::write(tmp.path().join("bad.toml"), "[ltr\nname = 1\n").expect("write");
-    let out = quire(tmp.path(), &["train", "--config", "bad.toml"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = one_line_error(tmp.path(), &["train", "--config", "bad.toml"]);
     assert!(err.contains("bad.toml"), "{err}");
     // Help is still clap's, on stdout, with success.
     let out = quire(tmp.path(), &["train", "--help"]);
@@ -722,7 +723,7 @@ fn recs_publish_from_the_registry_to_redis() {
     let mut future = fs::read_to_string(&cf).expect("read cf.toml");
     future.push_str("[data]\nfrom = \"2100-01-01\"\n");
     fs::write(dir.join("cf_future.toml"), future).expect("write");
-    let out = quire(
+    let err = one_line_error(
         dir,
         &[
             "train",
@@ -736,8 +737,6 @@ fn recs_publish_from_the_registry_to_redis() {
             "art",
         ],
     );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("0 training and 0 test interactions"), "{err}");
 
     let set = redis.cli(&["GET", "quire:recs:current"]);
@@ -996,7 +995,7 @@ fn serve_live_starts_from_the_lake_and_takes_events() {
     quire_ok(dir, &["ingest", "--lake", "lake", "sim/events.jsonl"]);
     let kpis = quire_json(dir, &["kpis", "--lake", "lake", "--json"]);
 
-    let down = quire(
+    let err = one_line_error(
         dir,
         &[
             "serve",
@@ -1007,9 +1006,6 @@ fn serve_live_starts_from_the_lake_and_takes_events() {
             "redis://127.0.0.1:1/0",
         ],
     );
-    assert!(!down.status.success());
-    let err = String::from_utf8_lossy(&down.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("redis://127.0.0.1:1/0"), "{err}");
 
     let redis = Redis::start(dir);
