@@ -60,6 +60,30 @@ fn type_is(t: &str) -> Expr {
     col("event_type").eq(lit(t))
 }
 
+/// The (user, book) pairs of every standing order among `raw`'s events (deduplicated, test
+/// traffic dropped, as [`build_cf`] counts purchases), each once: what a recommendation publish
+/// excludes as already bought when it reads purchases newer than its model's.
+pub fn bought_pairs(raw: LazyFrame) -> Result<Vec<(String, String)>> {
+    let staged = quire_kpi::stage_events(raw.filter(type_is("order_placed"))).with_columns([col(
+        "event_timestamp",
+    )
+    .cast(DataType::Int64)
+    .alias("ts")]);
+    let pairs = crate::order_units(crate::standing_orders(staged), &["user_id"])
+        .select([col("user_id"), col("book_id")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .collect()
+        .map_err(|e| Error::polars("reading the lake's orders", e))?;
+    let pe = |e: PolarsError| Error::polars("the lake's orders", e);
+    let users = pairs.column("user_id").and_then(|c| c.str()).map_err(pe)?;
+    let books = pairs.column("book_id").and_then(|c| c.str()).map_err(pe)?;
+    Ok(users
+        .iter()
+        .zip(books.iter())
+        .filter_map(|(u, b)| Some((u?.to_owned(), b?.to_owned())))
+        .collect())
+}
+
 /// Builds the CF matrices from lake events: the last `test_days` days (UTC, ending one
 /// millisecond after the last event) are the test period.
 pub fn build_cf(raw: LazyFrame, weights: CfWeights, test_days: u32) -> Result<CfData> {

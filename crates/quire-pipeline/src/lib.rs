@@ -485,6 +485,7 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
                     target: &target,
                     n: r.n,
                     opts: &opts,
+                    lake: Some(&cfg.lake),
                 };
                 let (model, s) = rt.block_on(recs::publish_recs(
                     &job,

@@ -21,6 +21,10 @@ pub enum RecsError {
     Registry(#[from] quire_registry::Error),
     #[error("the model's purchases: {0}")]
     Matrix(#[from] quire_cf::CfError),
+    #[error("the lake's purchases: {0}")]
+    Lake(#[from] quire_lake::Error),
+    #[error("the lake's purchases: {0}")]
+    Purchases(#[from] quire_features::Error),
     #[error(transparent)]
     Recs(#[from] quire_recs::Error),
 }
@@ -36,10 +40,15 @@ pub struct RecsJob<'a> {
     /// List length.
     pub n: usize,
     pub opts: &'a PublishOptions,
+    /// A lake whose purchases are excluded from the users' lists too, besides those the model
+    /// was trained on: a publish some time after training then leaves out what was bought
+    /// since.
+    pub lake: Option<&'a std::path::Path>,
 }
 
 /// Loads the CF model version `job.model` (checksums verified), computes its top-N lists and
-/// publishes them to `job.target`. `on_stage` hears `compute` then `publish`.
+/// publishes them to `job.target`. `on_stage` hears `purchases` (with a lake), `compute`, then
+/// `publish`.
 pub async fn publish_recs(
     job: &RecsJob<'_>,
     on_stage: impl Fn(&str),
@@ -57,7 +66,25 @@ pub async fn publish_recs(
     reg.close().await;
     let idx = &cf.index;
     let (nu, nb) = (idx.user_ids.len(), idx.book_ids.len());
-    let bought: Vec<(u32, u32, f32)> = idx.bought.iter().map(|&(u, b)| (u, b, 1.0)).collect();
+    let mut bought: std::collections::BTreeSet<(u32, u32)> = idx.bought.iter().copied().collect();
+    if let Some(lake) = job.lake {
+        on_stage("purchases");
+        let raw = quire_lake::Lake::open(lake)?.scan_events()?;
+        let pos = |ids: &[String]| -> std::collections::HashMap<String, u32> {
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), i as u32))
+                .collect()
+        };
+        let (users, books) = (pos(&idx.user_ids), pos(&idx.book_ids));
+        // Users and books the model does not know get no list and are in none.
+        bought.extend(
+            quire_features::cf::bought_pairs(raw)?
+                .iter()
+                .filter_map(|(u, b)| Some((*users.get(u)?, *books.get(b)?))),
+        );
+    }
+    let bought: Vec<(u32, u32, f32)> = bought.into_iter().map(|(u, b)| (u, b, 1.0)).collect();
     let input = RecsInput {
         user_ids: idx.user_ids.clone(),
         book_ids: idx.book_ids.clone(),

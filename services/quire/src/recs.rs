@@ -1,5 +1,6 @@
 //! `quire recs publish`: the recommendation batch (contracts/recs-redis.md, cli.md).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -37,6 +38,10 @@ pub struct PublishArgs {
     /// How long the previous set stays readable after the pointer moves, in seconds
     #[arg(long, default_value_t = 6 * 3600)]
     grace_seconds: u64,
+    /// A lake whose purchases are left out of the users' lists too (without it: the purchases
+    /// the model was trained on), so that a publish after training leaves out newer ones
+    #[arg(long, env = "QUIRE_LAKE")]
+    lake: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
     #[arg(long)]
@@ -90,6 +95,7 @@ pub fn recs(cmd: RecsCommand) -> Result<()> {
                 target: &target,
                 n: a.n,
                 opts: &opts,
+                lake: a.lake.as_deref(),
             },
             |stage| bar.set_message(stage.to_owned()),
             |p| {
