@@ -36,8 +36,10 @@ pub enum Error {
         "another publish is running: {key} is held by {holder:?} (it expires after the holder's lease if that publisher died)"
     )]
     Locked { key: String, holder: String },
-    /// The lock's lease ran out during the publish and someone else may have taken it.
-    #[error("lost the publish lock {key} while {step}; the pointer was not moved")]
+    /// The lock's lease ran out during the publish and someone else may have taken it. Before
+    /// the move the pointer stays where it was; after it (retiring the previous set), the
+    /// error is the summary's `after_move_error` and the new set is live.
+    #[error("lost the publish lock {key} while {step}")]
     LockLost { key: String, step: &'static str },
     /// Fewer keys were acknowledged than the set needs; the pointer was not moved.
     #[error("set {set} is incomplete: redis acknowledged {acknowledged} of {expected} keys")]

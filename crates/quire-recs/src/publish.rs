@@ -149,6 +149,10 @@ pub struct PublishSummary {
     /// Sets given a TTL of the grace period (the previous set, and any published set left
     /// without one).
     pub retired: Vec<String>,
+    /// What failed after the pointer moved (recording the new set, retiring the previous
+    /// one), if anything: the new set is live all the same, and the next publish finishes the
+    /// step (its tidy-up records the current set and retires the others).
+    pub after_move_error: Option<String>,
 }
 
 /// Publishes `sets` to `target` as a new set (or confirms it is already current), moving
@@ -442,6 +446,7 @@ where
                     previous: None,
                     removed,
                     retired,
+                    after_move_error: None,
                 });
             }
         }
@@ -622,26 +627,39 @@ where
                 "moving quire:recs:current",
             )
             .await?;
-        self.put_record(
-            &set,
-            &SetRecord {
-                state: SetState::Published,
-                ..record
-            },
-        )
-        .await?;
-        if let Some(prev) = previous.as_deref().filter(|p| *p != set) {
-            match records.get(prev) {
-                Some(rec) => {
-                    self.retire(prev, rec).await?;
-                    retired.push(prev.to_string());
+        // The set is live from here: a failure now is reported beside a successful publish.
+        let after_move = async {
+            self.put_record(
+                &set,
+                &SetRecord {
+                    state: SetState::Published,
+                    ..record
+                },
+            )
+            .await?;
+            if let Some(prev) = previous.as_deref().filter(|p| *p != set) {
+                match records.get(prev) {
+                    Some(rec) => {
+                        self.retire(prev, rec).await?;
+                        retired.push(prev.to_string());
+                    }
+                    None => tracing::warn!(
+                        set = prev,
+                        "the previous set has no publisher record: its keys get no TTL"
+                    ),
                 }
-                None => tracing::warn!(
-                    set = prev,
-                    "the previous set has no publisher record: its keys get no TTL"
-                ),
             }
+            Ok::<(), Error>(())
         }
+        .await;
+        let after_move_error = after_move.err().map(|e| {
+            tracing::warn!(
+                %set,
+                error = %e,
+                "the new set is live, but a step after moving the pointer failed; the next publish finishes it"
+            );
+            e.to_string()
+        });
 
         let write_seconds = start.elapsed().as_secs_f64();
         Ok(PublishSummary {
@@ -656,6 +674,7 @@ where
             previous,
             removed,
             retired,
+            after_move_error,
         })
     }
 

@@ -194,6 +194,36 @@ async fn next_publish_moves_the_pointer_and_expires_the_previous_set() {
     assert!(rec.expires_at.is_some());
 }
 
+#[tokio::test]
+async fn a_failure_after_the_pointer_moved_is_reported_beside_a_successful_publish() {
+    let server = RedisServer::start();
+    let (_, sets_a) = data::sets(1);
+    let (input_b, sets_b) = data::sets(2);
+    let target = RedisTarget::Single(server.url());
+    let a = publish(&target, &sets_a, &model(7), &opts(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(a.after_move_error, None);
+    // The previous set's index is damaged: retiring it (after the move) cannot read it.
+    let mut con = server.sync();
+    let index = layout::index_key(&a.set, 0);
+    let _: () = redis::cmd("DEL").arg(&index).query(&mut con).unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg(&index)
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+
+    let b = publish(&target, &sets_b, &model(7), &opts(), |_| {})
+        .await
+        .expect("the new set is live: the publish succeeded");
+    assert_eq!(current(&mut con), Some(b.set.clone()));
+    check_set(&mut con, &b.set, &input_b, &sets_b);
+    let err = b.after_move_error.expect("the failed retire is reported");
+    assert!(err.contains("reading a set index"), "{err}");
+    assert!(b.retired.is_empty());
+}
+
 /// Starts publishing `sets` in a task and aborts it after `after` acknowledged keys, like a
 /// publisher killed mid-write. Returns (keys done, keys total) at the abort.
 async fn publish_and_kill(url: String, sets: RecSets, version: u64, after: u64) -> (u64, u64) {
