@@ -756,22 +756,20 @@ fn recs_publish_from_the_registry_to_redis() {
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
 
     // Publishing the same model again: same set, nothing rewritten.
-    let again = quire_json(
-        dir,
-        &[
-            "recs",
-            "publish",
-            "--model",
-            "cf@production",
-            "--redis",
-            &url,
-            "--registry",
-            &reg,
-            "--artifacts",
-            "art",
-            "--json",
-        ],
-    );
+    let publish = [
+        "recs",
+        "publish",
+        "--model",
+        "cf@production",
+        "--redis",
+        &url,
+        "--registry",
+        &reg,
+        "--artifacts",
+        "art",
+        "--json",
+    ];
+    let again = quire_json(dir, &publish);
     assert_eq!(again["set"], set.as_str());
     assert_eq!(again["summary"]["unchanged"], true);
     for k in ["set", "users", "items", "seconds"] {
@@ -809,19 +807,6 @@ fn recs_publish_from_the_registry_to_redis() {
     });
     fs::write(dir.join("late.jsonl"), format!("{order}\n")).expect("write");
     quire_ok(dir, &["ingest", "--lake", "w/lake", "late.jsonl"]);
-    let publish = [
-        "recs",
-        "publish",
-        "--model",
-        "cf@production",
-        "--redis",
-        &url,
-        "--registry",
-        &reg,
-        "--artifacts",
-        "art",
-        "--json",
-    ];
     let without_lake = quire_json(dir, &publish);
     assert_eq!(without_lake["summary"]["unchanged"], true);
     let with_lake = quire_json(dir, &[publish.as_slice(), &["--lake", "w/lake"]].concat());
