@@ -307,6 +307,15 @@ fn errors_are_one_line_and_name_the_file() {
     fs::write(tmp.path().join("bad.toml"), "[ltr\nname = 1\n").expect("write");
     let err = one_line_error(tmp.path(), &["train", "--config", "bad.toml"]);
     assert!(err.contains("bad.toml"), "{err}");
+    // Reading a registry that is not there names it and creates nothing.
+    let typo = tmp.path().join("typo/registry.db");
+    let url = format!("sqlite://{}", typo.display());
+    for cmd in [["models", "list"], ["runs", "list"]] {
+        let err = one_line_error(tmp.path(), &[cmd[0], cmd[1], "--registry", &url]);
+        assert!(err.contains("no registry at"), "{err}");
+        assert!(err.contains("typo/registry.db"), "{err}");
+    }
+    assert!(!typo.exists() && !tmp.path().join("typo").exists());
     // Help is still clap's, on stdout, with success.
     let out = quire(tmp.path(), &["train", "--help"]);
     assert!(out.status.success());

@@ -1,6 +1,6 @@
 //! `quire train`, `quire runs …`, `quire models …`: the data scientists' side (cli.md).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -47,6 +47,25 @@ impl RegistryArgs {
         Registry::connect(&url)
             .await
             .with_context(|| format!("opening the registry {url}"))
+    }
+
+    /// [`Self::connect`] for the commands that read a registry (`runs`, `models`): a SQLite
+    /// file that does not exist is an error naming it, not a new empty registry (a mistyped
+    /// path would otherwise list nothing, successfully).
+    pub async fn connect_existing(&self) -> Result<Registry> {
+        let url = self.url()?;
+        let sqlite = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"));
+        if let Some(rest) = sqlite {
+            let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+            if !path.is_empty() && !Path::new(path).exists() {
+                anyhow::bail!(
+                    "no registry at {path} (registry {url}); `quire train` or `quire pipeline run` creates one"
+                );
+            }
+        }
+        self.connect().await
     }
 }
 
@@ -227,7 +246,7 @@ fn ms_to_time(ms: i64) -> String {
 
 pub fn runs(a: RunsArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let reg = a.registry.connect().await?;
+        let reg = a.registry.connect_existing().await?;
         match a.command {
             RunsCommand::List {
                 experiment,
@@ -512,7 +531,7 @@ fn print_versions(m: &ModelOut) {
 pub fn models(a: ModelsArgs) -> Result<()> {
     let artifacts = a.registry.artifacts_dir()?;
     runtime()?.block_on(async {
-        let reg = a.registry.connect().await?;
+        let reg = a.registry.connect_existing().await?;
         match a.command {
             ModelsCommand::List { json } => {
                 let mut out = Vec::new();
