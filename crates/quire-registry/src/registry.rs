@@ -201,6 +201,14 @@ pub(crate) const RUN_COLUMNS: &str = "run_uuid, experiment_id, name, user_id, st
 const VERSION_COLUMNS: &str =
     "name, version, description, creation_time, last_updated_time, source, run_id, status";
 
+/// The file path and query of a `sqlite://path?query` (or `sqlite:path`) url.
+fn sqlite_parts(url: &str) -> Option<(&str, &str)> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(rest.split_once('?').unwrap_or((rest, "")))
+}
+
 impl Registry {
     /// This process's turn to write a run (SQLite; see [`Registry::writer`]); `None` on
     /// PostgreSQL.
@@ -211,6 +219,19 @@ impl Registry {
         }
     }
 
+    /// [`Self::connect`] to a registry that must exist already: a SQLite file that is not there
+    /// is [`Error::NotFound`] (naming it) rather than a new, empty registry, so that a
+    /// mistyped path read by a command does not list nothing, successfully.
+    pub async fn connect_existing(url: &str) -> Result<Self> {
+        if let Some((path, _)) = sqlite_parts(url)
+            && !path.is_empty()
+            && !Path::new(path).exists()
+        {
+            return Err(Error::not_found("registry database", path));
+        }
+        Self::connect(url).await
+    }
+
     /// Opens the registry at `url` and brings its schema up to date.
     ///
     /// `sqlite:///abs/path/registry.db` creates the file and its parent directories and uses
@@ -218,11 +239,7 @@ impl Registry {
     /// other; `postgres://user@host:port/db` connects to a server.
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let (backend, url) = if let Some(rest) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (backend, url) = if let Some((path, query)) = sqlite_parts(url) {
             if path.is_empty() || path == ":memory:" {
                 return Err(Error::InvalidParameter(format!(
                     "registry url {url:?} names no database file; use sqlite:///abs/path/registry.db"

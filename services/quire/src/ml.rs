@@ -1,6 +1,6 @@
 //! `quire train`, `quire runs …`, `quire models …`: the data scientists' side (cli.md).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -42,30 +42,15 @@ impl RegistryArgs {
         std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))
     }
 
-    pub async fn connect(&self) -> Result<Registry> {
-        let url = self.url()?;
-        Registry::connect(&url)
-            .await
-            .with_context(|| format!("opening the registry {url}"))
-    }
-
-    /// [`Self::connect`] for the commands that read a registry (`runs`, `models`): a SQLite
-    /// file that does not exist is an error naming it, not a new empty registry (a mistyped
-    /// path would otherwise list nothing, successfully).
+    /// Opens the registry the `runs` and `models` commands read: one that exists (a mistyped
+    /// SQLite path is an error naming it, not a new empty registry that lists nothing).
     pub async fn connect_existing(&self) -> Result<Registry> {
         let url = self.url()?;
-        let sqlite = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"));
-        if let Some(rest) = sqlite {
-            let path = rest.split_once('?').map_or(rest, |(p, _)| p);
-            if !path.is_empty() && !Path::new(path).exists() {
-                anyhow::bail!(
-                    "no registry at {path} (registry {url}); `quire train` or `quire pipeline run` creates one"
-                );
-            }
-        }
-        self.connect().await
+        Registry::connect_existing(&url).await.with_context(|| {
+            format!(
+                "opening the registry {url} (`quire train` or `quire pipeline run` creates one)"
+            )
+        })
     }
 }
 
