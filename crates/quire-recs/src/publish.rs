@@ -12,6 +12,9 @@
 //! 6. move the pointer with one `SET quire:recs:current <set> GET`, record the set as
 //!    `published`, and give every key of the previous set a TTL of the grace period.
 //!
+//! Deleting or retiring a set reaches its lists through its index, so the index keys are
+//! deleted or given their TTL last: a run cut short can always be finished by the next one.
+//!
 //! A reader that follows the pointer therefore only ever finds complete sets; a publish that
 //! dies before step 6 leaves the pointer where it was, and the next publish removes or reuses
 //! what it wrote.
@@ -803,17 +806,15 @@ where
                 SetState::Building => {
                     let keys = self.set_keys(id, rec).await?;
                     let n = keys.len();
-                    self.run_batches(
+                    self.on_set_keys(
                         &keys,
-                        |pipe, batch| {
+                        |pipe, keys, batch| {
                             pipe.cmd("UNLINK");
                             for &k in batch {
                                 pipe.arg(&keys[k]);
                             }
                         },
-                        |_, _| 0,
                         "deleting a half-written set",
-                        |_| {},
                     )
                     .await?;
                     self.query::<()>(
@@ -846,16 +847,14 @@ where
     async fn retire(&mut self, set: &str, rec: &SetRecord) -> Result<()> {
         let keys = self.set_keys(set, rec).await?;
         let grace = self.opts.grace.as_secs();
-        self.run_batches(
+        self.on_set_keys(
             &keys,
-            |pipe, batch| {
+            |pipe, keys, batch| {
                 for &k in batch {
                     pipe.cmd("EXPIRE").arg(&keys[k]).arg(grace);
                 }
             },
-            |_, _| 0,
             "setting the TTL of the previous set",
-            |_| {},
         )
         .await?;
         self.put_record(
@@ -876,22 +875,51 @@ where
         Ok(())
     }
 
-    /// Every key of a set, from its index: lists, popular, meta, the index keys themselves.
-    /// Index keys that are missing (a publish that died while writing the index, before any
-    /// list) are skipped.
-    async fn set_keys(&self, set: &str, rec: &SetRecord) -> Result<Vec<String>> {
-        let mut keys = vec![popular_key(set), meta_key(set)];
+    /// Every key of a set, from its index: lists, popular, meta, and the index keys
+    /// themselves. Index keys that are missing (a publish that died while writing the index,
+    /// before any list) are skipped.
+    async fn set_keys(&self, set: &str, rec: &SetRecord) -> Result<SetKeys> {
+        let mut keys = SetKeys {
+            data: vec![popular_key(set), meta_key(set)],
+            index: Vec::new(),
+        };
         for k in 0..rec.index_chunks as usize {
             let key = index_key(set, k);
             let chunk: Option<String> = self
                 .query(redis::cmd("GET").arg(&key), "reading a set index")
                 .await?;
             if let Some(chunk) = chunk {
-                keys.extend(chunk.lines().map(|l| format!("{PREFIX}:{set}:{l}")));
+                keys.data
+                    .extend(chunk.lines().map(|l| format!("{PREFIX}:{set}:{l}")));
             }
-            keys.push(key);
+            keys.index.push(key);
         }
         Ok(keys)
+    }
+
+    /// Runs `add`'s commands (`UNLINK`, `EXPIRE`) on a set's keys: every other key first, its
+    /// index keys only once those are done. The index is how a later publish finds the keys,
+    /// so a run cut short (a lost connection, a killed publisher) never leaves lists whose
+    /// index is gone or expiring while they stay without a TTL; the set's record is unchanged,
+    /// and the next publish runs it again from the index. (On a cluster the batches follow hash
+    /// slots, not the key order, so the two groups are two runs.)
+    async fn on_set_keys(
+        &mut self,
+        keys: &SetKeys,
+        mut add: impl FnMut(&mut Pipeline, &[String], &[usize]),
+        step: &'static str,
+    ) -> Result<()> {
+        for group in [&keys.data, &keys.index] {
+            self.run_batches(
+                group,
+                |pipe, batch| add(pipe, group, batch),
+                |_, _| 0,
+                step,
+                |_| {},
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Splits `keys` into batches of at most `batch_size`, has `add` put the commands for a
@@ -931,6 +959,20 @@ where
             }
         }
         Ok(acked)
+    }
+}
+
+/// A set's keys, as [`Publisher::set_keys`] finds them.
+struct SetKeys {
+    /// Lists, popular and meta.
+    data: Vec<String>,
+    /// The index keys naming the lists.
+    index: Vec<String>,
+}
+
+impl SetKeys {
+    fn len(&self) -> usize {
+        self.data.len() + self.index.len()
     }
 }
 

@@ -224,15 +224,131 @@ async fn a_failure_after_the_pointer_moved_is_reported_beside_a_successful_publi
     assert!(b.retired.is_empty());
 }
 
+/// Records, in the order the server ran them, the keys of Redis's `events` keyspace events
+/// (e.g. `expire`, `del`) until [`KeyEvents::finish`]: the test server's own account of the
+/// order of a publisher's commands.
+struct KeyEvents {
+    url: String,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+const END_OF_EVENTS: &str = "test:end-of-events";
+
+impl KeyEvents {
+    fn start(server: &RedisServer, event: &str) -> Self {
+        let mut con = server.sync();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg("Eg")
+            .query(&mut con)
+            .unwrap();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let channel = format!("__keyevent@0__:{event}");
+        let thread = std::thread::spawn(move || {
+            let mut pubsub = con.as_pubsub();
+            pubsub.subscribe(&channel).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut keys = Vec::new();
+            loop {
+                let key: String = pubsub.get_message().unwrap().get_payload().unwrap();
+                if key == END_OF_EVENTS {
+                    return keys;
+                }
+                keys.push(key);
+            }
+        });
+        ready.recv().unwrap();
+        Self {
+            url: server.url(),
+            thread,
+        }
+    }
+
+    /// The keys seen; `event` must be one a `SET`, `EXPIRE` and `DEL` of a key fire together.
+    fn finish(self) -> Vec<String> {
+        let mut con = redis::Client::open(self.url)
+            .and_then(|c| c.get_connection())
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(END_OF_EVENTS)
+            .arg(1)
+            .query(&mut con)
+            .unwrap();
+        let _: () = redis::cmd("EXPIRE")
+            .arg(END_OF_EVENTS)
+            .arg(60)
+            .query(&mut con)
+            .unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(END_OF_EVENTS)
+            .query(&mut con)
+            .unwrap();
+        self.thread.join().unwrap()
+    }
+}
+
+/// Asserts that the set's keys in `keys` are all of its keys (`expected` of them) and that its
+/// index keys come after every other one.
+fn assert_index_last(keys: &[String], set: &str, expected: usize) {
+    let ours: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{}:{set}:", layout::PREFIX)))
+        .collect();
+    assert_eq!(ours.len(), expected, "{ours:?}");
+    let is_index = |k: &&String| k.contains(":index:");
+    let first_index = ours.iter().position(is_index).expect("index keys");
+    assert!(first_index > 0, "no list: {ours:?}");
+    assert!(
+        ours.iter().filter(|k| is_index(k)).count() > 1,
+        "one index key only"
+    );
+    assert!(
+        ours[first_index..].iter().all(is_index),
+        "a list after the index: {ours:?}"
+    );
+}
+
+#[tokio::test]
+async fn retiring_a_set_expires_its_index_only_after_its_lists() {
+    // If a retire is cut short, the set stays `published` and the next publish retires it
+    // again from its index: the index must not expire while lists are still without a TTL.
+    let server = RedisServer::start();
+    let (_, sets_a) = data::sets(1);
+    let (_, sets_b) = data::sets(2);
+    let target = RedisTarget::Single(server.url());
+    let small_index = PublishOptions {
+        index_chunk: 7,
+        ..opts()
+    };
+    let a = publish(&target, &sets_a, &model(7), &small_index, |_| {})
+        .await
+        .unwrap();
+    let events = KeyEvents::start(&server, "expire");
+    let b = publish(&target, &sets_b, &model(8), &small_index, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(b.retired, vec![a.set.clone()]);
+    assert_index_last(&events.finish(), &a.set, a.keys as usize);
+}
+
 /// Starts publishing `sets` in a task and aborts it after `after` acknowledged keys, like a
-/// publisher killed mid-write. Returns (keys done, keys total) at the abort.
-async fn publish_and_kill(url: String, sets: RecSets, version: u64, after: u64) -> (u64, u64) {
+/// publisher killed mid-write, with index keys of `index_chunk` lists. Returns (keys done,
+/// keys total) at the abort.
+async fn publish_and_kill(
+    url: String,
+    sets: RecSets,
+    version: u64,
+    after: u64,
+    index_chunk: usize,
+) -> (u64, u64) {
     let done = Arc::new(AtomicU64::new(0));
     let total = Arc::new(AtomicU64::new(u64::MAX));
     let opts = PublishOptions {
         batch_size: 10,
         in_flight: 1,
         lock_lease: Duration::from_millis(300),
+        index_chunk,
         ..opts()
     };
     let task = tokio::spawn({
@@ -289,7 +405,8 @@ async fn killed_publish_leaves_the_pointer_and_the_next_run_reuses_its_set() {
         .await
         .unwrap();
 
-    let (done, total) = publish_and_kill(server.url(), sets_b.clone(), 8, 60).await;
+    let (done, total) =
+        publish_and_kill(server.url(), sets_b.clone(), 8, 60, opts().index_chunk).await;
     assert!(
         done >= 60 && done < total,
         "killed at {done} of {total} keys"
@@ -334,19 +451,24 @@ async fn killed_publish_is_removed_by_the_next_publish_of_other_lists() {
     let a = publish(&target, &sets_a, &model(7), &opts(), |_| {})
         .await
         .unwrap();
-    publish_and_kill(server.url(), sets_b, 8, 30).await;
+    // Killed once its index (about 45 keys of 7 lists) and lists of several index keys are written.
+    publish_and_kill(server.url(), sets_b, 8, 80, 7).await;
     let mut con = server.sync();
     let partial = building_sets(&mut con);
     assert_eq!(partial.len(), 1);
-    assert!(!keys_of(&mut con, &partial[0]).is_empty());
+    let written = keys_of(&mut con, &partial[0]).len();
+    assert!(written > 0);
 
     let opts_wait = PublishOptions {
         lock_wait: Duration::from_secs(10),
         ..opts()
     };
+    // `UNLINK` fires `del`: the index keys go last, as when retiring.
+    let events = KeyEvents::start(&server, "del");
     let c = publish(&target, &sets_c, &model(9), &opts_wait, |_| {})
         .await
         .unwrap();
+    assert_index_last(&events.finish(), &partial[0], written);
     assert_eq!(c.removed, partial);
     assert!(
         keys_of(&mut con, &partial[0]).is_empty(),
