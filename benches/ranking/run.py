@@ -269,7 +269,8 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"from the goodbooks-10k catalog ({prep['books']} books, {prep['users']} users in the "
         f"snapshot). Load: `ranking-bench load` on loopback, one thread; saturated = closed loop, "
         f"{args.connections} connections; half = open loop at half of that peer's saturated "
-        f"throughput, {args.open_connections} connections, latency from the scheduled send. "
+        f"throughput, {args.open_connections} connections, evenly spaced sends (a pacer thread), "
+        f"latency from the scheduled send. "
         f"{args.duration:g} s measured after {args.warmup:g} s of warm-up; medians of {args.reps} "
         f"repetition(s).",
         "",
