@@ -40,7 +40,9 @@ use crate::{Error, RecList, RecSets, Result};
 /// Where to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisTarget {
-    /// One server, e.g. `redis://127.0.0.1:6379` (or `redis://:password@host:port/db`).
+    /// One server, e.g. `redis://127.0.0.1:6379` (or `redis://:password@host:port/db`). If
+    /// the server turns out to be a node of a Redis Cluster (`INFO cluster`), the cluster is
+    /// published to, with that node as its seed, as with [`RedisTarget::Cluster`].
     Single(String),
     /// A Redis Cluster, given by one or more of its nodes' URLs.
     Cluster(Vec<String>),
@@ -172,8 +174,22 @@ pub async fn publish(
     let start = Instant::now();
     match target {
         RedisTarget::Single(url) => {
-            let (conn, addr) = connect_single(url, opts).await?;
-            Publisher::new(conn, false, addr, opts)
+            let (mut conn, addr) = connect_single(url, opts).await?;
+            if !is_cluster_node(&mut conn)
+                .await
+                .map_err(|source| Error::Connect {
+                    addr: addr.clone(),
+                    source,
+                })?
+            {
+                return Publisher::new(conn, false, addr, opts)
+                    .run(sets, model, progress, start)
+                    .await;
+            }
+            // Written as one server, its keys of other nodes' slots would be refused (MOVED).
+            tracing::info!(%addr, "the server is a Redis Cluster node: publishing to its cluster");
+            let (conn, addr) = connect_cluster(std::slice::from_ref(url), opts).await?;
+            Publisher::new(conn, true, addr, opts)
                 .run(sets, model, progress, start)
                 .await
         }
@@ -184,6 +200,12 @@ pub async fn publish(
                 .await
         }
     }
+}
+
+/// Whether the server runs in cluster mode (`cluster_enabled:1` in `INFO cluster`).
+async fn is_cluster_node(conn: &mut redis::aio::MultiplexedConnection) -> RedisResult<bool> {
+    let info: String = redis::cmd("INFO").arg("cluster").query_async(conn).await?;
+    Ok(info.lines().any(|l| l.trim() == "cluster_enabled:1"))
 }
 
 /// Opens a multiplexed connection to one server and checks it answers `PING`.

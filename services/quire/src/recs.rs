@@ -26,7 +26,8 @@ pub struct PublishArgs {
     /// Redis URL, e.g. redis://127.0.0.1:6391/0
     #[arg(long, env = "QUIRE_REDIS")]
     redis: String,
-    /// The Redis URL is a seed node of a Redis Cluster (more nodes with --cluster-node)
+    /// The Redis URL is a seed node of a Redis Cluster (more nodes with --cluster-node); a
+    /// cluster node given without it is detected and its cluster used
     #[arg(long)]
     cluster: bool,
     /// More cluster seed nodes

@@ -73,3 +73,23 @@ async fn cluster_publish_spreads_keys_and_moves_the_pointer_last() {
     assert!(again.unchanged);
     assert_eq!(again.set, b.set);
 }
+
+#[tokio::test]
+async fn a_cluster_node_given_as_one_server_is_published_to_as_its_cluster() {
+    let cluster = RedisCluster::start();
+    let (input, sets) = data::sets(1);
+    let target = RedisTarget::Single(cluster.urls()[1].clone());
+    let a = publish(&target, &sets, &model(7), &opts(), |_| {})
+        .await
+        .unwrap();
+    let mut con = redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let current: Option<String> = redis::cmd("GET")
+        .arg(layout::CURRENT_KEY)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(current, Some(a.set.clone()));
+    check_set(&mut con, &a.set, &input, &sets);
+}
