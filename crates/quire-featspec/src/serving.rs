@@ -6,9 +6,11 @@
 //! array, the title, author and genre tokens interned to integers in one contiguous arena. A
 //! request then costs one hash lookup per candidate, integer compares for the query–book overlaps
 //! (through a set of the query's tokens for a long query, so the cost stays linear)
-//! and the user's history looked up by name ([`PairFacts::lookup`], small maps), and
-//! [`assemble_parts`] — the function [`assemble`](crate::assemble) itself ends in. The equality
-//! with `assemble` is tested bit for bit below.
+//! and the user's history looked up by interned ids (the [`PairFacts`] that
+//! [`PairFacts::lookup`] finds by name in the profile's ordered maps, where each lookup is a
+//! chain of string compares), and [`assemble_parts`] — the function
+//! [`assemble`](crate::assemble) itself ends in. The equality with `assemble` is tested bit for
+//! bit below.
 
 use std::collections::{HashMap, HashSet};
 
@@ -46,12 +48,23 @@ impl QueryIds {
     }
 }
 
+/// A book's genre, author and series as interned names, for the user–book facts.
+#[derive(Debug, Clone, Copy)]
+struct PairKeys {
+    genre: u32,
+    author: u32,
+    series: Option<u32>,
+    series_index: Option<i64>,
+}
+
 /// A book of the snapshot, resolved.
 #[derive(Debug)]
 struct ServedBook {
     columns: BookColumns,
-    /// Catalog facts (`None`: not in the catalog), for the user–book lookups.
-    info: Option<BookInfo>,
+    /// Whether the book is in the catalog.
+    in_catalog: bool,
+    /// Its catalog facts' names, interned (`None`: not in the catalog).
+    keys: Option<PairKeys>,
     /// Its title, author and genre token ids: `tokens[spans[0]..spans[1]]` is the title,
     /// `[spans[1]..spans[2]]` the author, `[spans[2]..spans[3]]` the genre.
     spans: [u32; 4],
@@ -66,7 +79,80 @@ pub struct ServingTables {
     /// Every token of a title, an author or a genre, and its id.
     vocabulary: HashMap<String, u32>,
     tokens: Vec<u32>,
-    users: HashMap<String, UserProfile>,
+    users: HashMap<String, ServedUser>,
+}
+
+/// A user's profile, and its maps keyed by interned names (sorted by key for a binary search);
+/// entries of names no book of the snapshot has are left out, as no candidate can look them up.
+#[derive(Debug)]
+struct ServedUser {
+    profile: UserProfile,
+    genre_weight: Vec<(u32, f32)>,
+    author_units: Vec<(u32, u32)>,
+    series_units: Vec<(u32, u32)>,
+    series_indexes: Vec<(u32, Vec<i64>)>,
+    /// Rows of the books bought that the snapshot has.
+    books_bought: Vec<u32>,
+}
+
+fn find<T>(entries: &[(u32, T)], key: u32) -> Option<&T> {
+    entries
+        .binary_search_by_key(&key, |(k, _)| *k)
+        .ok()
+        .map(|i| &entries[i].1)
+}
+
+fn interned<'m, T: Clone + 'm>(
+    names: &HashMap<String, u32>,
+    map: impl IntoIterator<Item = (&'m String, &'m T)>,
+) -> Vec<(u32, T)> {
+    let mut entries: Vec<(u32, T)> = map
+        .into_iter()
+        .filter_map(|(name, v)| names.get(name).map(|&id| (id, v.clone())))
+        .collect();
+    entries.sort_by_key(|(k, _)| *k);
+    entries
+}
+
+impl ServedUser {
+    fn new(
+        profile: UserProfile,
+        names: &HashMap<String, u32>,
+        index: &HashMap<String, u32>,
+    ) -> Self {
+        let mut books_bought: Vec<u32> = profile
+            .books_bought
+            .iter()
+            .filter_map(|b| index.get(b).copied())
+            .collect();
+        books_bought.sort_unstable();
+        Self {
+            genre_weight: interned(names, &profile.genre_weight),
+            author_units: interned(names, &profile.author_units),
+            series_units: interned(names, &profile.series_units),
+            series_indexes: interned(names, &profile.series_indexes),
+            books_bought,
+            profile,
+        }
+    }
+
+    /// [`PairFacts::lookup`] of a book of the snapshot (row `row`, names `keys`), by ids.
+    fn pair(&self, row: u32, keys: Option<PairKeys>) -> PairFacts {
+        PairFacts {
+            genre_weight: keys.and_then(|k| find(&self.genre_weight, k.genre).copied()),
+            author_units: keys.and_then(|k| find(&self.author_units, k.author).copied()),
+            series_units: keys
+                .and_then(|k| k.series)
+                .and_then(|s| find(&self.series_units, s).copied()),
+            series_next: keys.is_some_and(|k| match (k.series, k.series_index) {
+                (Some(s), Some(i)) => {
+                    find(&self.series_indexes, s).is_some_and(|bought| bought.contains(&(i - 1)))
+                }
+                _ => false,
+            }),
+            bought: self.books_bought.binary_search(&row).is_ok(),
+        }
+    }
 }
 
 impl ServingTables {
@@ -78,8 +164,21 @@ impl ServingTables {
         let mut books = Vec::with_capacity(n);
         let mut vocabulary: HashMap<String, u32> = HashMap::new();
         let mut tokens = Vec::new();
+        // Genres, authors and series, interned (one id space: each is only ever compared with
+        // the user's entries of its own kind).
+        let mut names: HashMap<String, u32> = HashMap::new();
+        let mut name_id = |name: &str| {
+            let next = names.len() as u32;
+            *names.entry(name.to_owned()).or_insert(next)
+        };
         for (id, (info, activity)) in snapshot.tables.books {
             let info = catalog_info(info);
+            let keys = info.as_ref().map(|b| PairKeys {
+                genre: name_id(&b.genre),
+                author: name_id(&b.author),
+                series: b.series.as_deref().map(&mut name_id),
+                series_index: b.series_index,
+            });
             let mut spans = [tokens.len() as u32; 4];
             if let Some(b) = &info {
                 for (k, field) in [&b.title_tokens, &b.author_tokens, &b.genre_tokens]
@@ -103,17 +202,24 @@ impl ServingTables {
             index.insert(id, books.len() as u32);
             books.push(ServedBook {
                 columns: BookColumns::new(&spec, info.as_ref(), Some(&activity)),
-                info,
+                in_catalog: info.is_some(),
+                keys,
                 spans,
             });
         }
+        let users = snapshot
+            .tables
+            .users
+            .into_iter()
+            .map(|(id, profile)| (id, ServedUser::new(profile, &names, &index)))
+            .collect();
         Self {
             spec,
             index,
             books,
             vocabulary,
             tokens,
-            users: snapshot.tables.users.into_iter().collect(),
+            users,
         }
     }
 
@@ -143,7 +249,8 @@ impl ServingTables {
         book_ids: impl IntoIterator<Item = &'b str>,
         rows: &mut Vec<f32>,
     ) {
-        let user = UserView::new(user_id.and_then(|u| self.users.get(u)));
+        let served_user = user_id.and_then(|u| self.users.get(u));
+        let user = UserView::new(served_user.map(|u| &u.profile));
         let ids: Vec<u32> = req
             .query_tokens()
             .iter()
@@ -157,26 +264,30 @@ impl ServingTables {
         rows.reserve(req.len() * N_FEATURES);
         let mut n = 0;
         for (i, book_id) in book_ids.into_iter().enumerate() {
-            let book = self.index.get(book_id).map(|&b| &self.books[b as usize]);
-            let (columns, info, overlaps) = match book {
-                Some(b) => {
+            let row = self.index.get(book_id).copied();
+            let (columns, in_catalog, overlaps, pair) = match row {
+                Some(r) => {
+                    let b = &self.books[r as usize];
                     let [t, a, g, end] = b.spans.map(|s| s as usize);
                     let overlaps = [
                         query.overlap(&self.tokens[t..a]),
                         query.overlap(&self.tokens[a..g]),
                         query.overlap(&self.tokens[g..end]),
                     ];
-                    (&b.columns, b.info.as_ref(), overlaps)
+                    let pair = served_user.map(|u| u.pair(r, b.keys));
+                    (&b.columns, b.in_catalog, overlaps, pair)
                 }
-                None => (&unknown, None, [query.overlap(&[]); 3]),
+                None => {
+                    let pair = served_user.map(|u| PairFacts::lookup(&u.profile, book_id, None));
+                    (&unknown, false, [query.overlap(&[]); 3], pair)
+                }
             };
-            let pair = user.profile().map(|u| PairFacts::lookup(u, book_id, info));
             rows.extend_from_slice(&assemble_parts(
                 req,
                 i,
                 overlaps,
                 columns,
-                info.is_some(),
+                in_catalog,
                 &user,
                 pair.as_ref(),
             ));
@@ -272,6 +383,10 @@ mod tests {
                 user.record_units(&id, Some(&info), 1 + at(k) as u32 % 2);
             }
             if u == 3 {
+                // A book and a genre the snapshot's books do not have (the served maps leave
+                // them out; a candidate with that id still finds it bought).
+                user.record_units("nowhere_16", None, 1);
+                user.record_view(Some("Poetry"));
                 user.record_units("ev_0", None, 1);
                 let first = tables.books["bk_12"].0.clone();
                 user.record_units("bk_12", Some(&first), 1);
