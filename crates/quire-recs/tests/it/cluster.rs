@@ -6,7 +6,15 @@ use quire_recs::{RedisTarget, publish};
 use crate::check::{check_set, ttls};
 use crate::data;
 use crate::harness::RedisCluster;
-use crate::publish::{model, opts};
+use crate::publish::{current, model, opts};
+
+/// A synchronous connection to the whole cluster, for checks.
+fn connect(cluster: &RedisCluster) -> redis::cluster::ClusterConnection {
+    redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
 
 #[tokio::test]
 async fn cluster_publish_spreads_keys_and_moves_the_pointer_last() {
@@ -18,15 +26,8 @@ async fn cluster_publish_spreads_keys_and_moves_the_pointer_last() {
     let a = publish(&target, &sets_a, &model(7), &opts(), |_| {})
         .await
         .unwrap();
-    let mut con = redis::cluster::ClusterClient::new(cluster.urls())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let current: Option<String> = redis::cmd("GET")
-        .arg(layout::CURRENT_KEY)
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(current, Some(a.set.clone()));
+    let mut con = connect(&cluster);
+    assert_eq!(current(&mut con), Some(a.set.clone()));
     check_set(&mut con, &a.set, &input_a, &sets_a);
 
     // The keys are spread over the three masters (no hash tags), and each node holds only
@@ -49,11 +50,7 @@ async fn cluster_publish_spreads_keys_and_moves_the_pointer_last() {
         .await
         .unwrap();
     assert_eq!(b.previous.as_deref(), Some(a.set.as_str()));
-    let current: Option<String> = redis::cmd("GET")
-        .arg(layout::CURRENT_KEY)
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(current, Some(b.set.clone()));
+    assert_eq!(current(&mut con), Some(b.set.clone()));
     check_set(&mut con, &b.set, &input_b, &sets_b);
     assert!(ttls(&mut con, &b.set, &sets_b).iter().all(|&t| t == -1));
     let old = ttls(&mut con, &a.set, &sets_a);
@@ -82,14 +79,7 @@ async fn a_cluster_node_given_as_one_server_is_published_to_as_its_cluster() {
     let a = publish(&target, &sets, &model(7), &opts(), |_| {})
         .await
         .unwrap();
-    let mut con = redis::cluster::ClusterClient::new(cluster.urls())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let current: Option<String> = redis::cmd("GET")
-        .arg(layout::CURRENT_KEY)
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(current, Some(a.set.clone()));
+    let mut con = connect(&cluster);
+    assert_eq!(current(&mut con), Some(a.set.clone()));
     check_set(&mut con, &a.set, &input, &sets);
 }

@@ -29,7 +29,7 @@ pub fn opts() -> PublishOptions {
     }
 }
 
-fn current(con: &mut redis::Connection) -> Option<String> {
+pub fn current(con: &mut impl redis::ConnectionLike) -> Option<String> {
     redis::cmd("GET")
         .arg(layout::CURRENT_KEY)
         .query(con)
