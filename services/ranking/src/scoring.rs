@@ -5,10 +5,11 @@
 //! Rather than tokio's `spawn_blocking` behind a semaphore of one permit per session: with a
 //! semaphore a scoring thread sits idle, after each request, for the hops that hand its permit
 //! to the next waiting task and that task's work to a thread; here the next request waits in the
-//! channel and the thread takes it as soon as it is done. (Not yet measured against
-//! `spawn_blocking` on a quiet machine.) The queue is not bounded here: each waiting request
-//! already holds its body (at most `max_body_bytes`) and a connection, one request per connection
-//! at a time.
+//! channel and the thread takes it as soon as it is done. Measured on 2 cores (ranking
+//! benchmark's world, 3 threads or permits, 5 alternating runs each): 2,327 against 1,989 req/s
+//! saturated (medians), and at 1,000 req/s p50 0.955 against 0.970 ms, p99 2.35 against 2.57 ms.
+//! The queue is not bounded here: each waiting request already holds its body (at most
+//! `max_body_bytes`) and a connection, one request per connection at a time.
 
 use std::panic::AssertUnwindSafe;
 
