@@ -175,13 +175,7 @@ pub async fn publish(
     match target {
         RedisTarget::Single(url) => {
             let (mut conn, addr) = connect_single(url, opts).await?;
-            if !is_cluster_node(&mut conn)
-                .await
-                .map_err(|source| Error::Connect {
-                    addr: addr.clone(),
-                    source,
-                })?
-            {
+            if !is_cluster_node(&mut conn, &addr).await {
                 return Publisher::new(conn, false, addr, opts)
                     .run(sets, model, progress, start)
                     .await;
@@ -202,10 +196,22 @@ pub async fn publish(
     }
 }
 
-/// Whether the server runs in cluster mode (`cluster_enabled:1` in `INFO cluster`).
-async fn is_cluster_node(conn: &mut redis::aio::MultiplexedConnection) -> RedisResult<bool> {
-    let info: String = redis::cmd("INFO").arg("cluster").query_async(conn).await?;
-    Ok(info.lines().any(|l| l.trim() == "cluster_enabled:1"))
+/// Whether the server runs in cluster mode (`cluster_enabled:1` in `INFO cluster`). A server
+/// that refuses `INFO` (an ACL without `@dangerous`, a renamed command, a proxy) is taken as
+/// one server, as before the check: a cluster node would then refuse keys of other nodes' slots
+/// (MOVED), and `--cluster` says it is one.
+async fn is_cluster_node(conn: &mut redis::aio::MultiplexedConnection, addr: &str) -> bool {
+    match redis::cmd("INFO")
+        .arg("cluster")
+        .query_async::<String>(conn)
+        .await
+    {
+        Ok(info) => info.lines().any(|l| l.trim() == "cluster_enabled:1"),
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "INFO cluster refused: publishing to one server");
+            false
+        }
+    }
 }
 
 /// Opens a multiplexed connection to one server and checks it answers `PING`.

@@ -1,12 +1,12 @@
 //! Publishing to a real 3-master Redis Cluster started by the harness.
 
 use quire_recs::layout::{self, SetRecord, SetState};
-use quire_recs::{RedisTarget, publish};
+use quire_recs::{PublishOptions, RedisTarget, publish};
 
 use crate::check::{check_set, ttls};
 use crate::data;
 use crate::harness::RedisCluster;
-use crate::publish::{current, model, opts};
+use crate::publish::{KeyEvents, current, index_after_lists, model, opts};
 
 /// A synchronous connection to the whole cluster, for checks.
 fn connect(cluster: &RedisCluster) -> redis::cluster::ClusterConnection {
@@ -74,12 +74,56 @@ async fn cluster_publish_spreads_keys_and_moves_the_pointer_last() {
 #[tokio::test]
 async fn a_cluster_node_given_as_one_server_is_published_to_as_its_cluster() {
     let cluster = RedisCluster::start();
-    let (input, sets) = data::sets(1);
+    let (input_a, sets_a) = data::sets(1);
+    let (input_b, sets_b) = data::sets(2);
     let target = RedisTarget::Single(cluster.urls()[1].clone());
-    let a = publish(&target, &sets, &model(7), &opts(), |_| {})
+    let a = publish(&target, &sets_a, &model(7), &opts(), |_| {})
         .await
         .unwrap();
     let mut con = connect(&cluster);
     assert_eq!(current(&mut con), Some(a.set.clone()));
-    check_set(&mut con, &a.set, &input, &sets);
+    check_set(&mut con, &a.set, &input_a, &sets_a);
+    // The next publish retires it through the cluster too.
+    let b = publish(&target, &sets_b, &model(8), &opts(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(b.retired, vec![a.set.clone()]);
+    assert_eq!(current(&mut con), Some(b.set.clone()));
+    check_set(&mut con, &b.set, &input_b, &sets_b);
+    let old = ttls(&mut con, &a.set, &sets_a);
+    assert!(old.iter().all(|&t| t > 590 && t <= 600), "{old:?}");
+}
+
+#[tokio::test]
+async fn on_each_node_a_retired_sets_index_expires_after_its_lists() {
+    // The batches of a cluster follow hash slots, not the key order: the index keys must still
+    // wait for every list, on every node.
+    let cluster = RedisCluster::start();
+    let target = RedisTarget::Cluster(cluster.urls());
+    let (_, sets_a) = data::sets(1);
+    let (_, sets_b) = data::sets(2);
+    let small_index = PublishOptions {
+        index_chunk: 7,
+        ..opts()
+    };
+    let a = publish(&target, &sets_a, &model(7), &small_index, |_| {})
+        .await
+        .unwrap();
+    let events: Vec<KeyEvents> = cluster
+        .nodes
+        .iter()
+        .map(|node| KeyEvents::start(node, "expire"))
+        .collect();
+    let b = publish(&target, &sets_b, &model(8), &small_index, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(b.retired, vec![a.set.clone()]);
+    let mut seen = 0;
+    for node in events {
+        let keys = node.finish();
+        let ours = index_after_lists(&keys, &a.set);
+        assert!(ours.iter().any(|k| k.contains(":index:")), "{ours:?}");
+        seen += ours.len() as u64;
+    }
+    assert_eq!(seen, a.keys);
 }
