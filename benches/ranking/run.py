@@ -280,6 +280,9 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"| p50 at half saturation (ms) | {q50:.3f} | {p50:.3f} |",
         f"| p99 at half saturation (ms) | {q99:.3f} | {p99:.3f} |",
         f"| p99 / p50 | {q99 / q50:.2f} | {p99 / p50:.2f} |",
+        f"| half-saturation requests timed from their slot (late) | "
+        f"{med(q, 'half', 'late'):,.0f} of {med(q, 'half', 'ok'):,.0f} | "
+        f"{med(p, 'half', 'late'):,.0f} of {med(p, 'half', 'ok'):,.0f} |",
         f"| p50 under saturation (ms) | {med(q, 'saturated', 'latency_ms', 'p50'):.3f} | "
         f"{med(p, 'saturated', 'latency_ms', 'p50'):.3f} |",
         f"| resident memory after the load (MiB) | {med(q, 'rss_mib'):.0f} | {med(p, 'rss_mib'):.0f} |",
