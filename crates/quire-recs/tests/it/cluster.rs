@@ -1,12 +1,12 @@
 //! Publishing to a real 3-master Redis Cluster started by the harness.
 
 use quire_recs::layout::{self, SetRecord, SetState};
-use quire_recs::{PublishOptions, RedisTarget, publish};
+use quire_recs::{RedisTarget, publish};
 
 use crate::check::{check_set, ttls};
 use crate::data;
 use crate::harness::RedisCluster;
-use crate::publish::{KeyEvents, current, index_after_lists, model, opts};
+use crate::publish::{KeyEvents, current, index_after_lists, model, opts, small_index};
 
 /// A synchronous connection to the whole cluster, for checks.
 fn connect(cluster: &RedisCluster) -> redis::cluster::ClusterConnection {
@@ -102,11 +102,7 @@ async fn on_each_node_a_retired_sets_index_expires_after_its_lists() {
     let target = RedisTarget::Cluster(cluster.urls());
     let (_, sets_a) = data::sets(1);
     let (_, sets_b) = data::sets(2);
-    let small_index = PublishOptions {
-        index_chunk: 7,
-        ..opts()
-    };
-    let a = publish(&target, &sets_a, &model(7), &small_index, |_| {})
+    let a = publish(&target, &sets_a, &model(7), &small_index(), |_| {})
         .await
         .unwrap();
     let events: Vec<KeyEvents> = cluster
@@ -114,7 +110,7 @@ async fn on_each_node_a_retired_sets_index_expires_after_its_lists() {
         .iter()
         .map(|node| KeyEvents::start(node, "expire"))
         .collect();
-    let b = publish(&target, &sets_b, &model(8), &small_index, |_| {})
+    let b = publish(&target, &sets_b, &model(8), &small_index(), |_| {})
         .await
         .unwrap();
     assert_eq!(b.retired, vec![a.set.clone()]);

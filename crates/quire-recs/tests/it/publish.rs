@@ -29,6 +29,14 @@ pub fn opts() -> PublishOptions {
     }
 }
 
+/// [`opts`] with index keys of 7 lists, so that a set has many (for the order of its keys).
+pub fn small_index() -> PublishOptions {
+    PublishOptions {
+        index_chunk: 7,
+        ..opts()
+    }
+}
+
 pub fn current(con: &mut impl redis::ConnectionLike) -> Option<String> {
     redis::cmd("GET")
         .arg(layout::CURRENT_KEY)
@@ -358,15 +366,11 @@ async fn retiring_a_set_expires_its_index_only_after_its_lists() {
     let (_, sets_a) = data::sets(1);
     let (_, sets_b) = data::sets(2);
     let target = RedisTarget::Single(server.url());
-    let small_index = PublishOptions {
-        index_chunk: 7,
-        ..opts()
-    };
-    let a = publish(&target, &sets_a, &model(7), &small_index, |_| {})
+    let a = publish(&target, &sets_a, &model(7), &small_index(), |_| {})
         .await
         .unwrap();
     let events = KeyEvents::start(&server, "expire");
-    let b = publish(&target, &sets_b, &model(8), &small_index, |_| {})
+    let b = publish(&target, &sets_b, &model(8), &small_index(), |_| {})
         .await
         .unwrap();
     assert_eq!(b.retired, vec![a.set.clone()]);
