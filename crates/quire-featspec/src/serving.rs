@@ -61,8 +61,6 @@ struct PairKeys {
 #[derive(Debug)]
 struct ServedBook {
     columns: BookColumns,
-    /// Whether the book is in the catalog.
-    in_catalog: bool,
     /// Its catalog facts' names, interned (`None`: not in the catalog).
     keys: Option<PairKeys>,
     /// Its title, author and genre token ids: `tokens[spans[0]..spans[1]]` is the title,
@@ -202,7 +200,6 @@ impl ServingTables {
             index.insert(id, books.len() as u32);
             books.push(ServedBook {
                 columns: BookColumns::new(&spec, info.as_ref(), Some(&activity)),
-                in_catalog: info.is_some(),
                 keys,
                 spans,
             });
@@ -275,7 +272,7 @@ impl ServingTables {
                         query.overlap(&self.tokens[g..end]),
                     ];
                     let pair = served_user.map(|u| u.pair(r, b.keys));
-                    (&b.columns, b.in_catalog, overlaps, pair)
+                    (&b.columns, b.keys.is_some(), overlaps, pair)
                 }
                 None => {
                     let pair = served_user.map(|u| PairFacts::lookup(&u.profile, book_id, None));
