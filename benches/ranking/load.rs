@@ -116,7 +116,7 @@ async fn send(
 /// How late after its slot an idle connection may get it and still count from its send: the
 /// pacer's sleep ends up to the timer slack (50 µs by default) after the slot, and its wake-up
 /// and the hand-over take some tens of microseconds more.
-const PACER_SLACK: Duration = Duration::from_micros(200);
+pub(crate) const PACER_SLACK: Duration = Duration::from_micros(200);
 
 /// When a connection sends its next request.
 enum Pace {

@@ -7,7 +7,8 @@
 //!   `ltr@production` in a SQLite registry under D, and D/requests.jsonl: request bodies of 100
 //!   BM25 candidates each. Also D/model.onnx and D/feature_snapshot.json for the Python peer.
 //! - `floor --dir D`: the in-process floor: `OnnxScorer::score` of the same 100-row matrices
-//!   with one single-threaded session, no HTTP.
+//!   with one single-threaded session, no HTTP; with `--rate R`, in an open loop at R calls a
+//!   second over one thread and session per core.
 //! - `serve --dir D --listen ADDR`: `quire_ranking::serve` on that registry until SIGINT.
 //! - `load --url URL --bodies FILE …`: the load generator (closed loop, or open loop at a fixed
 //!   rate) printing throughput and latency percentiles as JSON.
@@ -65,6 +66,14 @@ enum Command {
         /// Idle time between calls, in microseconds (0: back to back).
         #[arg(long, default_value_t = 0)]
         gap_us: u64,
+        /// Open loop instead: calls at this many a second in all, spread over `--threads`
+        /// threads (each its own session, its slots evenly interleaved with the others'), each
+        /// timed from its slot; no HTTP, no hand-off between threads.
+        #[arg(long, conflicts_with = "gap_us")]
+        rate: Option<f64>,
+        /// Threads of the open loop (default: one per core).
+        #[arg(long, requires = "rate")]
+        threads: Option<usize>,
     },
     /// Runs the ranking service on the prepared registry until SIGINT.
     Serve {
@@ -95,7 +104,16 @@ fn main() -> Result<()> {
             let report = world::prepare(&dir, trees, leaves, requests, candidates)?;
             println!("{report}");
         }
-        Command::Floor { dir, calls, gap_us } => floor(&dir, calls, gap_us)?,
+        Command::Floor {
+            dir,
+            calls,
+            gap_us,
+            rate,
+            threads,
+        } => match rate {
+            Some(rate) => floor_open(&dir, calls, rate, threads)?,
+            None => floor(&dir, calls, gap_us)?,
+        },
         Command::Serve {
             dir,
             listen,
@@ -176,6 +194,84 @@ fn floor(dir: &std::path::Path, calls: usize, gap_us: u64) -> Result<()> {
         },
         "features_us_per_request": features_us,
         "assemble_us_per_request": assemble_us,
+    });
+    println!("{report}");
+    Ok(())
+}
+
+/// The in-process floor under the open loop of the service's half-saturation run: `threads`
+/// threads, one session each, scoring the request matrices at `rate` calls a second in all
+/// (each thread every `threads`-th slot), timed as the load generator times a request: from
+/// when the thread woke for its slot, or from the slot when it woke more than
+/// [`load::PACER_SLACK`] late. The least any server could take at that rate on this machine:
+/// no HTTP, no hand-off between threads, no load generator sharing the cores.
+fn floor_open(
+    dir: &std::path::Path,
+    calls: usize,
+    rate: f64,
+    threads: Option<usize>,
+) -> Result<()> {
+    anyhow::ensure!(rate > 0.0, "--rate must be above 0, not {rate}");
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+        .max(1);
+    let tables = ServingTables::new(OnlineSnapshot::read(&dir.join("feature_snapshot.json"))?);
+    let matrices: Vec<(Vec<f32>, usize)> = world::read_requests(&dir.join("requests.jsonl"))?
+        .iter()
+        .map(|v| world::Body::parse(v).map(|b| world::serving_features(&tables, &b)))
+        .collect::<Result<_>>()?;
+    let scorer = OnnxScorer::load(dir.join("model.onnx"), threads)?;
+    for (rows, n) in matrices.iter().cycle().take(200 * threads) {
+        scorer.score(rows, *n, N_FEATURES)?;
+    }
+    let period = Duration::from_secs_f64(threads as f64 / rate);
+    let per_thread = calls.div_ceil(threads);
+    let start = Instant::now() + Duration::from_millis(50);
+    let (scorer, matrices) = (&scorer, &matrices);
+    // Each call's (microseconds, timed from its slot).
+    let timed: Vec<Vec<(f64, bool)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || -> Result<Vec<(f64, bool)>> {
+                    let mut out = Vec::with_capacity(per_thread);
+                    for i in 0..per_thread {
+                        let slot = start + period.mul_f64(i as f64 + t as f64 / threads as f64);
+                        if let Some(wait) = slot.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        let woke = Instant::now();
+                        let late = woke - slot > load::PACER_SLACK;
+                        let (rows, n) = &matrices[(i * threads + t) % matrices.len()];
+                        std::hint::black_box(scorer.score(rows, *n, N_FEATURES)?);
+                        let from = if late { slot } else { woke };
+                        out.push((from.elapsed().as_secs_f64() * 1e6, late));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a scoring thread panicked"))?
+            })
+            .collect::<Result<_>>()
+    })?;
+    let late = timed.iter().flatten().filter(|t| t.1).count();
+    let mut micros: Vec<f64> = timed.iter().flatten().map(|t| t.0).collect();
+    micros.sort_by(f64::total_cmp);
+    let report = json!({
+        "what": "OnnxScorer::score in an open loop: threads with a session each, no HTTP",
+        "rate": rate,
+        "threads": threads,
+        "calls": micros.len(),
+        "late": late,
+        "score_us": {
+            "p50": percentile(&micros, 50.0),
+            "p90": percentile(&micros, 90.0),
+            "p99": percentile(&micros, 99.0),
+        },
     });
     println!("{report}");
     Ok(())

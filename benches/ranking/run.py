@@ -7,7 +7,9 @@ One run does, in order:
      requests.jsonl (100 BM25 candidates per request);
   2. `ranking-bench floor`: ONNX Runtime scoring the same 100-row matrices in process, one
      single-threaded session, no HTTP: calls 2 ms apart once, back to back before each
-     repetition of step 3 and after the last (the goal takes the fastest);
+     repetition of step 3 and after the last (the goal takes the fastest), and after each
+     repetition in an open loop at Quire's half-saturation rate (one thread and session per
+     core; for reference);
   3. for each peer in turn (Quire: `ranking-bench serve`, the library entry point `quire serve
      ranking` runs; Python: `uvicorn python_peer:app --workers 2`), alternating which goes
      first on each repetition: start it, wait until ready, send the first requests and keep the
@@ -256,6 +258,9 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         "throughput_over_python": {"value": q_thr / p_thr, "goal": 2.0, "met": q_thr / p_thr >= 2.0},
     }
     ok = lambda g: "met" if g["met"] else "**not met**"
+    open_floor = floor["open_loop"]
+    open_rate = med(open_floor, "rate")
+    of50, of99 = med(open_floor, "score_us", "p50") / 1000, med(open_floor, "score_us", "p99") / 1000
     loads = ", ".join(f"{r['loadavg_1min_before']:.1f}" for r in q + p)
     info = machine_info()
     lines = [
@@ -309,6 +314,9 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"| floor, back to back | {floor_ms:.3f} | {floor['score_us']['p99'] / 1000:.3f} |",
         f"| floor, one call every {FLOOR_GAP_US / 1000:g} ms | "
         f"{floor['spaced']['p50'] / 1000:.3f} | {floor['spaced']['p99'] / 1000:.3f} |",
+        f"| floor, open loop at Quire's half-saturation rate ({open_rate:,.0f} calls/s, "
+        f"{open_floor[0]['threads']} threads, timed as the load generator times) | "
+        f"{of50:.3f} | {of99:.3f} |",
         f"| ONNX call inside the service | {med(q, 'half', 'inside_ms', 'onnx', 'p50'):.3f} | "
         f"{med(q, 'half', 'inside_ms', 'onnx', 'p99'):.3f} |",
         f"| request inside the service (body read → answer ready) | "
@@ -321,6 +329,12 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"| Quire p50 at half saturation / floor p50 | {goals['p50_over_floor']['value']:.2f} | ≤ 1.2 | {ok(goals['p50_over_floor'])} |",
         f"| Quire p99 / p50 at half saturation | {goals['p99_over_p50']['value']:.2f} | ≤ 2 | {ok(goals['p99_over_p50'])} |",
         f"| Quire / Python saturated throughput | {goals['throughput_over_python']['value']:.2f} | ≥ 2 | {ok(goals['throughput_over_python'])} |",
+        "",
+        f"For reference, not a goal: in the open loop at the same rate, with no server and no "
+        f"load generator, ONNX Runtime alone takes {of50 / floor_ms:.2f}× the back-to-back "
+        f"floor at p50, with p99 / p50 {of99 / of50:.2f} ({med(open_floor, 'late'):,.0f} of "
+        f"{med(open_floor, 'calls'):,.0f} calls timed from their slot); Quire's p50 is "
+        f"{q50 / of50:.2f}× that floor's.",
         "",
         f"Agreement: the first {CHECKED} requests' rankings "
         + ("are identical (same order, scores within 1e-5)." if not diffs
@@ -373,15 +387,21 @@ def main() -> int:
     bodies = [l.encode() for l in (args.dir / "requests.jsonl").read_text().splitlines() if l.strip()]
 
     runs: dict[str, list[dict]] = {"quire": [], "python": []}
+    open_floors: list[dict] = []
     for rep in range(args.reps):
         floors.append(run_json([args.bin, "floor", "--dir", str(args.dir)]))
         order = ["quire", "python"] if rep % 2 == 0 else ["python", "quire"]
         for peer in order:
             runs[peer].append(measure(peer, args, args.port, bodies))
+        # The floor in Quire's half-saturation open loop: same rate, same length, same timing.
+        rate = runs["quire"][-1]["saturated"]["throughput_rps"] / 2
+        open_floors.append(run_json([args.bin, "floor", "--dir", str(args.dir), "--rate",
+                                     f"{rate:.1f}", "--calls", str(int(rate * args.duration))]))
     floors.append(run_json([args.bin, "floor", "--dir", str(args.dir)]))
     floor = min(floors, key=lambda f: f["score_us"]["p50"])
     floor["spaced"] = spaced
     floor["p50_us_each"] = [f["score_us"]["p50"] for f in floors]
+    floor["open_loop"] = open_floors
     diffs = compare(runs["quire"][0]["answers"], runs["python"][0]["answers"])
     md, data = report(prep, floor, runs, diffs, args)
     args.out.mkdir(parents=True, exist_ok=True)
