@@ -10,6 +10,8 @@
 //!   with one single-threaded session, no HTTP; with `--rate R`, in an open loop at R calls a
 //!   second over one thread and session per core.
 //! - `serve --dir D --listen ADDR`: `quire_ranking::serve` on that registry until SIGINT.
+//! - `echo --listen ADDR`: an axum server answering each request with a fixed answer and no
+//!   other work (HTTP alone).
 //! - `load --url URL --bodies FILE …`: the load generator (closed loop, or open loop at a fixed
 //!   rate) printing throughput and latency percentiles as JSON.
 
@@ -88,6 +90,16 @@ enum Command {
         #[arg(long)]
         scoring_threads: Option<usize>,
     },
+    /// HTTP alone: answers every POST /v1/rank with the same JSON of `answer_bytes` bytes, no
+    /// other work (and GET /health/ready), until SIGINT. Under the load generator it measures what HTTP and the load
+    /// generator take on this machine.
+    Echo {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Size of the answer (a ranking of 100 candidates: about 4 KB).
+        #[arg(long, default_value_t = 4096)]
+        answer_bytes: usize,
+    },
     /// Sends requests and reports throughput and latency.
     Load(load::LoadArgs),
 }
@@ -120,6 +132,10 @@ fn main() -> Result<()> {
             threads,
             scoring_threads,
         } => serve(&dir, listen, threads, scoring_threads)?,
+        Command::Echo {
+            listen,
+            answer_bytes,
+        } => echo(listen, answer_bytes)?,
         Command::Load(args) => {
             let report = load::run(&args)?;
             println!("{report}");
@@ -300,4 +316,45 @@ fn serve(
         let _ = tokio::signal::ctrl_c().await;
     }))?;
     Ok(())
+}
+
+fn echo(listen: std::net::SocketAddr, answer_bytes: usize) -> Result<()> {
+    // `{"pad":"xx…"}`: valid JSON of the asked size (at least its 10 bytes of frame).
+    let answer = axum::body::Bytes::from(format!(
+        "{{\"pad\":\"{}\"}}",
+        "x".repeat(answer_bytes.saturating_sub(10))
+    ));
+    let app = axum::Router::new()
+        .route(
+            "/v1/rank",
+            axum::routing::post(move |_body: axum::body::Bytes| {
+                let answer = answer.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        answer,
+                    )
+                }
+            }),
+        )
+        .route("/health/ready", axum::routing::get(|| async { "ready" }));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("a tokio runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        // As the ranking service's listener: answers leave at once (no Nagle delay).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving")
+    })
 }

@@ -9,7 +9,8 @@ One run does, in order:
      single-threaded session, no HTTP: calls 2 ms apart once, back to back before each
      repetition of step 3 and after the last (the goal takes the fastest), and after each
      repetition in an open loop at Quire's half-saturation rate (one thread and session per
-     core; for reference);
+     core; for reference), and at that rate HTTP alone (`ranking-bench echo`, the load
+     generator against a server answering a fixed answer with no other work);
   3. for each peer in turn (Quire: `ranking-bench serve`, the library entry point `quire serve
      ranking` runs; Python: `uvicorn python_peer:app --workers 2`), alternating which goes
      first on each repetition: start it, wait until ready, send the first requests and keep the
@@ -207,6 +208,27 @@ def measure(peer: str, args, port: int, bodies: list[bytes]) -> dict:
             "saturated": saturated, "half": half, "rss_mib": rss / 1024, "answers": answers}
 
 
+def http_alone(args, port: int, rate: float, answer_bytes: int) -> dict:
+    """The load generator's open loop at `rate` against `ranking-bench echo`: an axum server
+    answering each request with a fixed answer of `answer_bytes`, no other work."""
+    cmd = [args.bin, "echo", "--listen", f"127.0.0.1:{port}", "--answer-bytes", str(answer_bytes)]
+    log(f"starting HTTP alone: {' '.join(cmd)}")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc)
+        half = run_json([args.bin, "load", "--url", base + "/v1/rank", "--bodies",
+                         str(args.dir / "requests.jsonl"), "--warmup", str(args.warmup),
+                         "--duration", str(args.duration),
+                         "--connections", str(args.open_connections), "--rate", f"{rate:.1f}"])
+    finally:
+        stop(proc)
+    if half["failed"] or half["transport_errors"]:
+        raise SystemExit(f"HTTP alone: {half['failed']} failed requests, "
+                         f"{half['transport_errors']} transport errors")
+    return half
+
+
 def compare(a: list[dict], b: list[dict]) -> list[str]:
     diffs = []
     for i, (x, y) in enumerate(zip(a, b)):
@@ -261,6 +283,8 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
     open_floor = floor["open_loop"]
     open_rate = med(open_floor, "rate")
     of50, of99 = med(open_floor, "score_us", "p50") / 1000, med(open_floor, "score_us", "p99") / 1000
+    h50, h99 = (med(floor["http_alone"], "latency_ms", "p50"),
+                med(floor["http_alone"], "latency_ms", "p99"))
     loads = ", ".join(f"{r['loadavg_1min_before']:.1f}" for r in q + p)
     info = machine_info()
     lines = [
@@ -317,6 +341,8 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"| floor, open loop at Quire's half-saturation rate ({open_rate:,.0f} calls/s, "
         f"{open_floor[0]['threads']} threads, timed as the load generator times) | "
         f"{of50:.3f} | {of99:.3f} |",
+        f"| HTTP and the load generator alone at that rate (`ranking-bench echo`: a fixed answer "
+        f"of Quire's size, no other work) | {h50:.3f} | {h99:.3f} |",
         f"| ONNX call inside the service | {med(q, 'half', 'inside_ms', 'onnx', 'p50'):.3f} | "
         f"{med(q, 'half', 'inside_ms', 'onnx', 'p99'):.3f} |",
         f"| request inside the service (body read → answer ready) | "
@@ -334,7 +360,9 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"load generator, ONNX Runtime alone takes {of50 / floor_ms:.2f}× the back-to-back "
         f"floor at p50, with p99 / p50 {of99 / of50:.2f} ({med(open_floor, 'late'):,.0f} of "
         f"{med(open_floor, 'calls'):,.0f} calls timed from their slot); Quire's p50 is "
-        f"{q50 / of50:.2f}× that floor's.",
+        f"{q50 / of50:.2f}× that floor's. That floor and HTTP with the load generator alone "
+        f"add up to {(of50 + h50) / floor_ms:.2f}× the back-to-back floor at p50: about the least a "
+        f"server doing no work of its own but the scoring could reach here.",
         "",
         f"Agreement: the first {CHECKED} requests' rankings "
         + ("are identical (same order, scores within 1e-5)." if not diffs
@@ -388,6 +416,7 @@ def main() -> int:
 
     runs: dict[str, list[dict]] = {"quire": [], "python": []}
     open_floors: list[dict] = []
+    http_alones: list[dict] = []
     for rep in range(args.reps):
         floors.append(run_json([args.bin, "floor", "--dir", str(args.dir)]))
         order = ["quire", "python"] if rep % 2 == 0 else ["python", "quire"]
@@ -397,11 +426,15 @@ def main() -> int:
         rate = runs["quire"][-1]["saturated"]["throughput_rps"] / 2
         open_floors.append(run_json([args.bin, "floor", "--dir", str(args.dir), "--rate",
                                      f"{rate:.1f}", "--calls", str(int(rate * args.duration))]))
+        # HTTP and the load generator alone, at that rate, with answers of Quire's size.
+        answer_bytes = len(json.dumps(runs["quire"][-1]["answers"][0], separators=(",", ":")))
+        http_alones.append(http_alone(args, args.port, rate, answer_bytes))
     floors.append(run_json([args.bin, "floor", "--dir", str(args.dir)]))
     floor = min(floors, key=lambda f: f["score_us"]["p50"])
     floor["spaced"] = spaced
     floor["p50_us_each"] = [f["score_us"]["p50"] for f in floors]
     floor["open_loop"] = open_floors
+    floor["http_alone"] = http_alones
     diffs = compare(runs["quire"][0]["answers"], runs["python"][0]["answers"])
     md, data = report(prep, floor, runs, diffs, args)
     args.out.mkdir(parents=True, exist_ok=True)
