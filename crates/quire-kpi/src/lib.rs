@@ -30,7 +30,7 @@
 //!   marketing_spend;
 //! - `agg_hourly_gmv`: hour, gmv, net_gmv, orders;
 //! - `agg_book_leaderboard_{units,gmv}`: date, rank, book_id, units, gmv, views,
-//!   add_to_carts, view_to_cart_rate.
+//!   add_to_carts, view_to_cart_rate; every book viewed, put in a cart or sold that day.
 //!
 //! Event-level site metrics (`no_results_rate`, `rec_ctr`) count events by their own UTC day;
 //! session metrics count sessions by the day they start; money counts orders by the day of
@@ -55,8 +55,8 @@ pub use models::{
     MaterializeSummary, Models, WAREHOUSE_TABLES, build_models, materialize, model_path,
 };
 pub use report::{
-    BookUnits, DailyKpis, Funnel, FunnelRates, HourlyGmv, KpiReport, hourly_gmv, kpi_report,
-    kpi_report_from_models,
+    BookGmv, BookKpis, BookUnits, DailyKpis, Funnel, FunnelRates, HourlyGmv, KpiReport, hourly_gmv,
+    kpi_report, kpi_report_from_models,
 };
 pub use staging::{SESSION_GAP_MS, sessionize, stage_events};
 

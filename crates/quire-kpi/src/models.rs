@@ -639,23 +639,37 @@ const DAILY_COLUMNS: [(&str, &str); 37] = [
     ("sessions_by_device", "sessions_by_device"),
 ];
 
-/// A per-day book leaderboard ranked by `by` (`units` or `gmv`) desc, then `book_id`:
-/// `date`, `rank` (1-based), `book_id`, `units`, `gmv`, `views`, `add_to_carts`,
-/// `view_to_cart_rate`.
-fn leaderboard(items: LazyFrame, views: LazyFrame, by: &str) -> Result<LazyFrame> {
+/// Per UTC day and book, every book with a view, an add-to-cart or a sale that day (the
+/// contract's book metrics): `date`, `book_id`, `units`, `gmv` (its order items), `views`,
+/// `add_to_carts`, `view_to_cart_rate` (null without views); counts 0 where a book had none.
+fn book_day_stats(items: LazyFrame, views: LazyFrame) -> LazyFrame {
     let on = || [col("date"), col("book_id")];
-    Ok(items
+    items
         .group_by(on())
         .agg([
             col("quantity").sum().cast(DataType::Int64).alias("units"),
             col("line_gmv").sum().alias("gmv"),
         ])
-        .join(views, on(), on(), left())
+        .join(
+            views,
+            on(),
+            on(),
+            JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
+        )
         .with_columns([
+            col("units").fill_null(lit(0i64)),
+            col("gmv").fill_null(lit(0.0)),
             col("views").fill_null(lit(0i64)),
             col("add_to_carts").fill_null(lit(0i64)),
         ])
         .with_columns([ratio(col("add_to_carts"), col("views")).alias("view_to_cart_rate")])
+}
+
+/// A per-day book leaderboard of [`book_day_stats`] ranked by `by` (`units` or `gmv`) desc,
+/// then `book_id`: `date`, `rank` (1-based), `book_id`, `units`, `gmv`, `views`,
+/// `add_to_carts`, `view_to_cart_rate`.
+fn leaderboard(stats: LazyFrame, by: &str) -> Result<LazyFrame> {
+    Ok(stats
         .sort(
             ["date", by, "book_id"],
             SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
@@ -732,7 +746,7 @@ pub fn build_models(raw: LazyFrame, dims: &Dims) -> Result<Models> {
         col("unit_cost"),
         col("line_cogs"),
     ]);
-    let views = book_views(raw.clone());
+    let book_days = book_day_stats(fct_order_items.clone(), book_views(raw.clone()));
     Ok(Models {
         stg_events: stage_events(raw),
         agg_daily_kpis: daily_kpis(
@@ -742,8 +756,8 @@ pub fn build_models(raw: LazyFrame, dims: &Dims) -> Result<Models> {
             dims.marketing_spend.clone(),
         )?,
         agg_hourly_gmv: hourly_of_orders(fct_orders.clone()),
-        agg_book_leaderboard_units: leaderboard(fct_order_items.clone(), views.clone(), "units")?,
-        agg_book_leaderboard_gmv: leaderboard(fct_order_items.clone(), views, "gmv")?,
+        agg_book_leaderboard_units: leaderboard(book_days.clone(), "units")?,
+        agg_book_leaderboard_gmv: leaderboard(book_days, "gmv")?,
         fct_sessions,
         fct_orders,
         fct_order_items,
@@ -865,6 +879,10 @@ mod tests {
             ev("v1", "product_view", "2025-10-01T09:00:00Z", "u1").book("bk_a"),
             ev("v2", "product_view", "2025-10-01T09:01:00Z", "u1").book("bk_a"),
             ev("v3", "add_to_cart", "2025-10-01T09:02:00Z", "u1").cart("bk_a", 5.0),
+            // Viewed and put in a cart twice, never bought: on the boards with no sales.
+            ev("v4", "product_view", "2025-10-01T09:03:00Z", "u1").book("bk_d"),
+            ev("v5", "add_to_cart", "2025-10-01T09:04:00Z", "u1").cart("bk_d", 9.0),
+            ev("v6", "add_to_cart", "2025-10-01T09:05:00Z", "u1").cart("bk_d", 9.0),
             ev("o1", "order_placed", "2025-10-01T10:00:00Z", "u1").order(
                 "o1",
                 58.0,
@@ -882,21 +900,44 @@ mod tests {
     fn leaderboards_rank_per_day() {
         let m = build_models(lake(&leaderboard_events()), &Dims::default()).unwrap();
         let units = m.agg_book_leaderboard_units.collect().unwrap();
-        assert_eq!(strs(&units, "book_id"), ["bk_a", "bk_c", "bk_b", "bk_c"]);
-        assert_eq!(i64s(&units, "rank"), [Some(1), Some(2), Some(3), Some(1)]);
-        assert_eq!(i64s(&units, "units"), [Some(3), Some(3), Some(2), Some(1)]);
-        assert_eq!(i64s(&units, "views"), [Some(2), Some(0), Some(0), Some(0)]);
+        assert_eq!(
+            strs(&units, "book_id"),
+            ["bk_a", "bk_c", "bk_b", "bk_d", "bk_c"]
+        );
+        assert_eq!(
+            i64s(&units, "rank"),
+            [Some(1), Some(2), Some(3), Some(4), Some(1)]
+        );
+        assert_eq!(
+            i64s(&units, "units"),
+            [Some(3), Some(3), Some(2), Some(0), Some(1)]
+        );
+        assert_eq!(
+            i64s(&units, "views"),
+            [Some(2), Some(0), Some(0), Some(1), Some(0)]
+        );
+        assert_eq!(
+            i64s(&units, "add_to_carts"),
+            [Some(1), Some(0), Some(0), Some(2), Some(0)]
+        );
+        // 1 cart / 2 views; 2 carts / 1 view (the contract's ratio of events, above 1 here).
         assert_eq!(
             f64s(&units, "view_to_cart_rate"),
-            [Some(0.5), None, None, None]
+            [Some(0.5), None, None, Some(2.0), None]
         );
         let gmv = m.agg_book_leaderboard_gmv.collect().unwrap();
-        assert_eq!(strs(&gmv, "book_id"), ["bk_b", "bk_a", "bk_c", "bk_c"]);
+        assert_eq!(
+            strs(&gmv, "book_id"),
+            ["bk_b", "bk_a", "bk_c", "bk_d", "bk_c"]
+        );
         assert_eq!(
             f64s(&gmv, "gmv"),
-            [Some(40.0), Some(15.0), Some(3.0), Some(1.0)]
+            [Some(40.0), Some(15.0), Some(3.0), Some(0.0), Some(1.0)]
         );
-        assert_eq!(i64s(&gmv, "rank"), [Some(1), Some(2), Some(3), Some(1)]);
+        assert_eq!(
+            i64s(&gmv, "rank"),
+            [Some(1), Some(2), Some(3), Some(4), Some(1)]
+        );
     }
 
     #[test]
@@ -951,14 +992,14 @@ mod tests {
         let m = build_models(lake(&leaderboard_events()), &Dims::default()).unwrap();
         let summary = materialize(&m, dir.path()).unwrap();
         let expected: BTreeMap<String, usize> = [
-            ("stg_events", 5),
+            ("stg_events", 8),
             ("fct_sessions", 3),
             ("fct_orders", 2),
             ("fct_order_items", 4),
             ("agg_daily_kpis", 2),
             ("agg_hourly_gmv", 2),
-            ("agg_book_leaderboard_units", 4),
-            ("agg_book_leaderboard_gmv", 4),
+            ("agg_book_leaderboard_units", 5),
+            ("agg_book_leaderboard_gmv", 5),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

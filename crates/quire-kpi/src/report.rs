@@ -27,6 +27,12 @@ pub struct KpiReport {
     pub hourly_gmv: Vec<HourlyGmv>,
     pub clv_historical: Option<f64>,
     pub top_books_by_units: Vec<BookUnits>,
+    /// Beyond the contract's object: the first `top_n` books of the range by item GMV, then
+    /// `book_id` (the contract's second leaderboard).
+    pub top_books_by_gmv: Vec<BookGmv>,
+    /// Beyond the contract's object: every book viewed, put in a cart or sold in the range,
+    /// with the contract's book metrics over the range, by `book_id`.
+    pub books: Vec<BookKpis>,
 }
 
 /// Every per-day metric of `contracts/kpis.md`, by its name.
@@ -98,6 +104,27 @@ pub struct HourlyGmv {
 pub struct BookUnits {
     pub book_id: String,
     pub units: i64,
+}
+
+/// Item GMV of one book over the report's range.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookGmv {
+    pub book_id: String,
+    pub gmv: f64,
+}
+
+/// The book metrics of `contracts/kpis.md` for one book over the report's range.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookKpis {
+    pub book_id: String,
+    pub units_sold: i64,
+    pub gmv: f64,
+    pub views: i64,
+    pub add_to_carts: i64,
+    /// `add_to_cart` events / `product_view` events; `null` without views.
+    pub view_to_cart_rate: Option<f64>,
 }
 
 mod hour_format {
@@ -192,7 +219,8 @@ fn nested<T>(
 /// All of `raw` is used for what needs history — sessions crossing into the range, new vs
 /// returning users, a customer's first order (cac), refunds (whenever they arrive) and
 /// `clv_historical` (all history, ignores the range); only the output rows are filtered.
-/// `top_books_by_units` lists the first `top_n` books of the range by units, then `book_id`.
+/// `top_books_by_units` and `top_books_by_gmv` list the first `top_n` books sold in the range
+/// by units and by item GMV, then `book_id`; `books` has every book's metrics over the range.
 pub fn kpi_report(
     raw: LazyFrame,
     dims: &Dims,
@@ -279,27 +307,67 @@ pub fn kpi_report_from_models(
     .copied()
     .flatten();
 
-    let top_df = models
-        .fct_order_items
+    // The days' book rows summed over the range (every count is additive), then the rate.
+    let books_df = models
+        .agg_book_leaderboard_units
         .clone()
         .filter(in_range)
         .group_by([col("book_id")])
-        .agg([col("quantity").sum().cast(DataType::Int64).alias("units")])
-        .sort(
-            ["units", "book_id"],
-            SortMultipleOptions::default().with_order_descending_multi([true, false]),
-        )
-        .limit(IdxSize::try_from(top_n).unwrap_or(IdxSize::MAX))
+        .agg([
+            col("units").sum(),
+            col("gmv").sum(),
+            col("views").sum(),
+            col("add_to_carts").sum(),
+        ])
+        .with_columns([ratio(col("add_to_carts"), col("views")).alias("view_to_cart_rate")])
+        .sort(["book_id"], SortMultipleOptions::default())
         .collect()?;
-    let t = Cols {
-        df: &top_df,
-        table: "fct_order_items",
+    let b = Cols {
+        df: &books_df,
+        table: "agg_book_leaderboard_units",
     };
-    let top_books_by_units = t
+    let books: Vec<BookKpis> = b
         .str("book_id")?
         .into_iter()
-        .zip(t.i64("units")?)
-        .map(|(book_id, units)| BookUnits { book_id, units })
+        .zip(b.i64("units")?)
+        .zip(b.f64_zero("gmv")?)
+        .zip(b.i64("views")?.into_iter().zip(b.i64("add_to_carts")?))
+        .zip(b.f64("view_to_cart_rate")?)
+        .map(
+            |((((book_id, units_sold), gmv), (views, add_to_carts)), view_to_cart_rate)| BookKpis {
+                book_id,
+                units_sold,
+                gmv,
+                views,
+                add_to_carts,
+                view_to_cart_rate,
+            },
+        )
+        .collect();
+    // The leaderboards rank the books sold in the range; ties by `book_id`.
+    let board = |key: fn(&BookKpis) -> f64| {
+        let mut sold: Vec<&BookKpis> = books.iter().filter(|b| b.units_sold > 0).collect();
+        sold.sort_by(|x, y| {
+            key(y)
+                .total_cmp(&key(x))
+                .then_with(|| x.book_id.cmp(&y.book_id))
+        });
+        sold.truncate(top_n);
+        sold
+    };
+    let top_books_by_units = board(|b| b.units_sold as f64)
+        .into_iter()
+        .map(|b| BookUnits {
+            book_id: b.book_id.clone(),
+            units: b.units_sold,
+        })
+        .collect();
+    let top_books_by_gmv = board(|b| b.gmv)
+        .into_iter()
+        .map(|b| BookGmv {
+            book_id: b.book_id.clone(),
+            gmv: b.gmv,
+        })
         .collect();
 
     Ok(KpiReport {
@@ -307,6 +375,8 @@ pub fn kpi_report_from_models(
         hourly_gmv,
         clv_historical,
         top_books_by_units,
+        top_books_by_gmv,
+        books,
     })
 }
 
@@ -907,6 +977,74 @@ mod tests {
     }
 
     #[test]
+    fn book_metrics_over_the_range() {
+        let events = [
+            // Day 1: bk_a viewed twice and carted once, then bought (2 × 5.0); bk_v viewed
+            // once and carted twice, never bought.
+            ev("v1", "product_view", "2025-10-01T09:00:00Z", "u1").book("bk_a"),
+            ev("v2", "product_view", "2025-10-01T09:01:00Z", "u1").book("bk_a"),
+            ev("c1", "add_to_cart", "2025-10-01T09:02:00Z", "u1").cart("bk_a", 5.0),
+            ev("v3", "product_view", "2025-10-01T09:03:00Z", "u1").book("bk_v"),
+            ev("c2", "add_to_cart", "2025-10-01T09:04:00Z", "u1").cart("bk_v", 9.0),
+            ev("c3", "add_to_cart", "2025-10-01T09:05:00Z", "u1").cart("bk_v", 9.0),
+            ev("o1", "order_placed", "2025-10-01T10:00:00Z", "u1").order(
+                "o1",
+                10.0,
+                &[("bk_a", 2, 5.0)],
+            ),
+            // Day 2: bk_a viewed twice more, bk_b bought (1 × 30.0) without a view.
+            ev("v4", "product_view", "2025-10-02T09:00:00Z", "u2").book("bk_a"),
+            ev("v5", "product_view", "2025-10-02T09:01:00Z", "u2").book("bk_a"),
+            ev("o2", "order_placed", "2025-10-02T10:00:00Z", "u2").order(
+                "o2",
+                30.0,
+                &[("bk_b", 1, 30.0)],
+            ),
+            // Day 3, outside the range: bk_a bought again.
+            ev("o3", "order_placed", "2025-10-03T10:00:00Z", "u3").order(
+                "o3",
+                50.0,
+                &[("bk_a", 10, 5.0)],
+            ),
+        ];
+        let range = DateRange {
+            from: Some("2025-10-01".parse().unwrap()),
+            to: Some("2025-10-02".parse().unwrap()),
+        };
+        let r = kpi_report(lake(&events), &Dims::default(), range, 10).unwrap();
+        let book = |id: &str, units_sold, gmv, views, add_to_carts, rate| BookKpis {
+            book_id: id.to_owned(),
+            units_sold,
+            gmv,
+            views,
+            add_to_carts,
+            view_to_cart_rate: rate,
+        };
+        assert_eq!(
+            r.books,
+            [
+                // 1 cart / 4 views over the two days.
+                book("bk_a", 2, 10.0, 4, 1, Some(0.25)),
+                book("bk_b", 1, 30.0, 0, 0, None),
+                book("bk_v", 0, 0.0, 1, 2, Some(2.0)),
+            ]
+        );
+        // The leaderboards rank what was sold: bk_v is on neither.
+        let units: Vec<(&str, i64)> = r
+            .top_books_by_units
+            .iter()
+            .map(|b| (b.book_id.as_str(), b.units))
+            .collect();
+        assert_eq!(units, [("bk_a", 2), ("bk_b", 1)]);
+        let gmv: Vec<(&str, f64)> = r
+            .top_books_by_gmv
+            .iter()
+            .map(|b| (b.book_id.as_str(), b.gmv))
+            .collect();
+        assert_eq!(gmv, [("bk_b", 30.0), ("bk_a", 10.0)]);
+    }
+
+    #[test]
     fn sessions_by_source_and_device() {
         let r = report(
             &[
@@ -951,12 +1089,15 @@ mod tests {
             k.sort();
             k
         };
+        // The contract's four keys, and two more of the books over the range.
         assert_eq!(
             keys(&json),
             [
+                "books",
                 "clv_historical",
                 "daily",
                 "hourly_gmv",
+                "top_books_by_gmv",
                 "top_books_by_units"
             ]
         );

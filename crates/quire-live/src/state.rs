@@ -814,9 +814,11 @@ impl TodayInput {
         let report = quire_kpi::kpi_report_from_models(&models, range, self.top_n)?;
         let kpis = report.daily.into_iter().find(|d| d.date == self.date);
         let day = i32::try_from((self.date - NaiveDate::default()).num_days()).unwrap_or(0);
+        // The day's books sold (the leaderboards also hold the books only viewed or carted).
         let board = |lf: LazyFrame| -> Result<Vec<BookRow>> {
             let mut lf = lf
                 .filter(col("date").cast(DataType::Int32).eq(lit(day)))
+                .filter(col("units").gt(lit(0i64)))
                 .sort(["rank"], SortMultipleOptions::default())
                 .limit(u32::try_from(self.top_n).unwrap_or(u32::MAX) as IdxSize)
                 .select([
@@ -1246,6 +1248,7 @@ mod tests {
         s.add(vec![
             order("y", "2025-09-30T23:50:00Z", 7.0),
             view("v", "2025-10-01T00:10:00Z"),
+            ev(r#"{"event_id":"p","event_type":"product_view","event_timestamp":"2025-10-01T00:11:00Z","user_id":"u2","device":"mobile","book_id":"bk_seen","via":"browse"}"#),
             order("a", "2025-10-01T00:12:00Z", 30.0),
         ])
         .unwrap();
@@ -1254,7 +1257,11 @@ mod tests {
         assert_eq!(today.date.to_string(), "2025-10-01");
         let k = today.kpis.unwrap();
         assert_eq!((k.orders, k.gmv), (1, 30.0));
-        assert_eq!(today.top_books_by_units[0].book_id, "bk_1");
-        assert_eq!(today.top_books_by_units[0].units, 1);
+        // The boards list the books sold: not bk_seen, only viewed.
+        let board = |rows: &[BookRow]| -> Vec<(String, i64)> {
+            rows.iter().map(|b| (b.book_id.clone(), b.units)).collect()
+        };
+        assert_eq!(board(&today.top_books_by_units), [("bk_1".to_owned(), 1)]);
+        assert_eq!(board(&today.top_books_by_gmv), [("bk_1".to_owned(), 1)]);
     }
 }

@@ -93,14 +93,36 @@ pub fn print_kpis(report: &Value) {
         )
     );
     println!("clv (historical): {}", money(&report["clv_historical"]));
-    if let Some(top) = report["top_books_by_units"].as_array() {
+    // Each leaderboard with the books' metrics over the range (`books`).
+    let books: std::collections::HashMap<&str, &Value> = report["books"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter_map(|b| Some((b["book_id"].as_str()?, b)))
+        .collect();
+    for (board, title) in [
+        ("top_books_by_units", "top book by units"),
+        ("top_books_by_gmv", "top book by gmv"),
+    ] {
+        let top = report[board].as_array().unwrap_or(&empty);
+        if top.is_empty() {
+            continue;
+        }
         let rows = top.iter().map(|b| {
+            let id = b["book_id"].as_str().unwrap_or("-");
+            let m = books.get(id).copied().unwrap_or(&Value::Null);
             [
-                b["book_id"].as_str().unwrap_or("-").to_owned(),
-                int(&b["units"]),
+                id.to_owned(),
+                int(&m["units_sold"]),
+                money(&m["gmv"]),
+                int(&m["views"]),
+                pct(&m["view_to_cart_rate"]),
             ]
         });
-        println!("{}", table(["top book", "units"], rows));
+        println!(
+            "{}",
+            table([title, "units", "gmv", "views", "view→cart"], rows)
+        );
     }
 }
 
