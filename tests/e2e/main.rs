@@ -777,6 +777,7 @@ fn recs_publish_from_the_registry_to_redis() {
         &reg,
         "--artifacts",
         "art",
+        "--no-lake",
         "--json",
     ];
     let again = quire_json(dir, &publish);
@@ -787,7 +788,7 @@ fn recs_publish_from_the_registry_to_redis() {
     }
 
     // A user buys the first book of their list after the model was trained: a publish that
-    // reads the lake leaves it out (a new set), the model alone does not know it.
+    // reads the lake leaves it out (a new set), one with --no-lake (the model alone) does not.
     let user_key = redis
         .cli(&["KEYS", &format!("quire:recs:{set}:user:*")])
         .lines()
@@ -819,7 +820,15 @@ fn recs_publish_from_the_registry_to_redis() {
     quire_ok(dir, &["ingest", "--lake", "w/lake", "late.jsonl"]);
     let without_lake = quire_json(dir, &publish);
     assert_eq!(without_lake["summary"]["unchanged"], true);
-    let with_lake = quire_json(dir, &[publish.as_slice(), &["--lake", "w/lake"]].concat());
+    // Without --lake the default lake is read, never created: here there is none.
+    let reads_lake = &publish[..publish.len() - 2];
+    let err = one_line_error(dir, reads_lake);
+    assert!(
+        err.contains("no lake at .quire/lake") && err.contains("--no-lake"),
+        "{err}"
+    );
+    assert!(!dir.join(".quire").exists());
+    let with_lake = quire_json(dir, &[reads_lake, &["--lake", "w/lake", "--json"]].concat());
     assert_eq!(with_lake["summary"]["unchanged"], false);
     let new_set = with_lake["set"].as_str().expect("set");
     assert_ne!(new_set, set);
@@ -839,6 +848,7 @@ fn recs_publish_from_the_registry_to_redis() {
             &reg,
             "--artifacts",
             "art",
+            "--no-lake",
         ],
     );
     assert!(err.contains("127.0.0.1:1"), "{err}");

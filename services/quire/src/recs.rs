@@ -39,10 +39,13 @@ pub struct PublishArgs {
     /// How long the previous set stays readable after the pointer moves, in seconds
     #[arg(long, default_value_t = 6 * 3600)]
     grace_seconds: u64,
-    /// A lake whose purchases are left out of the users' lists too (without it: the purchases
-    /// the model was trained on), so that a publish after training leaves out newer ones
-    #[arg(long, env = "QUIRE_LAKE")]
-    lake: Option<PathBuf>,
+    /// The lake whose purchases are left out of the users' lists, besides those the model was
+    /// trained on, so that a publish after training leaves out newer ones too
+    #[arg(long, env = "QUIRE_LAKE", default_value = ".quire/lake")]
+    lake: PathBuf,
+    /// Read no lake: leave out only the purchases the model was trained on
+    #[arg(long)]
+    no_lake: bool,
     #[command(flatten)]
     registry: RegistryArgs,
     #[arg(long)]
@@ -62,6 +65,19 @@ struct Out {
 
 pub fn recs(cmd: RecsCommand) -> Result<()> {
     let RecsCommand::Publish(a) = cmd;
+    // The lake is read, never created here: a missing one would silently hide every purchase
+    // made since the model was trained (contracts/recs-redis.md: never a book already bought).
+    let lake = if a.no_lake {
+        None
+    } else if a.lake.is_dir() {
+        Some(a.lake.as_path())
+    } else {
+        anyhow::bail!(
+            "no lake at {}: give --lake DIR (or QUIRE_LAKE), or --no-lake to leave out only the \
+             purchases the model was trained on",
+            a.lake.display()
+        );
+    };
     let target = if a.cluster {
         RedisTarget::Cluster(
             std::iter::once(a.redis.clone())
@@ -96,7 +112,7 @@ pub fn recs(cmd: RecsCommand) -> Result<()> {
                 target: &target,
                 n: a.n,
                 opts: &opts,
-                lake: a.lake.as_deref(),
+                lake,
             },
             |stage| bar.set_message(stage.to_owned()),
             |p| {
