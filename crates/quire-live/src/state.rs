@@ -218,7 +218,7 @@ impl LiveKpis {
         }
     }
 
-    /// Loads the window from the lake (the day of the lake's newest event and the day
+    /// Loads the window from the lake (the day of the lake's newest non-test event and the day
     /// before) and the history rows. A no-op without a lake or with an empty one.
     pub fn seed(&mut self) -> Result<()> {
         let Some(lake) = self.lake.clone() else {
@@ -226,6 +226,7 @@ impl LiveKpis {
         };
         let max = lake
             .scan_events()?
+            .filter(col("is_test").fill_null(lit(false)).not())
             .select([col("event_timestamp").max().cast(DataType::Int64)])
             .collect()?;
         let max = max.column("event_timestamp")?.i64()?.get(0);
@@ -236,7 +237,8 @@ impl LiveKpis {
         self.load_window(&lake)
     }
 
-    /// The watermark: the newest event time seen minus the allowed lateness.
+    /// The watermark: the newest event time seen minus the allowed lateness. Test events are
+    /// not counted: test traffic is in no KPI, and a tester's clock must not close real hours.
     pub fn watermark(&self) -> Option<DateTime<Utc>> {
         self.max_event_ms
             .and_then(|m| DateTime::from_timestamp_millis(m - self.lateness.num_milliseconds()))
@@ -296,11 +298,12 @@ impl LiveKpis {
                 _ => {}
             }
         }
+        // Test traffic counts nowhere, so it neither moves the watermark nor starts a day.
         let newest = events
             .iter()
+            .filter(|e| !e.is_test)
             .map(|e| e.event_timestamp.timestamp_millis())
-            .max()
-            .unwrap_or(i64::MIN);
+            .max();
         let refs: Vec<&Event> = events.iter().collect();
         let df = events_frame(&refs, Utc::now())?;
         // Test orders count nowhere (the KPI staging drops them), so they are not held.
@@ -319,7 +322,9 @@ impl LiveKpis {
         }
         push_chunk(&mut self.fresh, df)?;
         let old_day = self.max_event_ms.map(floor_day);
-        self.max_event_ms = Some(self.max_event_ms.map_or(newest, |m| m.max(newest)));
+        if let Some(newest) = newest {
+            self.max_event_ms = Some(self.max_event_ms.map_or(newest, |m| m.max(newest)));
+        }
         let new_day = self.max_event_ms.map(floor_day);
         if self.window_start_ms.is_none() || old_day != new_day {
             self.roll_window()?;
@@ -1215,6 +1220,55 @@ mod tests {
         s.hourly().unwrap();
         assert_eq!(emitted(&s), replayed(&first));
         assert_eq!(s.events_seen(), 0);
+    }
+
+    #[test]
+    fn test_events_move_neither_the_watermark_nor_today() {
+        let test_view = |id: &str, ts: &str| {
+            ev(&format!(
+                r#"{{"event_id":"{id}","event_type":"page_view","event_timestamp":"{ts}","user_id":"qa","device":"mobile","page":"home","is_test":true}}"#
+            ))
+        };
+        // Test traffic alone: no watermark yet.
+        let mut s = state();
+        s.add(vec![test_view("t0", "2025-10-01T13:00:00Z")])
+            .unwrap();
+        assert_eq!(s.watermark(), None);
+        // A tester's event two hours ahead does not close hour 11 nor start Oct 2.
+        s.add(vec![
+            order("a", "2025-10-01T11:05:00Z", 30.0),
+            view("v", "2025-10-01T11:20:00Z"),
+            test_view("t1", "2025-10-02T01:00:00Z"),
+        ])
+        .unwrap();
+        let utc = |t: &str| Some(t.parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(s.max_event_time(), utc("2025-10-01T11:20:00Z"));
+        let (hours, _) = s.hourly().unwrap();
+        assert_eq!(hours.len(), 1);
+        assert!(hours[0].live, "hour 11 is still open");
+        assert_eq!(
+            s.today_input().unwrap().compute().unwrap().date.to_string(),
+            "2025-10-01"
+        );
+
+        // Nor after a restart, from the lake.
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().join("lake")).unwrap();
+        let mut w = quire_lake::Writer::open(&lake).unwrap();
+        let mut b = w.batch(usize::MAX).unwrap();
+        for e in [
+            order("a", "2025-10-01T11:05:00Z", 30.0),
+            test_view("t1", "2025-10-02T01:00:00Z"),
+        ] {
+            b.push_event(e).unwrap();
+        }
+        b.commit(quire_lake::Source::Stream {
+            name: "test".to_owned(),
+        })
+        .unwrap();
+        let mut s = LiveKpis::new(Some(lake), Dims::default(), Duration::minutes(10), 5);
+        s.seed().unwrap();
+        assert_eq!(s.max_event_time(), utc("2025-10-01T11:05:00Z"));
     }
 
     #[test]
