@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use quire_featspec::{
     BookActivity, BookInfo, FEATURE_NAMES, FeatureSpec, FeatureTables, N_FEATURES, OnlineSnapshot,
-    Request, ServingTables, UserProfile, assemble,
+    Request, ServingTables, UserProfile, assemble, bm25_feature,
 };
 use quire_lgbm::{Dataset, TrainOptions, train};
 use quire_registry::{ArtifactStore, NamedArtifact, NewModelVersion, NewRun, Registry};
@@ -298,7 +298,11 @@ impl Body {
     }
 
     fn request(&self) -> Request {
-        let bm25 = self.candidates.iter().map(|c| c.bm25 as f32).collect();
+        let bm25 = self
+            .candidates
+            .iter()
+            .map(|c| bm25_feature(c.bm25))
+            .collect();
         Request::new(&self.query, self.device.as_deref(), bm25)
     }
 }

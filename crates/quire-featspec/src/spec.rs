@@ -235,6 +235,13 @@ fn bump<V: Copy + std::ops::AddAssign>(map: &mut BTreeMap<String, V>, key: &str,
     }
 }
 
+/// A BM25 score (logged in `result_scores`, or sent to the ranking service) as the `f32` the
+/// features hold: beyond `f32`'s range it saturates to the largest finite `f32` of its sign
+/// (`as f32` would give an infinity, which no JSON answer can carry back); NaN stays NaN.
+pub fn bm25_feature(score: f64) -> f32 {
+    score.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32
+}
+
 /// One ranking request, prepared once for all its candidates.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -595,6 +602,19 @@ mod tests {
             ["the", "dragon", "s", "path", "end"]
         );
         assert!(tokens(" ,; ").is_empty());
+    }
+
+    #[test]
+    fn bm25_beyond_f32_saturates() {
+        assert_eq!(bm25_feature(12.5), 12.5);
+        assert_eq!(bm25_feature(1e39), f32::MAX);
+        assert_eq!(bm25_feature(-3.5e38), f32::MIN);
+        assert_eq!(bm25_feature(f64::INFINITY), f32::MAX);
+        assert!(bm25_feature(f64::NAN).is_nan());
+        // Two saturated scores tie: ranks in input order, ratio 1 to the max.
+        let r = Request::new("q", None, vec![bm25_feature(1e39), bm25_feature(2e39), 1.0]);
+        assert_eq!(r.ranks, [1, 2, 3]);
+        assert_eq!(r.max_bm25, f32::MAX);
     }
 
     #[test]

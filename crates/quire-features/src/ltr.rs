@@ -11,6 +11,7 @@ use polars::prelude::*;
 
 use crate::spec::{
     BookInfo, FEATURE_NAMES, FeatureSpec, FeatureTables, N_FEATURES, Request, assemble,
+    bm25_feature,
 };
 use crate::state::{Interner, Op, Replay, sort_ops};
 use crate::{Error, Result, collect_all};
@@ -453,7 +454,7 @@ pub fn build_ltr(raw: LazyFrame, books: Option<LazyFrame>) -> Result<LtrOutput> 
         |s, ts, state| {
             let s = &searches[s as usize];
             let bm25: Vec<f32> = match &s.scores {
-                Some(v) => v.iter().map(|&x| x as f32).collect(),
+                Some(v) => v.iter().map(|&x| bm25_feature(x)).collect(),
                 None => vec![f32::NAN; s.results.len()],
             };
             let req = Request::new(&s.query, s.device.as_deref(), bm25);

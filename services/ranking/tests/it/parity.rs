@@ -49,6 +49,19 @@ async fn serving_computes_the_training_features_and_scores_of_logged_searches() 
         ],
         top_k: None,
     });
+    // Finite scores beyond f32, which the contract accepts: saturated as in training.
+    logged.push(Req {
+        request_id: Some("huge".to_owned()),
+        query: "dragon".to_owned(),
+        user_id: None,
+        device: None,
+        candidates: vec![
+            ("bk_0".to_owned(), 1e39),
+            ("bk_1".to_owned(), -3.5e38),
+            ("bk_2".to_owned(), 3.0),
+        ],
+        top_k: None,
+    });
     for req in &logged {
         let training = world().training_features(req);
         let a = svc.post_json("/v1/features", &req.json()).await;
@@ -96,9 +109,20 @@ async fn serving_computes_the_training_features_and_scores_of_logged_searches() 
         assert!(used.iter().all(|u| *u));
     }
 
+    let huge = svc
+        .post_json("/v1/features", &logged.last().unwrap().json())
+        .await;
+    let bm25: Vec<f32> = huge.body["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| feature(&values(&c["features"]), "bm25"))
+        .collect();
+    assert_eq!(bm25, [f32::MAX, f32::MIN, 3.0]);
+
     // The hand-checked search: usr_1's history, the catalog book, the book known only from
     // events (no catalog facts), the unknown book (cold start), the duplicate.
-    let req = logged.last().unwrap();
+    let req = &logged[logged.len() - 2];
     let a = svc.post_json("/v1/features", &req.json()).await;
     let rows: Vec<Vec<f32>> = a.body["candidates"]
         .as_array()
