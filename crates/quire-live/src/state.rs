@@ -1195,26 +1195,32 @@ mod tests {
         assert_eq!(s.events_seen(), 3);
     }
 
-    #[test]
-    fn a_lake_event_sent_again_with_another_time_is_not_taken_after_a_restart() {
+    /// A lake (in the returned directory) holding `events`, and live KPIs seeded from it.
+    fn seeded_from_lake(events: impl IntoIterator<Item = Event>) -> (tempfile::TempDir, LiveKpis) {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().join("lake")).unwrap();
-        let first = [
-            order("a", "2025-10-01T10:05:00Z", 30.0),
-            view("v", "2025-10-01T10:50:00Z"),
-        ];
         let mut w = quire_lake::Writer::open(&lake).unwrap();
         let mut b = w.batch(usize::MAX).unwrap();
-        for e in first.clone() {
+        for e in events {
             b.push_event(e).unwrap();
         }
         b.commit(quire_lake::Source::Stream {
             name: "test".to_owned(),
         })
         .unwrap();
-        // A new process reads the lake, then the bus brings order a again, an hour earlier.
         let mut s = LiveKpis::new(Some(lake), Dims::default(), Duration::minutes(10), 5);
         s.seed().unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn a_lake_event_sent_again_with_another_time_is_not_taken_after_a_restart() {
+        let first = [
+            order("a", "2025-10-01T10:05:00Z", 30.0),
+            view("v", "2025-10-01T10:50:00Z"),
+        ];
+        // A new process reads the lake, then the bus brings order a again, an hour earlier.
+        let (_dir, mut s) = seeded_from_lake(first.clone());
         s.add(vec![order("a", "2025-10-01T09:05:00Z", 30.0)])
             .unwrap();
         s.hourly().unwrap();
@@ -1252,22 +1258,10 @@ mod tests {
         );
 
         // Nor after a restart, from the lake.
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().join("lake")).unwrap();
-        let mut w = quire_lake::Writer::open(&lake).unwrap();
-        let mut b = w.batch(usize::MAX).unwrap();
-        for e in [
+        let (_dir, s) = seeded_from_lake([
             order("a", "2025-10-01T11:05:00Z", 30.0),
             test_view("t1", "2025-10-02T01:00:00Z"),
-        ] {
-            b.push_event(e).unwrap();
-        }
-        b.commit(quire_lake::Source::Stream {
-            name: "test".to_owned(),
-        })
-        .unwrap();
-        let mut s = LiveKpis::new(Some(lake), Dims::default(), Duration::minutes(10), 5);
-        s.seed().unwrap();
+        ]);
         assert_eq!(s.max_event_time(), utc("2025-10-01T11:05:00Z"));
     }
 
