@@ -178,6 +178,11 @@ pub struct LiveKpis {
     dirty_groups: Option<BTreeSet<Slot>>,
     /// Hours before the window whose orders were loaded from the lake.
     loaded_hours: HashSet<i64>,
+    /// Hashed `order_id`s the lake has an `order_placed` of before the window: a placement
+    /// of one of them in the window is a re-placement, which counts in the older hour of the
+    /// first (loaded from the lake then), as in the replay. Orders are few beside events, so
+    /// this costs a fraction of the lake writer's own id set.
+    placed_before: IdSet,
     emitted: BTreeMap<i64, HourFigure>,
     /// Closed hours touched since the last [`Self::hourly`], in arrival order:
     /// (hour, reason, event id).
@@ -210,6 +215,7 @@ impl LiveKpis {
             group_figures: HashMap::new(),
             dirty_groups: None,
             loaded_hours: HashSet::new(),
+            placed_before: IdSet::new(),
             emitted: BTreeMap::new(),
             touched: Vec::new(),
             reemissions: Vec::new(),
@@ -280,6 +286,7 @@ impl LiveKpis {
                 Payload::OrderPlaced { order_id, .. } => {
                     let h = floor_hour(e.event_timestamp.timestamp_millis());
                     self.ensure_hour(h)?;
+                    self.find_earlier_placement(order_id)?;
                     self.place(order_id, h);
                     if self.closed(h) {
                         self.touched.push((h, "late_order", e.event_id.clone()));
@@ -363,6 +370,17 @@ impl LiveKpis {
         }
     }
 
+    /// Before `order_id` is placed in the window: when the lake placed it before the window
+    /// and that placement is not held, loads its hour, so that the earlier placement stands.
+    fn find_earlier_placement(&mut self, order_id: &str) -> Result<()> {
+        if !self.order_slots.contains_key(order_id)
+            && self.placed_before.contains(xxh3_128(order_id.as_bytes()))
+        {
+            self.order_slot(order_id)?;
+        }
+        Ok(())
+    }
+
     fn mark_dirty(&mut self, slot: Slot) {
         if let Some(d) = &mut self.dirty_groups {
             d.insert(slot);
@@ -429,7 +447,7 @@ impl LiveKpis {
             );
         let rows = concat([placed, returns], UnionArgs::default())?.collect()?;
         self.loaded_hours.insert(h);
-        self.index_orders(&rows)?;
+        self.index_orders(&rows, false)?;
         self.hold_orders(rows)
     }
 
@@ -440,7 +458,7 @@ impl LiveKpis {
     }
 
     /// Records the hour of every `order_placed` in `df` (lake schema).
-    fn index_orders(&mut self, df: &DataFrame) -> Result<()> {
+    fn index_orders(&mut self, df: &DataFrame, in_window: bool) -> Result<()> {
         let placed = df
             .clone()
             .lazy()
@@ -454,6 +472,9 @@ impl LiveKpis {
         let ts = placed.column("event_timestamp")?.i64()?;
         for (id, t) in ids.iter().zip(ts.iter()) {
             if let (Some(id), Some(t)) = (id, t) {
+                if in_window {
+                    self.find_earlier_placement(id)?;
+                }
                 self.place(id, floor_hour(t));
             }
         }
@@ -545,6 +566,25 @@ impl LiveKpis {
         let history = concat([first_events, first_orders], UnionArgs::default())?
             .select(names)
             .collect()?;
+        let placed_before = all
+            .clone()
+            .filter(
+                col("event_type")
+                    .eq(lit("order_placed"))
+                    .and(col("is_test").fill_null(lit(false)).not())
+                    .and(col("event_timestamp").cast(DataType::Int64).lt(lit(start))),
+            )
+            .select([col("order_id")])
+            .collect()?;
+        let placed_before = placed_before.column("order_id")?.str()?;
+        self.placed_before = IdSet::new();
+        self.placed_before.reserve(placed_before.len());
+        self.placed_before.extend(
+            placed_before
+                .iter()
+                .flatten()
+                .map(|id| xxh3_128(id.as_bytes())),
+        );
         self.window_start_ms = Some(start);
         self.base = vec![window.clone(), history];
         // Orders: the window's, then those older hours already loaded stay loaded.
@@ -570,10 +610,10 @@ impl LiveKpis {
         )?;
         // The groups' rows are rebuilt from `orders` by the next (full) recomputation.
         self.orders = Vec::new();
-        self.index_orders(&window_orders)?;
+        self.index_orders(&window_orders, true)?;
         self.hold_orders(window_orders.clone())?;
         for df in fresh_orders {
-            self.index_orders(&df)?;
+            self.index_orders(&df, true)?;
             self.hold_orders(df)?;
         }
         // Returns in the window for orders before it: their hours' orders come from the lake.
@@ -1226,6 +1266,43 @@ mod tests {
         s.hourly().unwrap();
         assert_eq!(emitted(&s), replayed(&first));
         assert_eq!(s.events_seen(), 0);
+    }
+
+    #[test]
+    fn an_order_placed_again_days_later_stands_in_its_first_hour() {
+        // Order o-a placed on Oct 1 (in the lake); the window is Oct 4–5.
+        let lake = [
+            order("a", "2025-10-01T10:05:00Z", 30.0),
+            order("b", "2025-10-05T11:00:00Z", 5.0),
+        ];
+        let (_dir, mut s) = seeded_from_lake(lake.clone());
+        // The same order placed again (another event) on Oct 5: the Oct 1 placement stands,
+        // as in the replay; hour Oct 5 12 has no order.
+        let again = ev(
+            r#"{"event_id":"a2","event_type":"order_placed","event_timestamp":"2025-10-05T12:10:00Z","user_id":"u1","device":"mobile","order_id":"o-a","items":[{"book_id":"bk_1","quantity":1,"unit_price":30}],"total_price":30}"#,
+        );
+        s.add(vec![again.clone()]).unwrap();
+        s.hourly().unwrap();
+        let all: Vec<Event> = lake.into_iter().chain([again]).collect();
+        let replay = replayed(&all);
+        assert_eq!(
+            replay.iter().map(|h| h.0.as_str()).collect::<Vec<_>>(),
+            ["2025-10-01T10", "2025-10-05T11"]
+        );
+        let live = emitted(&s);
+        assert!(
+            live.iter().all(|h| replay.contains(h)),
+            "{live:?} vs {replay:?}"
+        );
+        assert!(live.iter().any(|h| h.0 == "2025-10-05T11"), "{live:?}");
+        // After a restart, with both placements in the lake, likewise.
+        let (_dir, mut s) = seeded_from_lake(all);
+        s.hourly().unwrap();
+        let live = emitted(&s);
+        assert!(
+            live.iter().all(|h| replay.contains(h)),
+            "{live:?} vs {replay:?}"
+        );
     }
 
     #[test]
