@@ -247,6 +247,28 @@ fn one_line_error(dir: &Path, args: &[&str]) -> String {
     err
 }
 
+/// A reader that stops early (`quire kpis --json | head`): quire ends quietly with 141, the
+/// status of a Unix tool killed by SIGPIPE, not with a panic.
+#[test]
+fn a_closed_stdout_ends_quire_quietly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    simulate(dir);
+    quire_ok(dir, &["ingest", "--lake", "lake", "sim/events.jsonl"]);
+    let mut child = std::process::Command::new(quire_tests::quire_bin())
+        .current_dir(dir)
+        .args(["kpis", "--lake", "lake", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("quire starts");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("quire ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn errors_are_one_line_and_name_the_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -873,11 +895,10 @@ fn analyze_basket_contract_report_and_bad_input() {
             "0.001",
             "--min-confidence",
             "0.8",
-            "--max-len",
-            "0",
             "--json",
         ],
     );
+    // Every rule by default (arules' 410, of up to 6 books).
     assert_eq!(basket["transactions"], 9835);
     let rules = basket["rules"].as_array().expect("rules");
     assert_eq!(rules.len(), 410);
@@ -915,10 +936,22 @@ fn analyze_basket_contract_report_and_bad_input() {
         dir,
         &["ingest", "--lake", "lake", "sim/events.jsonl", "--json"],
     );
-    quire_ok(
+    // cli.md's shape has all three tables; those not given loaded 0 rows.
+    let dims = quire_json(
         dir,
-        &["dims", "load", "--lake", "lake", "--books", "sim/books.csv"],
+        &[
+            "dims",
+            "load",
+            "--lake",
+            "lake",
+            "--books",
+            "sim/books.csv",
+            "--json",
+        ],
     );
+    assert!(dims["books"].as_u64().is_some_and(|n| n > 0), "{dims}");
+    assert_eq!(dims["users"], 0, "{dims}");
+    assert_eq!(dims["marketing_spend"], 0, "{dims}");
     let devices = quire_json(
         dir,
         &[
@@ -985,6 +1018,21 @@ fn analyze_basket_contract_report_and_bad_input() {
         }
     }
     assert!(html.contains("<svg"));
+    // A range without orders: no transactions, no rules, and success.
+    let empty = quire_json(
+        dir,
+        &[
+            "analyze",
+            "basket",
+            "--lake",
+            "lake",
+            "--from",
+            "2100-01-01",
+            "--json",
+        ],
+    );
+    assert_eq!(empty["transactions"], 0, "{empty}");
+    assert_eq!(empty["rules"], serde_json::json!([]), "{empty}");
 
     for (args, reason) in [
         (

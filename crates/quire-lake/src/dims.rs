@@ -89,15 +89,23 @@ impl DimTable {
     }
 }
 
-/// Rows loaded per table (`quire dims load --json`).
+/// Rows loaded per table (`quire dims load --json`); `None`: the table was not given. The JSON
+/// has all three (cli.md), 0 for a table not loaded.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DimLoadReport {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "rows_loaded")]
     pub books: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "rows_loaded")]
     pub users: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "rows_loaded")]
     pub marketing_spend: Option<u64>,
+}
+
+fn rows_loaded<S: serde::Serializer>(
+    rows: &Option<u64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(rows.unwrap_or(0))
 }
 
 impl Lake {

@@ -70,7 +70,7 @@ pub fn ingest(a: IngestArgs) -> Result<()> {
     if a.json {
         return print_json(&total);
     }
-    println!(
+    outln!(
         "{}",
         table(
             ["lines", "valid", "invalid", "duplicates", "test"],
@@ -85,7 +85,7 @@ pub fn ingest(a: IngestArgs) -> Result<()> {
         )
     );
     if total.invalid > 0 {
-        println!(
+        outln!(
             "invalid lines are kept with their reasons: quire badrows --lake {}",
             a.lake.lake.display()
         );
@@ -150,7 +150,7 @@ pub fn dims(cmd: DimsCommand) -> Result<()> {
     .into_iter()
     .filter_map(|(n, r)| r.map(|r| [n.to_owned(), r.to_string()]))
     .collect();
-    println!("{}", table(["table", "rows loaded"], rows));
+    outln!("{}", table(["table", "rows loaded"], rows));
     Ok(())
 }
 
@@ -223,7 +223,7 @@ pub fn badrows(a: BadrowsArgs) -> Result<()> {
         return print_json(&rows);
     }
     if rows.is_empty() {
-        println!("no bad rows");
+        outln!("no bad rows");
         return Ok(());
     }
     let shown: Vec<[String; 4]> = rows
@@ -241,7 +241,7 @@ pub fn badrows(a: BadrowsArgs) -> Result<()> {
             ]
         })
         .collect();
-    println!(
+    outln!(
         "{}",
         table(["where", "reason", "line", "rejected at"], shown)
     );
@@ -268,8 +268,8 @@ pub fn warehouse(cmd: WarehouseCommand) -> Result<()> {
         return print_json(&summary);
     }
     let rows = summary.rows.iter().map(|(t, n)| [t.clone(), n.to_string()]);
-    println!("{}", table(["table", "rows"], rows));
-    println!("written under {}", l.warehouse_dir().display());
+    outln!("{}", table(["table", "rows"], rows));
+    outln!("written under {}", l.warehouse_dir().display());
     Ok(())
 }
 
@@ -319,7 +319,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     if a.json {
         return print_json(&summary);
     }
-    println!(
+    outln!(
         "{} lines ({} events, {} malformed, {} duplicates, {} test, {} orders) in {:.1}s\nwritten to {}",
         summary.lines,
         summary.events,
@@ -449,16 +449,16 @@ pub fn pipeline(cmd: PipelineCommand) -> Result<()> {
             ]
         })
         .collect();
-    println!("{}", table(["step", "status", "time", "detail"], rows));
+    outln!("{}", table(["step", "status", "time", "detail"], rows));
     crate::output::print_kpi_headline(&report.kpis);
-    println!("\nWhere to look:");
+    outln!("\nWhere to look:");
     for (what, path) in &report.locations {
-        println!("  {:<52} {}", what, path.display());
+        outln!("  {:<52} {}", what, path.display());
     }
     let lake = a.lake.lake.display();
-    println!("\nNext: quire kpis --lake {lake}   ·   quire badrows --lake {lake}");
+    outln!("\nNext: quire kpis --lake {lake}   ·   quire badrows --lake {lake}");
     if !report.models.is_empty() {
-        println!("      quire runs list   ·   quire models list   ·   quire models history ltr");
+        outln!("      quire runs list   ·   quire models list   ·   quire models history ltr");
     }
     Ok(())
 }

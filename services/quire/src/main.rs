@@ -12,6 +12,14 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// `println!` for the command's output (see [`output::write_line`]): a closed stdout ends the
+/// process quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+
 mod analyze;
 mod analyze_causal;
 mod commands;

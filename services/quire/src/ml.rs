@@ -153,7 +153,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             artifact_uri: &report.artifact_uri,
         });
     }
-    println!(
+    outln!(
         "Trained {} → {} v{} in {:.1}s (run {}, experiment {})",
         report.kind,
         report.model.name,
@@ -162,7 +162,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         report.run_id,
         report.experiment
     );
-    println!(
+    outln!(
         "{}",
         table(
             ["", ""],
@@ -173,11 +173,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
         .metrics
         .iter()
         .map(|(k, v)| [k.clone(), format!("{v:.4}")]);
-    println!("{}", table(["metric", "value"], metrics));
-    println!("Model artifact: {}", report.artifact_uri);
-    println!(
+    outln!("{}", table(["metric", "value"], metrics));
+    outln!("Model artifact: {}", report.artifact_uri);
+    outln!(
         "Promote: quire models promote {} {} --alias production",
-        report.model.name, report.model.version
+        report.model.name,
+        report.model.version
     );
     Ok(())
 }
@@ -283,7 +284,7 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                         metrics.join(" "),
                     ]
                 });
-                println!(
+                outln!(
                     "{}",
                     table(
                         ["run", "name", "exp", "status", "started", "key metrics"],
@@ -300,24 +301,27 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                     return print_json(&run);
                 }
                 let i = &run.info;
-                println!(
+                outln!(
                     "run {} ({}), experiment {}, {}",
-                    i.run_id, i.run_name, i.experiment_id, i.status
+                    i.run_id,
+                    i.run_name,
+                    i.experiment_id,
+                    i.status
                 );
-                println!(
+                outln!(
                     "started {}, ended {}, git {}",
                     ms_to_time(i.start_time),
                     i.end_time.map(ms_to_time).unwrap_or_else(|| "-".into()),
                     i.git_commit.as_deref().unwrap_or("-")
                 );
-                println!(
+                outln!(
                     "{}",
                     table(
                         ["param", "value"],
                         run.data.params.iter().map(|(k, v)| [k.clone(), v.clone()])
                     )
                 );
-                println!(
+                outln!(
                     "{}",
                     table(
                         ["metric", "value"],
@@ -327,7 +331,7 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                             .map(|m| [m.key.clone(), format!("{:.6}", m.value)])
                     )
                 );
-                println!(
+                outln!(
                     "{}",
                     table(
                         ["tag", "value"],
@@ -335,7 +339,7 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                     )
                 );
                 if let Some(cfg) = &i.source_config {
-                    println!("config:\n{cfg}");
+                    outln!("config:\n{cfg}");
                 }
             }
             RunsCommand::Compare { run_ids, json } => {
@@ -385,7 +389,7 @@ pub fn runs(a: RunsArgs) -> Result<()> {
                 let header: Vec<String> = std::iter::once("".to_string())
                     .chain(run_ids.iter().cloned())
                     .collect();
-                println!("{}", table(header, rows));
+                outln!("{}", table(header, rows));
             }
         }
         reg.close().await;
@@ -504,7 +508,7 @@ fn print_versions(m: &ModelOut) {
                 .join("\n"),
         ]
     });
-    println!(
+    outln!(
         "{}",
         table(
             ["version", "aliases", "run", "created", "artifacts (sha256)"],
@@ -541,7 +545,7 @@ pub fn models(a: ModelsArgs) -> Result<()> {
                         aliases.join(", "),
                     ]
                 });
-                println!(
+                outln!(
                     "{}",
                     table(["model", "versions", "latest", "aliases"], rows)
                 );
@@ -554,11 +558,13 @@ pub fn models(a: ModelsArgs) -> Result<()> {
                 if json {
                     return print_json(&m);
                 }
-                println!(
+                outln!(
                     "{} ({} versions created) {}",
-                    m.name, m.latest_version, m.description
+                    m.name,
+                    m.latest_version,
+                    m.description
                 );
-                println!(
+                outln!(
                     "{}",
                     table(
                         ["alias", "version"],
@@ -592,7 +598,7 @@ pub fn models(a: ModelsArgs) -> Result<()> {
                         &serde_json::json!({"name": name, "alias": alias, "version": version}),
                     );
                 }
-                println!("{name}@{alias} → v{version}");
+                outln!("{name}@{alias} → v{version}");
             }
             ModelsCommand::History { name, alias, json } => {
                 let moves = reg.alias_history(&name, &alias).await?;
@@ -607,7 +613,7 @@ pub fn models(a: ModelsArgs) -> Result<()> {
                         m.moved_by.clone(),
                     ]
                 });
-                println!(
+                outln!(
                     "{name}@{alias}:\n{}",
                     table(["when (UTC)", "from", "to", "by"], rows)
                 );
@@ -623,7 +629,7 @@ pub fn models(a: ModelsArgs) -> Result<()> {
                         .get(&a.artifact)
                         .await
                         .with_context(|| format!("artifact {} of {name} v{version}", a.name))?;
-                    println!("ok  {}  sha256 {}", a.name, a.artifact.sha256);
+                    outln!("ok  {}  sha256 {}", a.name, a.artifact.sha256);
                 }
                 if v.artifacts.is_empty() {
                     bail!("{name} v{version} has no artifacts");

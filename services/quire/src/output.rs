@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// Prints exactly one JSON document on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -49,7 +49,7 @@ pub fn print_kpis(report: &Value) {
     let empty = Vec::new();
     let daily = report["daily"].as_array().unwrap_or(&empty);
     if daily.is_empty() {
-        println!("no sessions or orders in the range");
+        outln!("no sessions or orders in the range");
         return;
     }
     let rows = daily.iter().map(|d| {
@@ -70,7 +70,7 @@ pub fn print_kpis(report: &Value) {
             money(&d["cac"]),
         ]
     });
-    println!(
+    outln!(
         "{}",
         table(
             [
@@ -92,7 +92,7 @@ pub fn print_kpis(report: &Value) {
             rows,
         )
     );
-    println!("clv (historical): {}", money(&report["clv_historical"]));
+    outln!("clv (historical): {}", money(&report["clv_historical"]));
     // Each leaderboard with the books' metrics over the range (`books`).
     let books: std::collections::HashMap<&str, &Value> = report["books"]
         .as_array()
@@ -119,7 +119,7 @@ pub fn print_kpis(report: &Value) {
                 pct(&m["view_to_cart_rate"]),
             ]
         });
-        println!(
+        outln!(
             "{}",
             table([title, "units", "gmv", "views", "view→cart"], rows)
         );
@@ -136,7 +136,7 @@ pub fn print_kpi_headline(report: &Value) {
     if days == 0 {
         return;
     }
-    println!(
+    outln!(
         "\n{} days: gmv {:.2}, net gmv {:.2}, revenue {:.2}, {} orders, {} sessions; clv {}",
         days,
         sum("gmv"),
@@ -146,4 +146,20 @@ pub fn print_kpi_headline(report: &Value) {
         sum("sessions"),
         money(&report["clv_historical"])
     );
+}
+
+/// Writes one line of the command's output to stdout. When the reader has gone (`quire kpis
+/// --json | head`), the process ends at once, quietly, with status 141 as a Unix tool killed
+/// by SIGPIPE does: Rust ignores SIGPIPE, so the write fails, and `println!` would panic with
+/// a multi-line message. Any other write error ends it with a one-line reason.
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("quire: writing to stdout: {e}");
+        std::process::exit(1);
+    }
 }

@@ -157,6 +157,6 @@ pub fn recs(cmd: RecsCommand) -> Result<()> {
             s.previous.clone().unwrap_or_else(|| "-".into()),
         ],
     ];
-    println!("{}", table(["", ""], rows));
+    outln!("{}", table(["", ""], rows));
     Ok(())
 }

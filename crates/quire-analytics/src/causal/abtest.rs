@@ -241,11 +241,18 @@ fn analyze(users: impl Iterator<Item = User>, p: &AbParams) -> Result<AnalysisRe
             },
             c_arm,
         )?;
-        let rev = welch(&v.revenue, &control.revenue)?;
+        // The revenue tests go beyond the contract's figures: when they cannot be computed
+        // (an arm under 2 users, no variance in either) their fields are null, with a
+        // warning, and the conversion comparison stands.
+        let rev = welch(&v.revenue, &control.revenue)
+            .map_err(|e| res.warn(format!("{name}: revenue per user not tested ({e})")))
+            .ok();
         let cu = cuped(
             (&v.revenue, &v.pre_spend),
             (&control.revenue, &control.pre_spend),
-        )?;
+        )
+        .map_err(|e| res.warn(format!("{name}: no CUPED revenue test ({e})")))
+        .ok();
         comparisons.insert(
             name.clone(),
             json!({
@@ -253,31 +260,32 @@ fn analyze(users: impl Iterator<Item = User>, p: &AbParams) -> Result<AnalysisRe
                 "rel_lift": t.rel_lift,
                 "ci95": t.ci95,
                 "p_value": t.p_value,
-                "revenue_per_user_diff": rev.diff,
-                "revenue_ci95": rev.ci95,
-                "revenue_p_value": rev.p_value,
-                "cuped_theta": cu.theta,
-                "cuped_variance_reduction": cu.variance_reduction,
-                "cuped_revenue_diff": cu.adjusted.diff,
-                "cuped_revenue_ci95": cu.adjusted.ci95,
-                "cuped_revenue_p_value": cu.adjusted.p_value,
+                "revenue_per_user_diff": rev.as_ref().map(|r| r.diff),
+                "revenue_ci95": rev.as_ref().map(|r| r.ci95),
+                "revenue_p_value": rev.as_ref().map(|r| r.p_value),
+                "cuped_theta": cu.as_ref().map(|c| c.theta),
+                "cuped_variance_reduction": cu.as_ref().map(|c| c.variance_reduction),
+                "cuped_revenue_diff": cu.as_ref().map(|c| c.adjusted.diff),
+                "cuped_revenue_ci95": cu.as_ref().map(|c| c.adjusted.ci95),
+                "cuped_revenue_p_value": cu.as_ref().map(|c| c.adjusted.p_value),
             }),
         );
+        let or_nan = |x: Option<f64>| x.unwrap_or(f64::NAN);
         rows.push((
             name.clone(),
             [
                 t.abs_diff,
-                t.rel_lift.unwrap_or(f64::NAN),
+                or_nan(t.rel_lift),
                 t.ci95[0],
                 t.ci95[1],
                 t.p_value,
-                rev.diff,
-                rev.ci95[0],
-                rev.ci95[1],
-                rev.p_value,
-                cu.adjusted.diff,
-                cu.adjusted.p_value,
-                cu.variance_reduction,
+                or_nan(rev.as_ref().map(|r| r.diff)),
+                or_nan(rev.as_ref().map(|r| r.ci95[0])),
+                or_nan(rev.as_ref().map(|r| r.ci95[1])),
+                or_nan(rev.as_ref().map(|r| r.p_value)),
+                or_nan(cu.as_ref().map(|c| c.adjusted.diff)),
+                or_nan(cu.as_ref().map(|c| c.adjusted.p_value)),
+                or_nan(cu.as_ref().map(|c| c.variance_reduction)),
             ],
         ));
     }
@@ -436,5 +444,46 @@ mod tests {
         let users = vec![user("a", true, 1.0, 0.0), user("b", false, 0.0, 0.0)];
         let e = analyze(users.into_iter(), &bad).unwrap_err().to_string();
         assert!(e.contains("control variant zz"), "{e}");
+    }
+
+    #[test]
+    fn no_conversions_and_a_one_user_arm_still_compare() {
+        // 2 users per arm, none converting (no revenue variance), and a variant of 1 user.
+        let users = vec![
+            user("a", false, 0.0, 0.0),
+            user("a", false, 0.0, 0.0),
+            user("b", false, 0.0, 0.0),
+            user("b", false, 0.0, 0.0),
+            user("c", true, 9.0, 0.0),
+        ];
+        let p = AbParams {
+            experiment: "e".into(),
+            control: "a".into(),
+            planned_users: None,
+            mde: 0.05,
+        };
+        let r = analyze(users.into_iter(), &p).unwrap();
+        let j = r.to_json();
+        // b against a: 0/2 vs 0/2 (cli.md: rel_lift null when the control's rate is 0).
+        let b = &j["comparisons"]["b"];
+        assert_eq!(b["abs_diff"], 0.0);
+        assert!(b["rel_lift"].is_null());
+        assert_eq!(b["ci95"], json!([0.0, 0.0]));
+        assert_eq!(b["p_value"], 1.0);
+        assert!(b["revenue_p_value"].is_null());
+        // c against a: 1/1 vs 0/2, d = 1, unpooled half-width 0.
+        let c = &j["comparisons"]["c"];
+        assert_eq!(c["abs_diff"], 1.0);
+        assert_eq!(c["ci95"], json!([1.0, 1.0]));
+        assert!(c["revenue_ci95"].is_null() && c["cuped_revenue_diff"].is_null());
+        for v in ["b", "c"] {
+            assert!(
+                r.warnings
+                    .iter()
+                    .any(|w| w.starts_with(&format!("{v}: revenue per user not tested"))),
+                "{:?}",
+                r.warnings
+            );
+        }
     }
 }
