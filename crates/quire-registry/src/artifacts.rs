@@ -175,12 +175,26 @@ async fn sync_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// The `file://` URI of an absolute path, percent-encoded (a space or `#` in the store's path
+/// would otherwise make no URI, or one whose path stops at the `#`).
 fn file_uri(path: &Path) -> String {
-    format!("file://{}", path.display())
+    url::Url::from_file_path(path)
+        .map(String::from)
+        .unwrap_or_else(|()| format!("file://{}", path.display()))
 }
 
-/// The local path of a `file://` URI.
+/// The local path of a `file://` URI, percent-decoded. A URI stored unencoded by an earlier
+/// version (a `#` or `?` taken for a fragment or query, or no valid URI at all) is read as the
+/// path it spells.
 pub fn local_path(uri: &str) -> Result<PathBuf> {
+    if let Ok(u) = url::Url::parse(uri)
+        && u.scheme() == "file"
+        && u.fragment().is_none()
+        && u.query().is_none()
+        && let Ok(path) = u.to_file_path()
+    {
+        return Ok(path);
+    }
     uri.strip_prefix("file://")
         .filter(|p| p.starts_with('/'))
         .map(PathBuf::from)
@@ -218,6 +232,15 @@ mod tests {
     #[test]
     fn local_path_requires_absolute_file_uri() {
         assert_eq!(local_path("file:///a/b").ok(), Some(PathBuf::from("/a/b")));
+        // Encoded both ways, and read back as written by earlier versions (unencoded).
+        let odd = Path::new("/tmp/ml #1/a?b/100%");
+        let uri = file_uri(odd);
+        assert_eq!(uri, "file:///tmp/ml%20%231/a%3Fb/100%25");
+        assert_eq!(local_path(&uri).ok(), Some(odd.to_owned()));
+        assert_eq!(
+            local_path("file:///tmp/ml #1/a").ok(),
+            Some(PathBuf::from("/tmp/ml #1/a"))
+        );
         assert!(local_path("file://a/b").is_err());
         assert!(local_path("s3://bucket/a").is_err());
     }
