@@ -360,9 +360,9 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"load generator, ONNX Runtime alone takes {of50 / floor_ms:.2f}× the back-to-back "
         f"floor at p50, with p99 / p50 {of99 / of50:.2f} ({med(open_floor, 'late'):,.0f} of "
         f"{med(open_floor, 'calls'):,.0f} calls timed from their slot); Quire's p50 is "
-        f"{q50 / of50:.2f}× that floor's. That floor and HTTP with the load generator alone "
-        f"add up to {(of50 + h50) / floor_ms:.2f}× the back-to-back floor at p50: about the least a "
-        f"server doing no work of its own but the scoring could reach here.",
+        f"{q50 / of50:.2f}× that floor's. The two references' p50s (measured apart, so an "
+        f"estimate: medians do not add exactly) come to {(of50 + h50) / floor_ms:.2f}× the "
+        f"back-to-back floor: about what a server doing nothing but the scoring would take here.",
         "",
         f"Agreement: the first {CHECKED} requests' rankings "
         + ("are identical (same order, scores within 1e-5)." if not diffs

@@ -247,10 +247,10 @@ fn one_line_error(dir: &Path, args: &[&str]) -> String {
     err
 }
 
-/// A reader that stops early (`quire kpis --json | head`): quire ends quietly with 141, the
-/// status of a Unix tool killed by SIGPIPE, not with a panic.
+/// A reader that stops early (`quire kpis --json | head`): quire ends with 141, the status of
+/// a Unix tool killed by SIGPIPE, and a one-line reason, not with a panic.
 #[test]
-fn a_closed_stdout_ends_quire_quietly() {
+fn a_closed_stdout_ends_quire_with_one_line() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     simulate(dir);
@@ -266,7 +266,8 @@ fn a_closed_stdout_ends_quire_quietly() {
     let out = child.wait_with_output().expect("quire ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("writing to stdout"), "{stderr}");
 }
 
 #[test]

@@ -98,7 +98,15 @@ pub struct Itemsets {
     pub transactions: u64,
     /// Sorted item ids → number of transactions containing them.
     pub counts: HashMap<Vec<u32>, u64>,
+    /// `false` when mining stopped at its limit ([`MAX_ITEMSETS`]): `counts` is then a part
+    /// of them.
+    pub complete: bool,
 }
+
+/// Frequent itemsets mined at most (about 150 MB of them): a low support over few orders
+/// makes every subset of a large order frequent (25 books: 2^25 itemsets), which would exhaust
+/// memory; mining stops there and the analysis says how to narrow it.
+pub const MAX_ITEMSETS: usize = 2_000_000;
 
 struct Node {
     item: u32,
@@ -165,11 +173,13 @@ impl Tree {
 fn mine(
     tree: &Tree,
     suffix: &mut Vec<u32>,
-    min_count: u64,
-    max_len: usize,
+    (min_count, max_len, limit): (u64, usize, usize),
     out: &mut HashMap<Vec<u32>, u64>,
 ) {
     for item in (0..tree.heads.len()).rev() {
+        if out.len() >= limit {
+            return;
+        }
         let support = tree.item_counts[item];
         if support < min_count || tree.heads[item].is_empty() {
             continue;
@@ -206,7 +216,7 @@ fn mine(
                         cond.insert(&kept, *c);
                     }
                 }
-                mine(&cond, suffix, min_count, max_len, out);
+                mine(&cond, suffix, (min_count, max_len, limit), out);
             }
         }
         suffix.pop();
@@ -220,6 +230,17 @@ pub fn frequent_itemsets(
     n_items: usize,
     min_count: u64,
     max_len: usize,
+) -> Itemsets {
+    frequent_itemsets_upto(transactions, n_items, min_count, max_len, MAX_ITEMSETS)
+}
+
+/// [`frequent_itemsets`], stopping at `limit` itemsets.
+fn frequent_itemsets_upto(
+    transactions: &[Vec<u32>],
+    n_items: usize,
+    min_count: u64,
+    max_len: usize,
+    limit: usize,
 ) -> Itemsets {
     let min_count = min_count.max(1);
     let mut counts = vec![0u64; n_items];
@@ -256,9 +277,14 @@ pub fn frequent_itemsets(
     }
     let mut ranked = HashMap::new();
     if max_len > 0 {
-        mine(&tree, &mut Vec::new(), min_count, max_len, &mut ranked);
+        mine(
+            &tree,
+            &mut Vec::new(),
+            (min_count, max_len, limit),
+            &mut ranked,
+        );
     }
-    let counts = ranked
+    let counts: HashMap<Vec<u32>, u64> = ranked
         .into_iter()
         .map(|(k, c)| {
             let mut ids: Vec<u32> = k.iter().map(|&r| order[r as usize]).collect();
@@ -268,6 +294,7 @@ pub fn frequent_itemsets(
         .collect();
     Itemsets {
         transactions: transactions.len() as u64,
+        complete: counts.len() < limit,
         counts,
     }
 }
@@ -365,6 +392,15 @@ impl BasketParams {
 
 /// The analysis over named transactions (the lake side and the published fixtures share it).
 pub fn analyze<S: AsRef<str>>(transactions: &[Vec<S>], p: &BasketParams) -> Result<AnalysisResult> {
+    analyze_upto(transactions, p, MAX_ITEMSETS)
+}
+
+/// [`analyze`], refusing past `limit` frequent itemsets.
+fn analyze_upto<S: AsRef<str>>(
+    transactions: &[Vec<S>],
+    p: &BasketParams,
+    limit: usize,
+) -> Result<AnalysisResult> {
     if p.min_support.num == 0 {
         return Err(Error::Invalid(
             "--min-support: must be above 0 (every itemset would be frequent)".into(),
@@ -373,7 +409,21 @@ pub fn analyze<S: AsRef<str>>(transactions: &[Vec<S>], p: &BasketParams) -> Resu
     let (tx, names) = encode(transactions);
     let n = tx.len() as u64;
     let started = std::time::Instant::now();
-    let sets = frequent_itemsets(&tx, names.len(), p.min_support.min_count(n), p.max_len);
+    let sets = frequent_itemsets_upto(
+        &tx,
+        names.len(),
+        p.min_support.min_count(n),
+        p.max_len,
+        limit,
+    );
+    if !sets.complete {
+        return Err(Error::Invalid(format!(
+            "more than {limit} frequent itemsets at --min-support {} over {n} \
+             transactions (each subset of a large order is frequent at so low a support): raise \
+             --min-support or cap the rule size with --max-len",
+            p.min_support.as_f64()
+        )));
+    }
     let rules = rules(&sets, p.min_support, p.min_confidence);
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
@@ -613,5 +663,18 @@ mod tests {
             ..p
         };
         assert!(analyze(&db, &zero).is_err());
+        // One order of 12 books at a support of one order: 4,095 frequent itemsets; past the
+        // limit the analysis refuses, naming the way out, instead of mining them all.
+        let big = vec![(0..12).map(|i| format!("bk_{i}")).collect::<Vec<_>>()];
+        let p = BasketParams {
+            min_support: f("0.001"),
+            ..p
+        };
+        assert!(analyze_upto(&big, &p, 4096).is_ok());
+        let e = analyze_upto(&big, &p, 1000).unwrap_err().to_string();
+        assert!(
+            e.contains("more than 1000 frequent itemsets") && e.contains("--max-len"),
+            "{e}"
+        );
     }
 }

@@ -527,7 +527,9 @@ pub fn assemble_parts(
         bm25,
         req.ranks[i] as f32,
         if req.max_bm25 > 0.0 {
-            bm25 / req.max_bm25
+            // Saturated as `bm25_feature`: a far negative score over a tiny positive maximum
+            // would overflow to -infinity.
+            (bm25 / req.max_bm25).clamp(f32::MIN, f32::MAX)
         } else {
             f32::NAN
         },
@@ -615,6 +617,10 @@ mod tests {
         let r = Request::new("q", None, vec![bm25_feature(1e39), bm25_feature(2e39), 1.0]);
         assert_eq!(r.ranks, [1, 2, 3]);
         assert_eq!(r.max_bm25, f32::MAX);
+        // The ratio to the max saturates too: -1e39 over 1e-30.
+        let r = Request::new("q", None, vec![1e-30, bm25_feature(-1e39)]);
+        let v = assemble(&spec(), &r, 1, "b", None, None, None);
+        assert_eq!(feature(&v, "bm25_ratio"), f32::MIN);
     }
 
     #[test]

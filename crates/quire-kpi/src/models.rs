@@ -746,7 +746,10 @@ pub fn build_models(raw: LazyFrame, dims: &Dims) -> Result<Models> {
         col("unit_cost"),
         col("line_cogs"),
     ]);
-    let book_days = book_day_stats(fct_order_items.clone(), book_views(raw.clone()));
+    // Collected once: both leaderboards and the report's range figures read it.
+    let book_days = book_day_stats(fct_order_items.clone(), book_views(raw.clone()))
+        .collect()?
+        .lazy();
     Ok(Models {
         stg_events: stage_events(raw),
         agg_daily_kpis: daily_kpis(

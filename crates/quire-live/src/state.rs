@@ -147,7 +147,8 @@ pub struct LiveKpis {
     top_n: usize,
     max_event_ms: Option<i64>,
     window_start_ms: Option<i64>,
-    /// Lake rows: the window's events and the history rows.
+    /// Lake rows: the window's events, the history rows and the orders of the older hours
+    /// loaded since the window last moved.
     base: Vec<DataFrame>,
     /// Events from the bus, one frame per step.
     fresh: Vec<DataFrame>,
@@ -448,6 +449,9 @@ impl LiveKpis {
         let rows = concat([placed, returns], UnionArgs::default())?.collect()?;
         self.loaded_hours.insert(h);
         self.index_orders(&rows, false)?;
+        // Today's KPIs see them too: an order placed again today stands on its first day there
+        // as well (staging drops the copies of rows the history already has).
+        self.base.push(rows.clone());
         self.hold_orders(rows)
     }
 
@@ -1270,8 +1274,10 @@ mod tests {
 
     #[test]
     fn an_order_placed_again_days_later_stands_in_its_first_hour() {
-        // Order o-a placed on Oct 1 (in the lake); the window is Oct 4–5.
+        // Order o-a placed on Oct 1 (in the lake), not u1's first order (o-x is, and the
+        // live state keeps each user's first order of the history); the window is Oct 4–5.
         let lake = [
+            order("x", "2025-09-20T10:00:00Z", 7.0),
             order("a", "2025-10-01T10:05:00Z", 30.0),
             order("b", "2025-10-05T11:00:00Z", 5.0),
         ];
@@ -1283,11 +1289,15 @@ mod tests {
         );
         s.add(vec![again.clone()]).unwrap();
         s.hourly().unwrap();
+        // Today (Oct 5) has order b alone, as in the replay.
+        let today = s.today_input().unwrap().compute().unwrap();
+        let k = today.kpis.unwrap();
+        assert_eq!((k.orders, k.gmv), (1, 5.0));
         let all: Vec<Event> = lake.into_iter().chain([again]).collect();
         let replay = replayed(&all);
         assert_eq!(
             replay.iter().map(|h| h.0.as_str()).collect::<Vec<_>>(),
-            ["2025-10-01T10", "2025-10-05T11"]
+            ["2025-09-20T10", "2025-10-01T10", "2025-10-05T11"]
         );
         let live = emitted(&s);
         assert!(
@@ -1303,6 +1313,9 @@ mod tests {
             live.iter().all(|h| replay.contains(h)),
             "{live:?} vs {replay:?}"
         );
+        assert!(live.iter().any(|h| h.0 == "2025-10-05T11"), "{live:?}");
+        let k = s.today_input().unwrap().compute().unwrap().kpis.unwrap();
+        assert_eq!((k.orders, k.gmv), (1, 5.0));
     }
 
     #[test]

@@ -47,6 +47,10 @@ impl ArtifactStore {
         tokio::fs::create_dir_all(&root)
             .await
             .map_err(|e| Error::io(&root, e))?;
+        // The real path (no `..`, no symlink): a URI holds it as the filesystem resolves it.
+        let root = tokio::fs::canonicalize(&root)
+            .await
+            .map_err(|e| Error::io(&root, e))?;
         Ok(ArtifactStore { root })
     }
 
@@ -184,25 +188,29 @@ fn file_uri(path: &Path) -> String {
 }
 
 /// The local path of a `file://` URI, percent-decoded. A URI stored unencoded by an earlier
-/// version (a `#` or `?` taken for a fragment or query, or no valid URI at all) is read as the
-/// path it spells.
+/// version is read as the path it spells when that is what exists (a `%41` in a directory
+/// name), or when it is no URI with a plain path (a `#` or `?` in it).
 pub fn local_path(uri: &str) -> Result<PathBuf> {
+    let spelled = uri
+        .strip_prefix("file://")
+        .filter(|p| p.starts_with('/'))
+        .map(PathBuf::from);
     if let Ok(u) = url::Url::parse(uri)
         && u.scheme() == "file"
         && u.fragment().is_none()
         && u.query().is_none()
         && let Ok(path) = u.to_file_path()
     {
-        return Ok(path);
+        return Ok(match spelled {
+            Some(old) if old != path && !path.exists() && old.exists() => old,
+            _ => path,
+        });
     }
-    uri.strip_prefix("file://")
-        .filter(|p| p.starts_with('/'))
-        .map(PathBuf::from)
-        .ok_or_else(|| {
-            Error::InvalidParameter(format!(
-                "artifact uri {uri:?} is not an absolute file:// uri"
-            ))
-        })
+    spelled.ok_or_else(|| {
+        Error::InvalidParameter(format!(
+            "artifact uri {uri:?} is not an absolute file:// uri"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -241,6 +249,15 @@ mod tests {
             local_path("file:///tmp/ml #1/a").ok(),
             Some(PathBuf::from("/tmp/ml #1/a"))
         );
+        // An unencoded `%41` in an existing directory's name stays as written.
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("a%41");
+        std::fs::create_dir(&old).unwrap();
+        assert_eq!(
+            local_path(&format!("file://{}", old.display())).ok(),
+            Some(old.clone())
+        );
+        assert_eq!(local_path(&file_uri(&old)).ok(), Some(old));
         assert!(local_path("file://a/b").is_err());
         assert!(local_path("s3://bucket/a").is_err());
     }

@@ -130,9 +130,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // The chain of contexts, outermost first.
-            let msg: Vec<String> = e.chain().map(|c| one_line(&c.to_string())).collect();
-            eprintln!("quire: {}", msg.join(": "));
+            eprintln!("quire: {}", reason(&e));
             ExitCode::FAILURE
         }
     }
@@ -140,6 +138,19 @@ fn main() -> ExitCode {
 
 /// `text`'s non-blank lines, trimmed and joined with "; ": errors are one line on stderr
 /// (cli.md), also those whose text has several (a TOML parse error's snippet, clap's usage).
+/// The chain of contexts, outermost first, on one line. A cause whose text its parent's
+/// already shows (an error type that prints its source) is not repeated.
+fn reason(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = one_line(&cause.to_string());
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
 fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
@@ -163,5 +174,34 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve { command } => serve::serve(command),
         Command::Analyze { command } => analyze::analyze(command),
         Command::Pipeline { command } => commands::pipeline(command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Inner {
+        #[error("registered model \"m\" not found")]
+        NotFound,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        /// Prints its source, and gives it as its source too.
+        #[error("registry: {0}")]
+        Registry(#[from] Inner),
+    }
+
+    #[test]
+    fn a_reason_shows_each_cause_once_on_one_line() {
+        let e = anyhow::Error::new(Outer::from(Inner::NotFound))
+            .context("loading the CF model m")
+            .context("publishing\nrecommendations");
+        assert_eq!(
+            reason(&e),
+            "publishing; recommendations: loading the CF model m: registry: registered model \"m\" not found"
+        );
     }
 }

@@ -149,17 +149,16 @@ pub fn print_kpi_headline(report: &Value) {
 }
 
 /// Writes one line of the command's output to stdout. When the reader has gone (`quire kpis
-/// --json | head`), the process ends at once, quietly, with status 141 as a Unix tool killed
-/// by SIGPIPE does: Rust ignores SIGPIPE, so the write fails, and `println!` would panic with
-/// a multi-line message. Any other write error ends it with a one-line reason.
+/// --json | head`), the process ends at once with status 141, as a Unix tool killed by SIGPIPE
+/// does, and cli.md's one-line reason on stderr: Rust ignores SIGPIPE, so the write fails, and
+/// `println!` would panic with a multi-line message. Any other write error ends it with status
+/// 1 and its reason. (The output is the command's last step: its work is done and committed.)
 pub fn write_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141);
-        }
         eprintln!("quire: writing to stdout: {e}");
-        std::process::exit(1);
+        let broken = e.kind() == std::io::ErrorKind::BrokenPipe;
+        std::process::exit(if broken { 141 } else { 1 });
     }
 }

@@ -40,9 +40,12 @@ pub struct PublishArgs {
     #[arg(long, default_value_t = 6 * 3600)]
     grace_seconds: u64,
     /// The lake whose purchases are left out of the users' lists, besides those the model was
-    /// trained on, so that a publish after training leaves out newer ones too
-    #[arg(long, env = "QUIRE_LAKE", default_value = ".quire/lake")]
-    lake: PathBuf,
+    /// trained on, so that a publish after training leaves out newer ones too [env:
+    /// QUIRE_LAKE] [default: .quire/lake]
+    // Read from the environment here, not by clap, so that `--no-lake` refuses only a
+    // `--lake` given with it, not a QUIRE_LAKE set for the other commands.
+    #[arg(long)]
+    lake: Option<PathBuf>,
     /// Read no lake: leave out only the purchases the model was trained on
     #[arg(long)]
     no_lake: bool,
@@ -67,16 +70,22 @@ pub fn recs(cmd: RecsCommand) -> Result<()> {
     let RecsCommand::Publish(a) = cmd;
     // The lake is read, never created here: a missing one would silently hide every purchase
     // made since the model was trained (contracts/recs-redis.md: never a book already bought).
-    let lake = if a.no_lake {
-        None
-    } else if a.lake.is_dir() {
-        Some(a.lake.as_path())
-    } else {
-        anyhow::bail!(
+    let lake_dir = match (&a.lake, a.no_lake) {
+        (Some(_), true) => anyhow::bail!("--lake and --no-lake contradict each other"),
+        (_, true) => None,
+        (Some(dir), false) => Some(dir.clone()),
+        (None, false) => Some(
+            std::env::var_os("QUIRE_LAKE")
+                .map_or_else(|| PathBuf::from(".quire/lake"), PathBuf::from),
+        ),
+    };
+    let lake = match &lake_dir {
+        Some(dir) if !dir.is_dir() => anyhow::bail!(
             "no lake at {}: give --lake DIR (or QUIRE_LAKE), or --no-lake to leave out only the \
              purchases the model was trained on",
-            a.lake.display()
-        );
+            dir.display()
+        ),
+        dir => dir.as_deref(),
     };
     let target = if a.cluster {
         RedisTarget::Cluster(
