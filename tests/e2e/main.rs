@@ -15,6 +15,17 @@ fn simulate(dir: &Path) -> Value {
     )
 }
 
+/// A directory with a small simulated bookstore ingested into `lake/`.
+fn simulated_lake() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    simulate(tmp.path());
+    quire_ok(
+        tmp.path(),
+        &["ingest", "--lake", "lake", "sim/events.jsonl"],
+    );
+    tmp
+}
+
 #[test]
 fn simulate_ingest_dims_kpis() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -251,10 +262,8 @@ fn one_line_error(dir: &Path, args: &[&str]) -> String {
 /// a Unix tool killed by SIGPIPE, and a one-line reason, not with a panic.
 #[test]
 fn a_closed_stdout_ends_quire_with_one_line() {
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = simulated_lake();
     let dir = tmp.path();
-    simulate(dir);
-    quire_ok(dir, &["ingest", "--lake", "lake", "sim/events.jsonl"]);
     let mut child = std::process::Command::new(quire_tests::quire_bin())
         .current_dir(dir)
         .args(["kpis", "--lake", "lake", "--json"])
@@ -1093,10 +1102,8 @@ fn curl(url: &str, args: &[&str]) -> (u16, String) {
 /// stops on SIGTERM with status 0; an unreachable Redis is a one-line error naming it.
 #[test]
 fn serve_live_starts_from_the_lake_and_takes_events() {
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = simulated_lake();
     let dir = tmp.path();
-    simulate(dir);
-    quire_ok(dir, &["ingest", "--lake", "lake", "sim/events.jsonl"]);
     let kpis = quire_json(dir, &["kpis", "--lake", "lake", "--json"]);
 
     let err = one_line_error(
