@@ -103,9 +103,9 @@ pub struct Itemsets {
     pub complete: bool,
 }
 
-/// Frequent itemsets mined at most (about 150 MB of them): a low support over few orders
-/// makes every subset of a large order frequent (25 books: 2^25 itemsets), which would exhaust
-/// memory; mining stops there and the analysis says how to narrow it.
+/// Frequent itemsets mined, and candidate rules, at most (some hundreds of MB): a low support
+/// over few orders makes every subset of a large order frequent (25 books: 2^25 itemsets, 25 ×
+/// 2^24 rules), which would exhaust memory; the analysis stops there and says how to narrow it.
 pub const MAX_ITEMSETS: usize = 2_000_000;
 
 struct Node {
@@ -177,7 +177,8 @@ fn mine(
     out: &mut HashMap<Vec<u32>, u64>,
 ) {
     for item in (0..tree.heads.len()).rev() {
-        if out.len() >= limit {
+        // One past the limit tells a truncated mining from one that found exactly `limit`.
+        if out.len() > limit {
             return;
         }
         let support = tree.item_counts[item];
@@ -294,7 +295,7 @@ fn frequent_itemsets_upto(
         .collect();
     Itemsets {
         transactions: transactions.len() as u64,
-        complete: counts.len() < limit,
+        complete: counts.len() <= limit,
         counts,
     }
 }
@@ -416,11 +417,18 @@ fn analyze_upto<S: AsRef<str>>(
         p.max_len,
         limit,
     );
-    if !sets.complete {
+    // An itemset of k books yields up to k rules: the rules are bounded as the itemsets are.
+    let candidate_rules: usize = sets
+        .counts
+        .keys()
+        .filter(|k| k.len() > 1)
+        .map(Vec::len)
+        .sum();
+    if !sets.complete || candidate_rules > limit {
         return Err(Error::Invalid(format!(
-            "more than {limit} frequent itemsets at --min-support {} over {n} \
-             transactions (each subset of a large order is frequent at so low a support): raise \
-             --min-support or cap the rule size with --max-len",
+            "more than {limit} frequent itemsets or candidate rules at --min-support {} over \
+             {n} transactions (each subset of a large order is frequent at so low a support): \
+             raise --min-support or cap the rule size with --max-len",
             p.min_support.as_f64()
         )));
     }
@@ -670,11 +678,20 @@ mod tests {
             min_support: f("0.001"),
             ..p
         };
-        assert!(analyze_upto(&big, &p, 4096).is_ok());
-        let e = analyze_upto(&big, &p, 1000).unwrap_err().to_string();
-        assert!(
-            e.contains("more than 1000 frequent itemsets") && e.contains("--max-len"),
-            "{e}"
-        );
+        // 4,095 itemsets, 12·2^11 − 12 = 24,564 candidate rules (k per itemset of k ≥ 2).
+        assert!(analyze_upto(&big, &p, 24_564).is_ok());
+        for limit in [24_563, 4_095, 1_000] {
+            let e = analyze_upto(&big, &p, limit).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "more than {limit} frequent itemsets or candidate rules"
+                )) && e.contains("--max-len"),
+                "{e}"
+            );
+        }
+        // Exactly the limit of itemsets is complete; one fewer is not.
+        let tx: Vec<Vec<u32>> = vec![(0..12).collect()];
+        assert!(frequent_itemsets_upto(&tx, 12, 1, usize::MAX, 4_095).complete);
+        assert!(!frequent_itemsets_upto(&tx, 12, 1, usize::MAX, 4_094).complete);
     }
 }

@@ -147,8 +147,8 @@ pub struct LiveKpis {
     top_n: usize,
     max_event_ms: Option<i64>,
     window_start_ms: Option<i64>,
-    /// Lake rows: the window's events, the history rows and the orders of the older hours
-    /// loaded since the window last moved.
+    /// Lake rows: the window's events, the history rows, and the earlier placements of
+    /// orders placed again in the window (see `history_orders`).
     base: Vec<DataFrame>,
     /// Events from the bus, one frame per step.
     fresh: Vec<DataFrame>,
@@ -184,6 +184,9 @@ pub struct LiveKpis {
     /// first (loaded from the lake then), as in the replay. Orders are few beside events, so
     /// this costs a fraction of the lake writer's own id set.
     placed_before: IdSet,
+    /// Orders of `placed_before` placed again in the window, whose earlier placements were
+    /// added to the history rows of `base`.
+    history_orders: HashSet<String>,
     emitted: BTreeMap<i64, HourFigure>,
     /// Closed hours touched since the last [`Self::hourly`], in arrival order:
     /// (hour, reason, event id).
@@ -217,6 +220,7 @@ impl LiveKpis {
             dirty_groups: None,
             loaded_hours: HashSet::new(),
             placed_before: IdSet::new(),
+            history_orders: HashSet::new(),
             emitted: BTreeMap::new(),
             touched: Vec::new(),
             reemissions: Vec::new(),
@@ -373,12 +377,30 @@ impl LiveKpis {
 
     /// Before `order_id` is placed in the window: when the lake placed it before the window
     /// and that placement is not held, loads its hour, so that the earlier placement stands.
+    /// Its earlier `order_placed` rows also join the history (once), so that today's KPIs
+    /// keep the first placement standing too (staging drops copies of rows already there).
     fn find_earlier_placement(&mut self, order_id: &str) -> Result<()> {
-        if !self.order_slots.contains_key(order_id)
-            && self.placed_before.contains(xxh3_128(order_id.as_bytes()))
+        if !self.placed_before.contains(xxh3_128(order_id.as_bytes()))
+            || self.history_orders.contains(order_id)
         {
+            return Ok(());
+        }
+        if !self.order_slots.contains_key(order_id) {
             self.order_slot(order_id)?;
         }
+        if let (Some(lake), Some(start)) = (&self.lake, self.window_start_ms) {
+            let rows = lake
+                .scan_events()?
+                .filter(
+                    col("event_type")
+                        .eq(lit("order_placed"))
+                        .and(col("order_id").eq(lit(order_id.to_owned())))
+                        .and(col("event_timestamp").cast(DataType::Int64).lt(lit(start))),
+                )
+                .collect()?;
+            self.base.push(rows);
+        }
+        self.history_orders.insert(order_id.to_owned());
         Ok(())
     }
 
@@ -449,9 +471,6 @@ impl LiveKpis {
         let rows = concat([placed, returns], UnionArgs::default())?.collect()?;
         self.loaded_hours.insert(h);
         self.index_orders(&rows, false)?;
-        // Today's KPIs see them too: an order placed again today stands on its first day there
-        // as well (staging drops the copies of rows the history already has).
-        self.base.push(rows.clone());
         self.hold_orders(rows)
     }
 
@@ -582,6 +601,7 @@ impl LiveKpis {
             .collect()?;
         let placed_before = placed_before.column("order_id")?.str()?;
         self.placed_before = IdSet::new();
+        self.history_orders.clear();
         self.placed_before.reserve(placed_before.len());
         self.placed_before.extend(
             placed_before

@@ -136,21 +136,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// `text`'s non-blank lines, trimmed and joined with "; ": errors are one line on stderr
-/// (cli.md), also those whose text has several (a TOML parse error's snippet, clap's usage).
 /// The chain of contexts, outermost first, on one line. A cause whose text its parent's
 /// already shows (an error type that prints its source) is not repeated.
 fn reason(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = one_line(&cause.to_string());
-        if !parts.last().is_some_and(|p| p.contains(&text)) {
+        // Only a parent that ends with this cause's text shows it already.
+        let shown = parts
+            .last()
+            .is_some_and(|p| *p == text || p.ends_with(&format!(": {text}")));
+        if !shown {
             parts.push(text);
         }
     }
     parts.join(": ")
 }
 
+/// `text`'s non-blank lines, trimmed and joined with "; ": errors are one line on stderr
+/// (cli.md), also those whose text has several (a TOML parse error's snippet, clap's usage).
 fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
@@ -192,6 +196,16 @@ mod tests {
         /// Prints its source, and gives it as its source too.
         #[error("registry: {0}")]
         Registry(#[from] Inner),
+    }
+
+    #[test]
+    fn a_cause_is_kept_when_its_parent_merely_mentions_it() {
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound))
+            .context("model not found in the registry, reading entity not found.txt");
+        assert_eq!(
+            reason(&e),
+            "model not found in the registry, reading entity not found.txt: entity not found"
+        );
     }
 
     #[test]

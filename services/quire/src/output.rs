@@ -157,7 +157,8 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
-        eprintln!("quire: writing to stdout: {e}");
+        // Not `eprintln!`, which panics when stderr is the same closed pipe (`2>&1 | head`).
+        let _ = writeln!(std::io::stderr(), "quire: writing to stdout: {e}");
         let broken = e.kind() == std::io::ErrorKind::BrokenPipe;
         std::process::exit(if broken { 141 } else { 1 });
     }
