@@ -237,7 +237,7 @@ impl LiveKpis {
         };
         let max = lake
             .scan_events()?
-            .filter(col("is_test").fill_null(lit(false)).not())
+            .filter(not_test())
             .select([col("event_timestamp").max().cast(DataType::Int64)])
             .collect()?;
         let max = max.column("event_timestamp")?.i64()?.get(0);
@@ -392,9 +392,7 @@ impl LiveKpis {
             let rows = lake
                 .scan_events()?
                 .filter(
-                    col("event_type")
-                        .eq(lit("order_placed"))
-                        .and(col("order_id").eq(lit(order_id.to_owned())))
+                    placements_of(order_id)
                         .and(col("event_timestamp").cast(DataType::Int64).lt(lit(start))),
                 )
                 .collect()?;
@@ -421,12 +419,7 @@ impl LiveKpis {
         };
         let df = lake
             .scan_events()?
-            .filter(
-                col("event_type")
-                    .eq(lit("order_placed"))
-                    .and(col("order_id").eq(lit(order_id.to_owned())))
-                    .and(col("is_test").fill_null(lit(false)).not()),
-            )
+            .filter(placements_of(order_id))
             .select([col("event_timestamp").min().cast(DataType::Int64)])
             .collect()?;
         let Some(ts) = df.column("event_timestamp")?.i64()?.get(0) else {
@@ -591,12 +584,7 @@ impl LiveKpis {
             .collect()?;
         let placed_before = all
             .clone()
-            .filter(
-                col("event_type")
-                    .eq(lit("order_placed"))
-                    .and(col("is_test").fill_null(lit(false)).not())
-                    .and(col("event_timestamp").cast(DataType::Int64).lt(lit(start))),
-            )
+            .filter(placements().and(col("event_timestamp").cast(DataType::Int64).lt(lit(start))))
             .select([col("order_id")])
             .collect()?;
         let placed_before = placed_before.column("order_id")?.str()?;
@@ -928,6 +916,21 @@ impl TodayInput {
             computed_at: Utc::now(),
         })
     }
+}
+
+/// Rows that are not test traffic.
+fn not_test() -> Expr {
+    col("is_test").fill_null(lit(false)).not()
+}
+
+/// The `order_placed` rows of real traffic.
+fn placements() -> Expr {
+    col("event_type").eq(lit("order_placed")).and(not_test())
+}
+
+/// The rows that place `order_id` (test traffic left out).
+fn placements_of(order_id: &str) -> Expr {
+    placements().and(col("order_id").eq(lit(order_id.to_owned())))
 }
 
 fn floor_hour(ms: i64) -> i64 {
