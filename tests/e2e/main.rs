@@ -284,6 +284,34 @@ fn errors_are_one_line_and_name_the_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let err = one_line_error(tmp.path(), &["ingest", "--lake", "lake", "missing.jsonl"]);
     assert!(err.contains("missing.jsonl"), "{err}");
+    // A command that reads the lake does not make one at a mistyped path.
+    for args in [
+        &["kpis", "--lake", "typo"][..],
+        &["badrows", "--lake", "typo"],
+        &["warehouse", "build", "--lake", "typo"],
+        &["analyze", "top-customers", "--lake", "typo"],
+    ] {
+        let err = one_line_error(tmp.path(), args);
+        assert!(err.contains("no lake at typo"), "{args:?}: {err}");
+    }
+    assert!(!tmp.path().join("typo").exists());
+    // A missing file among several stops the run before any is committed.
+    fs::write(
+        tmp.path().join("good.jsonl"),
+        r#"{"event_id":"g1","event_type":"checkout_started","event_timestamp":"2025-10-01T07:00:00Z","user_id":"usr_1","device":"mobile"}"#,
+    )
+    .expect("write");
+    let err = one_line_error(
+        tmp.path(),
+        &["ingest", "--lake", "lake", "good.jsonl", "missing.jsonl"],
+    );
+    assert!(err.contains("missing.jsonl"), "{err}");
+    let out = quire(
+        tmp.path(),
+        &["ingest", "--lake", "lake", "good.jsonl", "--json"],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["valid"], 1, "good.jsonl was not committed before");
 
     fs::write(
         tmp.path().join("spend.csv"),
@@ -304,6 +332,32 @@ fn errors_are_one_line_and_name_the_file() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spend.csv: line 2: column channel"), "{err}");
+    // A load that fails on one table replaces none.
+    fs::write(
+        tmp.path().join("users.csv"),
+        "user_id,signup_date,country\nusr_1,2025-01-01,DE\n",
+    )
+    .expect("write");
+    let out = quire(
+        tmp.path(),
+        &[
+            "dims",
+            "load",
+            "--lake",
+            "lake",
+            "--users",
+            "users.csv",
+            "--marketing-spend",
+            "spend.csv",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        !tmp.path()
+            .join("lake/warehouse/dims/users.parquet")
+            .exists(),
+        "users were replaced by a failed load"
+    );
 
     let serve_ranking = [
         "serve",

@@ -256,6 +256,28 @@ fn bad_timestamp() {
     );
     v["event_timestamp"] = json!("2025-10-01T07:32:45");
     assert!(parse_value(&v).is_err(), "a timestamp without offset");
+    // An offset that carries the time out of four-digit years in UTC.
+    v["event_timestamp"] = json!("0000-01-01T00:30:00+01:00");
+    let e = parse_value(&v).expect_err("year -1 in UTC");
+    assert_eq!(
+        e.reason(),
+        "checkout_started.event_timestamp: must fall within the years 0000-9999 in UTC, got \"0000-01-01T00:30:00+01:00\""
+    );
+    v["event_timestamp"] = json!("9999-12-31T23:30:00-01:00");
+    assert!(parse_value(&v).is_err(), "year 10000 in UTC");
+}
+
+/// A leap second is the next second's start, so its hour and its time agree.
+#[test]
+fn leap_second_is_the_next_seconds_start() {
+    let mut v = envelope("checkout_started");
+    v["event_timestamp"] = json!("2016-12-31T23:59:60.250Z");
+    let t = parse_value(&v).expect("valid").event_timestamp;
+    assert_eq!(
+        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "2017-01-01T00:00:00.250Z"
+    );
+    assert_eq!(t.timestamp_millis(), 1_483_228_800_250);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::{Map, Value};
 
 use crate::{
@@ -224,14 +224,29 @@ impl Fields<'_> {
 
     fn timestamp(&self, field: &str) -> Result<DateTime<Utc>, Invalid> {
         let s = self.string(field)?;
-        DateTime::parse_from_rfc3339(s)
+        let t = DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| {
                 self.invalid(
                     field,
                     format!("must be an RFC 3339 timestamp with offset, got \"{s}\" ({e})"),
                 )
-            })
+            })?;
+        // A leap second (23:59:60) is kept by chrono as 23:59:59 plus more than a second;
+        // the hour of its partition and its stored time would then disagree. It is the next
+        // second's start.
+        let t = match t.nanosecond().checked_sub(1_000_000_000) {
+            Some(nanos) => DateTime::from_timestamp(t.timestamp() + 1, nanos).unwrap_or(t),
+            None => t,
+        };
+        // RFC 3339 years have four digits; an offset can carry one out of them in UTC.
+        if !(0..=9999).contains(&t.year()) {
+            return Err(self.invalid(
+                field,
+                format!("must fall within the years 0000-9999 in UTC, got \"{s}\""),
+            ));
+        }
+        Ok(t)
     }
 
     fn enumerated<T>(

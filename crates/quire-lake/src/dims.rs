@@ -130,10 +130,35 @@ impl Lake {
     /// Validates `file` (CSV with a header, or Parquet) as `table` and replaces the table.
     /// Returns the rows loaded. Nothing is replaced when any row is invalid.
     pub fn load_dim(&self, table: DimTable, file: &Path) -> Result<u64> {
-        let mut df = read_dim(table, file)?;
+        self.replace_dim(CheckedDim::read(table, file)?)
+    }
+
+    /// Replaces a table with a file already read and validated; returns the rows loaded.
+    pub fn replace_dim(&self, dim: CheckedDim) -> Result<u64> {
+        let CheckedDim { table, mut df } = dim;
         let rows = df.height() as u64;
         write_parquet_atomic(&mut df, &self.dim_path(table))?;
         Ok(rows)
+    }
+}
+
+/// A dimension file read, typed and validated: what a load writes. Reading every file of a
+/// load before replacing any table keeps a load that fails on one file from replacing the
+/// others.
+#[derive(Debug)]
+pub struct CheckedDim {
+    table: DimTable,
+    df: DataFrame,
+}
+
+impl CheckedDim {
+    /// Reads `file` (CSV with a header, or Parquet) as `table`, with an error naming the file,
+    /// line and column of the first bad value.
+    pub fn read(table: DimTable, file: &Path) -> Result<Self> {
+        Ok(Self {
+            table,
+            df: read_dim(table, file)?,
+        })
     }
 }
 
@@ -188,10 +213,12 @@ fn read_dim(table: DimTable, file: &Path) -> Result<DataFrame> {
     }
     // CSV line numbers count the header; Parquet rows are 1-based.
     let line_offset: IdxSize = if is_parquet { 1 } else { 2 };
+    let schema = raw.schema().clone();
     let mut typed = Vec::new();
     let mut checks = Vec::new();
     for &(name, kind, required, min) in table.columns() {
-        let text = if present.iter().any(|c| c.as_str() == name) {
+        let stored = schema.get(name);
+        let text = if stored.is_some() {
             let s = col(name).cast(DataType::String);
             when(s.clone().eq(lit("")))
                 .then(lit(NULL).cast(DataType::String))
@@ -199,16 +226,30 @@ fn read_dim(table: DimTable, file: &Path) -> Result<DataFrame> {
         } else {
             lit(NULL).cast(DataType::String)
         };
-        let value = match kind {
-            Kind::Str => text.clone(),
-            Kind::Int => text.clone().cast(DataType::Int64),
-            Kind::Float => text.clone().cast(DataType::Float64),
-            Kind::Date => text.clone().str().to_date(StrptimeOptions {
-                format: Some("%Y-%m-%d".into()),
-                strict: false,
-                exact: true,
-                cache: true,
-            }),
+        let value = match (kind, stored) {
+            // Parquet from pandas or Spark: an integer column with nulls stored as floats
+            // (1999.0), a date stored as a date or a timestamp. Taken by value, not by text.
+            (Kind::Int, Some(t)) if t.is_float() => {
+                let v = col(name);
+                when(v.clone().eq(v.clone().floor()))
+                    .then(v.cast(DataType::Int64))
+                    .otherwise(lit(NULL).cast(DataType::Int64))
+            }
+            (Kind::Date, Some(DataType::Date | DataType::Datetime(..))) => {
+                col(name).cast(DataType::Date)
+            }
+            (Kind::Str, _) => text.clone(),
+            (Kind::Int, _) => text.clone().cast(DataType::Int64),
+            (Kind::Float, _) => text.clone().cast(DataType::Float64),
+            // Exactly YYYY-MM-DD: the parser alone also takes 2025-2-1.
+            (Kind::Date, _) => when(text.clone().str().len_bytes().eq(lit(10u32)))
+                .then(text.clone().str().to_date(StrptimeOptions {
+                    format: Some("%Y-%m-%d".into()),
+                    strict: false,
+                    exact: true,
+                    cache: true,
+                }))
+                .otherwise(lit(NULL).cast(DataType::Date)),
         };
         typed.push(value.clone().alias(name));
         let unparsable = text.clone().is_not_null().and(value.clone().is_null());
@@ -226,6 +267,17 @@ fn read_dim(table: DimTable, file: &Path) -> Result<DataFrame> {
                     .alias(format!("__min_{name}")),
             );
         }
+        if kind == Kind::Float {
+            // The text "NaN" or "inf" reads as a float; neither is a price, cost or spend.
+            checks.push(
+                value
+                    .clone()
+                    .is_finite()
+                    .not()
+                    .fill_null(false)
+                    .alias(format!("__finite_{name}")),
+            );
+        }
         if table == DimTable::MarketingSpend && name == "channel" {
             let allowed = Series::new("allowed".into(), TRAFFIC_SOURCES);
             checks.push(
@@ -239,9 +291,21 @@ fn read_dim(table: DimTable, file: &Path) -> Result<DataFrame> {
         }
         checks.push(text.alias(format!("__text_{name}")));
     }
-    let checked = raw
-        .lazy()
-        .with_row_index("__row", Some(line_offset))
+    let mut rows = raw.lazy().with_row_index("__row", Some(line_offset));
+    if !is_parquet && !present.is_empty() {
+        // A blank line (a trailing one, say) holds no value at all: not a row.
+        let filled: Vec<Expr> = present
+            .iter()
+            .map(|c| {
+                col(c.clone())
+                    .cast(DataType::String)
+                    .neq(lit(""))
+                    .fill_null(false)
+            })
+            .collect();
+        rows = rows.filter(any_horizontal(filled).at(|| file.display().to_string())?);
+    }
+    let checked = rows
         .select(
             std::iter::once(col("__row"))
                 .chain(typed)
@@ -297,6 +361,12 @@ fn report_first_problem(table: DimTable, file: &Path, df: &DataFrame) -> Result<
             format!(
                 "column {name}: must be >= {}, got {}",
                 min.unwrap_or_default(),
+                v.unwrap_or_default()
+            )
+        })?;
+        consider("finite", &|v| {
+            format!(
+                "column {name}: must be a finite number, got {}",
                 v.unwrap_or_default()
             )
         })?;

@@ -10,6 +10,8 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use polars::prelude::*;
@@ -110,7 +112,7 @@ impl Writer {
         })
     }
 
-    /// Whether a batch writes its files in parallel, its partitions on rayon's pool and each
+    /// Whether a batch writes its files in parallel, its partitions on a thread per core and each
     /// file's columns on Polars' (the default: an ingest job wants the whole machine), or one
     /// after another on the committing thread: for a writer beside latency-critical work,
     /// which would otherwise wait in the pools' queues behind the file encoding. (Reading the
@@ -272,7 +274,7 @@ impl Batch<'_> {
         if parallel {
             // Partitions are written in parallel: with many small partitions the time goes to
             // building frames, compressing and fsyncing each file, not to one big write.
-            jobs.into_par_iter().try_for_each(write)
+            on_threads(jobs, write).map(drop)
         } else {
             jobs.into_iter().try_for_each(write)
         }
@@ -354,25 +356,22 @@ impl Lake {
             .filter(|f| f.kind == FileKind::Events)
             .map(|f| self.root.join(&f.path))
             .collect();
-        let per_file: Vec<Vec<u128>> = files
-            .par_iter()
-            .map(|path| {
-                let df = LazyFrame::scan_parquet(
-                    PlRefPath::try_from_path(path).at(|| path.display().to_string())?,
-                    ScanArgsParquet {
-                        hive_options: HiveOptions::new_disabled(),
-                        ..Default::default()
-                    },
-                )
-                .and_then(|lf| lf.select([col("event_id")]).collect())
+        let per_file: Vec<Vec<u128>> = on_threads(files, |path| {
+            let df = LazyFrame::scan_parquet(
+                PlRefPath::try_from_path(&path).at(|| path.display().to_string())?,
+                ScanArgsParquet {
+                    hive_options: HiveOptions::new_disabled(),
+                    ..Default::default()
+                },
+            )
+            .and_then(|lf| lf.select([col("event_id")]).collect())
+            .at(|| format!("reading event ids of {}", path.display()))?;
+            let ids = df
+                .column("event_id")
+                .and_then(|c| c.str().cloned())
                 .at(|| format!("reading event ids of {}", path.display()))?;
-                let ids = df
-                    .column("event_id")
-                    .and_then(|c| c.str().cloned())
-                    .at(|| format!("reading event ids of {}", path.display()))?;
-                Ok(ids.iter().flatten().map(id_hash).collect())
-            })
-            .collect::<Result<_>>()?;
+            Ok(ids.iter().flatten().map(id_hash).collect())
+        })?;
         seen.reserve(per_file.iter().map(Vec::len).sum());
         for ids in per_file {
             seen.extend(ids);
@@ -405,6 +404,10 @@ impl Lake {
                     break;
                 }
                 line_no += 1;
+                // A byte order mark opens the file, not its first event.
+                if line_no == 1 && buf.starts_with(b"\xef\xbb\xbf") {
+                    buf.drain(..3);
+                }
                 if buf.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
@@ -430,7 +433,7 @@ impl Lake {
                         batch.push_event(event)?;
                     }
                     Err(reason) => batch.push_invalid(BadRow {
-                        line: String::from_utf8_lossy(&bytes).trim_end().to_owned(),
+                        line: String::from_utf8_lossy(line_content(&bytes)).into_owned(),
                         source: source_name.clone(),
                         line_number: no as i64,
                         reason,
@@ -523,6 +526,68 @@ fn open_input(path: &Path) -> Result<(Box<dyn BufRead>, HashState)> {
         Box::new(BufReader::with_capacity(1 << 20, raw))
     };
     Ok((reader, state))
+}
+
+/// Runs `work` on every job, on one scoped thread per core, and gives the results in the
+/// jobs' order; the first error stops the threads taking more jobs.
+///
+/// Not rayon's pool, for work that calls Polars: a rayon worker waiting for Polars' own pool
+/// runs other jobs of its pool on its stack meanwhile, so the stack grows with the number of
+/// jobs (one per hour partition: a 14-day file overflowed it). A plain thread just waits.
+fn on_threads<J: Send, T: Send>(
+    jobs: Vec<J>,
+    work: impl Fn(J) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(jobs.len());
+    let queue = Mutex::new(jobs.into_iter().enumerate());
+    let failed = AtomicBool::new(false);
+    let take = || {
+        if failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        queue.lock().unwrap_or_else(PoisonError::into_inner).next()
+    };
+    let mut done: Vec<(usize, T)> = Vec::new();
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<Vec<(usize, T)>> {
+                    let mut out = Vec::new();
+                    while let Some((i, job)) = take() {
+                        match work(job) {
+                            Ok(t) => out.push((i, t)),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        let mut first_error = None;
+        for worker in workers {
+            match worker.join() {
+                Ok(Ok(out)) => done.extend(out),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })?;
+    done.sort_unstable_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, t)| t).collect())
+}
+
+/// A line without its terminator (`\n` or `\r\n`): the original line a bad row keeps.
+fn line_content(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes)
 }
 
 /// The UTC (date, hour) partition of a timestamp.

@@ -21,7 +21,7 @@ mod ingest;
 mod manifest;
 
 pub use badrows::BadRow;
-pub use dims::{DimLoadReport, DimTable};
+pub use dims::{CheckedDim, DimLoadReport, DimTable};
 pub use frame::{events_frame, events_schema};
 pub use idset::IdSet;
 pub use ingest::{Batch, IngestOptions, IngestReport, Outcome, Writer, file_digest};
@@ -46,6 +46,8 @@ pub enum Error {
     Manifest { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Dim { path: PathBuf, message: String },
+    #[error("no lake at {path} (`quire ingest --lake {path}` makes one)")]
+    NoLake { path: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -89,6 +91,18 @@ impl Lake {
             lake.warehouse_dir().join("dims"),
         ] {
             fs::create_dir_all(&dir).at(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(lake)
+    }
+
+    /// Opens the lake at `root` to read it: an error naming the directory when no lake is
+    /// there, so a mistyped path is not made into an empty lake that answers with nothing.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self> {
+        let lake = Self { root: root.into() };
+        if !lake.manifest_dir().is_dir() {
+            return Err(Error::NoLake {
+                path: lake.root.display().to_string(),
+            });
         }
         Ok(lake)
     }

@@ -320,6 +320,33 @@ fn invalid_utf8_is_a_bad_row() {
     );
 }
 
+/// A byte order mark opening the file does not cost its first event; a bad row keeps its
+/// line as sent, trailing spaces included, without the line's terminator.
+#[test]
+fn a_byte_order_mark_and_a_bad_rows_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let path = dir.path().join("bom.jsonl");
+    let first = event(
+        "b1",
+        "2025-10-01T07:00:00Z",
+        "product_view",
+        r#","book_id":"bk_1","via":"search""#,
+    );
+    fs::write(
+        &path,
+        format!("\u{feff}{first}\n{{\"event_id\": 1}}   \r\n"),
+    )
+    .expect("write");
+    let r = lake
+        .ingest_file(&path, &IngestOptions::default(), &no_progress)
+        .expect("ingest");
+    assert_eq!((r.lines, r.valid, r.invalid), (2, 1, 1));
+    let bad = lake.bad_rows(None, None).expect("bad");
+    assert_eq!(bad[0].line, "{\"event_id\": 1}   ");
+    assert_eq!(bad[0].line_number, 2);
+}
+
 fn parsed(line: &str) -> quire_events::Event {
     quire_events::parse_line(line).expect("valid event")
 }
@@ -581,8 +608,134 @@ fn dims_errors_name_file_line_and_column() {
         DimTable::Users,
         "line 2: column user_id: a value is required",
     );
+    check(
+        "u4.csv",
+        "user_id,signup_date,country\nusr_1,2025-2-1,DE\n",
+        DimTable::Users,
+        "line 2: column signup_date: cannot read \"2025-2-1\" as a date (YYYY-MM-DD)",
+    );
+    check(
+        "s5.csv",
+        "date,channel,spend\n2025-10-01,paid,10\n2025-10-02,paid,NaN\n",
+        DimTable::MarketingSpend,
+        "line 3: column spend: must be a finite number, got NaN",
+    );
+    check(
+        "s6.csv",
+        "date,channel,spend\n2025-10-01,paid,inf\n",
+        DimTable::MarketingSpend,
+        "line 2: column spend: must be a finite number, got inf",
+    );
+    check(
+        "b1.csv",
+        "book_id,title,author,genre,price,unit_cost\nbk_1,T,A,G,9.99,-inf\n",
+        DimTable::Books,
+        "line 2: column unit_cost: must be >= 0, got -inf",
+    );
+    check(
+        "b2.csv",
+        "book_id,title,author,genre,price,unit_cost,average_rating\nbk_1,T,A,G,9.99,4,NaN\n",
+        DimTable::Books,
+        "line 2: column average_rating: must be a finite number, got NaN",
+    );
+    // A blank line is not a row, and the lines after it keep their numbers.
+    check(
+        "u5.csv",
+        "user_id,signup_date,country\nusr_1,2025-01-01,DE\n\nusr_2,2025-01-0x,DE\n",
+        DimTable::Users,
+        "line 4: column signup_date: cannot read \"2025-01-0x\" as a date (YYYY-MM-DD)",
+    );
     assert!(
         lake.scan_dim(DimTable::Users).unwrap().is_none(),
         "nothing loaded on error"
+    );
+    let blank = write_csv(
+        dir.path(),
+        "u6.csv",
+        "user_id,signup_date,country\nusr_1,2025-01-01,DE\n\n",
+    );
+    assert_eq!(
+        lake.load_dim(DimTable::Users, &blank).expect("blank line"),
+        1
+    );
+}
+
+/// Parquet as pandas or Spark write it: integer columns with nulls as floats, dates as
+/// timestamps.
+#[test]
+fn dims_parquet_takes_float_integers_and_timestamp_dates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let mut books = df!(
+        "book_id" => ["bk_1", "bk_2"],
+        "title" => ["T", "U"],
+        "author" => ["A", "B"],
+        "genre" => ["G", "G"],
+        "series_index" => [Some(2.0), None],
+        "price" => [9.99, 5.0],
+        "unit_cost" => [4.0, 2.0],
+        "publication_year" => [Some(1999.0), None],
+    )
+    .expect("frame");
+    let pq = dir.path().join("books.parquet");
+    write_parquet_atomic(&mut books, &pq).expect("write");
+    assert_eq!(lake.load_dim(DimTable::Books, &pq).expect("float ints"), 2);
+    let df = lake
+        .scan_dim(DimTable::Books)
+        .unwrap()
+        .unwrap()
+        .collect()
+        .unwrap();
+    let year = df.column("publication_year").unwrap();
+    assert_eq!(year.dtype(), &DataType::Int64);
+    assert_eq!(year.i64().unwrap().get(0), Some(1999));
+    assert_eq!(year.i64().unwrap().get(1), None);
+
+    let mut fraction = books.clone();
+    fraction
+        .with_column(Column::new("publication_year".into(), [Some(1999.5), None]))
+        .unwrap();
+    write_parquet_atomic(&mut fraction, &pq).expect("write");
+    let e = lake
+        .load_dim(DimTable::Books, &pq)
+        .expect_err("1999.5")
+        .to_string();
+    assert!(
+        e.ends_with("line 1: column publication_year: cannot read \"1999.5\" as an integer"),
+        "{e}"
+    );
+
+    let day = chrono::NaiveDate::from_ymd_opt(2025, 1, 5).unwrap();
+    let ms = day
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis();
+    let mut users =
+        df!("user_id" => ["usr_1"], "signup_date" => [ms], "country" => ["DE"]).expect("frame");
+    users
+        .with_column(
+            users
+                .column("signup_date")
+                .unwrap()
+                .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))
+                .unwrap(),
+        )
+        .unwrap();
+    let pq = dir.path().join("users.parquet");
+    write_parquet_atomic(&mut users, &pq).expect("write");
+    assert_eq!(
+        lake.load_dim(DimTable::Users, &pq).expect("timestamp date"),
+        1
+    );
+    let u = lake
+        .scan_dim(DimTable::Users)
+        .unwrap()
+        .unwrap()
+        .collect()
+        .unwrap();
+    assert_eq!(
+        u.column("signup_date").unwrap().get(0).unwrap(),
+        AnyValue::Date(20093)
     );
 }

@@ -69,7 +69,7 @@ pub async fn publish_recs(
     let mut bought: std::collections::BTreeSet<(u32, u32)> = idx.bought.iter().copied().collect();
     if let Some(lake) = job.lake {
         on_stage("purchases");
-        let raw = quire_lake::Lake::open(lake)?.scan_events()?;
+        let raw = quire_lake::Lake::open_existing(lake)?.scan_events()?;
         let pos = |ids: &[String]| -> std::collections::HashMap<String, u32> {
             ids.iter()
                 .enumerate()

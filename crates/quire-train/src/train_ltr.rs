@@ -142,7 +142,7 @@ fn split_rows(rows: &DataFrame, l: &LtrConfig) -> Result<(Split, Split, Split, u
 /// The lake and its events up to the config's `data.to` (inclusive). The LTR set keeps the
 /// events before `data.from` too: they are the history its features are computed from.
 pub(crate) fn lake_events(cfg: &TrainConfig, loc: &Locations) -> Result<(Lake, LazyFrame)> {
-    let lake = Lake::open(&loc.lake)?;
+    let lake = Lake::open_existing(&loc.lake)?;
     let mut raw = lake.scan_events()?;
     if let Some(to) = cfg.data.to {
         let end = day_start_ms(to) + 86_400_000;

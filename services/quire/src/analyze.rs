@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use quire_analytics::basket::{BasketParams, Fraction};
 use quire_analytics::report::Entry;
 use quire_analytics::{AnalysisResult, Dataset, DateRange};
-use quire_lake::{DimTable, Lake};
+use quire_lake::DimTable;
 
 use crate::LakeArg;
 use crate::output::print_json;
@@ -49,8 +49,7 @@ impl CommonArgs {
 
     /// Opens the lake and stages the range (with the books dimension when loaded).
     pub fn dataset(&self) -> Result<Dataset> {
-        let lake = Lake::open(&self.lake.lake)
-            .with_context(|| format!("opening the lake at {}", self.lake.lake.display()))?;
+        let lake = crate::commands::existing_lake(&self.lake)?;
         let books = lake.scan_dim(DimTable::Books)?;
         Dataset::new(lake.scan_events()?, books, self.range()).context("staging the lake")
     }

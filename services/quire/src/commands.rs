@@ -8,15 +8,21 @@ use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use quire_kpi::{DateRange, Dims};
-use quire_lake::{DimLoadReport, DimTable, IngestOptions, IngestReport, Lake};
+use quire_lake::{CheckedDim, DimLoadReport, DimTable, IngestOptions, IngestReport, Lake};
 use quire_pipeline::{DimFiles, PipelineConfig, Status};
 use quire_sim::SimConfig;
 
 use crate::LakeArg;
 use crate::output::{print_json, table};
 
+/// The lake to write into, created when missing.
 fn open_lake(arg: &LakeArg) -> Result<Lake> {
     Lake::open(&arg.lake).with_context(|| format!("opening the lake at {}", arg.lake.display()))
+}
+
+/// The lake to read: an error when there is none.
+pub(crate) fn existing_lake(arg: &LakeArg) -> Result<Lake> {
+    Ok(Lake::open_existing(&arg.lake)?)
 }
 
 pub(crate) fn progress_enabled(json: bool) -> bool {
@@ -36,12 +42,21 @@ pub struct IngestArgs {
 }
 
 pub fn ingest(a: IngestArgs) -> Result<()> {
+    // Every file can be opened before the first is committed: a typo in the last name
+    // stops the run before it changes the lake.
+    let mut sizes = Vec::with_capacity(a.files.len());
+    for file in &a.files {
+        let opened = std::fs::File::open(file).and_then(|f| f.metadata());
+        let meta = opened.with_context(|| format!("reading {}", file.display()))?;
+        if !meta.is_file() {
+            bail!("reading {}: not a file", file.display());
+        }
+        sizes.push(meta.len());
+    }
     let lake = open_lake(&a.lake)?;
     let mut total = IngestReport::default();
-    for file in &a.files {
-        let size = std::fs::metadata(file)
-            .with_context(|| format!("reading {}", file.display()))?
-            .len();
+    let mut committed: Vec<String> = Vec::new();
+    for (file, size) in a.files.iter().zip(sizes) {
         let pb = if progress_enabled(a.json) {
             let pb = ProgressBar::new(size);
             pb.set_style(
@@ -59,7 +74,15 @@ pub fn ingest(a: IngestArgs) -> Result<()> {
             .ingest_file(file, &IngestOptions::default(), &|bytes| {
                 pb.set_position(bytes)
             })
-            .with_context(|| format!("ingesting {}", file.display()))?;
+            .with_context(|| match committed.as_slice() {
+                [] => format!("ingesting {}", file.display()),
+                done => format!(
+                    "ingesting {} (committed before it: {}; ingesting them again changes nothing)",
+                    file.display(),
+                    done.join(", ")
+                ),
+            })?;
+        committed.push(file.display().to_string());
         pb.finish_and_clear();
         total.lines += r.lines;
         total.valid += r.valid;
@@ -122,22 +145,30 @@ pub fn dims(cmd: DimsCommand) -> Result<()> {
         bail!("nothing to load: give --books, --users and/or --marketing-spend");
     }
     let l = open_lake(&lake)?;
-    let mut report = DimLoadReport::default();
-    for (table, file, slot) in [
-        (DimTable::Books, books, &mut report.books),
-        (DimTable::Users, users, &mut report.users),
-        (
-            DimTable::MarketingSpend,
-            marketing_spend,
-            &mut report.marketing_spend,
-        ),
+    // Every file is read and validated before any table is replaced: a load that fails on
+    // one file changes nothing.
+    let mut checked = Vec::new();
+    for (table, file) in [
+        (DimTable::Books, books),
+        (DimTable::Users, users),
+        (DimTable::MarketingSpend, marketing_spend),
     ] {
         if let Some(file) = file {
-            *slot = Some(
-                l.load_dim(table, &file)
-                    .with_context(|| format!("loading {}", table.name()))?,
-            );
+            let dim = CheckedDim::read(table, &file)
+                .with_context(|| format!("loading {}", table.name()))?;
+            checked.push((table, dim));
         }
+    }
+    let mut report = DimLoadReport::default();
+    for (table, dim) in checked {
+        let rows = l
+            .replace_dim(dim)
+            .with_context(|| format!("loading {}", table.name()))?;
+        *match table {
+            DimTable::Books => &mut report.books,
+            DimTable::Users => &mut report.users,
+            DimTable::MarketingSpend => &mut report.marketing_spend,
+        } = Some(rows);
     }
     if json {
         return print_json(&report);
@@ -184,7 +215,7 @@ pub fn kpis(a: KpisArgs) -> Result<()> {
     {
         bail!("--from {f} is after --to {t}");
     }
-    let lake = open_lake(&a.lake)?;
+    let lake = existing_lake(&a.lake)?;
     let report = quire_kpi::kpi_report(
         lake.scan_events()?,
         &dims_of(&lake)?,
@@ -217,7 +248,7 @@ pub struct BadrowsArgs {
 }
 
 pub fn badrows(a: BadrowsArgs) -> Result<()> {
-    let lake = open_lake(&a.lake)?;
+    let lake = existing_lake(&a.lake)?;
     let rows = lake.bad_rows(a.source.as_deref(), Some(a.limit))?;
     if a.json {
         return print_json(&rows);
@@ -261,7 +292,7 @@ pub enum WarehouseCommand {
 
 pub fn warehouse(cmd: WarehouseCommand) -> Result<()> {
     let WarehouseCommand::Build { lake, json } = cmd;
-    let l = open_lake(&lake)?;
+    let l = existing_lake(&lake)?;
     let models = quire_kpi::build_models(l.scan_events()?, &dims_of(&l)?)?;
     let summary = quire_kpi::materialize(&models, &l.warehouse_dir())?;
     if json {

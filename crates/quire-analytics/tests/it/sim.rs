@@ -17,11 +17,6 @@ use rand::seq::SliceRandom;
 use serde_json::Value;
 
 fn build(dir: &Path) {
-    // quire-lake's ingest runs on rayon's global pool; in the unoptimized test build its
-    // recursion needs more than rayon's default 2 MiB thread stacks for a file of this size.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .stack_size(64 << 20)
-        .build_global();
     let cfg = quire_sim::SimConfig {
         days: 14,
         users: 2_000,
