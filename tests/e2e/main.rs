@@ -679,6 +679,22 @@ fn train_runs_and_models_commands() {
         .map(|m| (m["from_version"].clone(), m["to_version"].clone()))
         .collect();
     assert_eq!(moves, [(Value::Null, 1.into()), (1.into(), 2.into())]);
+    // An alias never set, or an unknown model: an error, not an empty history.
+    let err = one_line_error(
+        dir,
+        &[
+            "models",
+            "history",
+            "ltr",
+            "--alias",
+            "nosuch",
+            "--registry",
+            &reg,
+        ],
+    );
+    assert!(err.contains("never had an alias \"nosuch\""), "{err}");
+    let err = one_line_error(dir, &["models", "history", "nope", "--registry", &reg]);
+    assert!(err.contains("\"nope\" not found"), "{err}");
 
     quire_ok(
         dir,

@@ -92,6 +92,7 @@ pub fn build_cf(raw: LazyFrame, weights: CfWeights, test_days: u32) -> Result<Cf
     let orders = crate::standing_orders(staged.clone());
     let units = crate::order_units(orders, &["ts", "user_id", "order_id"]);
     let events = staged
+        .clone()
         .filter(type_is("product_view").or(type_is("add_to_cart")))
         .select([
             col("ts"),
@@ -136,10 +137,12 @@ pub fn build_cf(raw: LazyFrame, weights: CfWeights, test_days: u32) -> Result<Cf
         .group_by([col("book_id")])
         .agg([len().alias("n")]);
     let n_orders = pairs.select([col("order_id").n_unique().alias("n")]);
-    let frames = collect_all(vec![interactions, co, per_book, n_orders])
+    // The test period ends after the last event of any type, not the last interaction.
+    let last_event = staged.select([col("ts").max().alias("last")]);
+    let frames = collect_all(vec![interactions, co, per_book, n_orders, last_event])
         .map_err(|e| Error::polars("reading the lake's events", e))?;
-    let [inter, co, per_book, n_orders] = <[DataFrame; 4]>::try_from(frames)
-        .map_err(|_| Error::Invalid("expected four frames".into()))?;
+    let [inter, co, per_book, n_orders, last_event] = <[DataFrame; 5]>::try_from(frames)
+        .map_err(|_| Error::Invalid("expected five frames".into()))?;
 
     let pe = |what: &'static str| move |e: PolarsError| Error::polars(what, e);
     let ts = inter
@@ -182,7 +185,12 @@ pub fn build_cf(raw: LazyFrame, weights: CfWeights, test_days: u32) -> Result<Cf
     let uix = |u: &str| users.binary_search(&u).ok().map(|i| i as u32);
     let bix = |b: &str| books.binary_search(&b).ok().map(|i| i as u32);
 
-    let last = ts.iter().flatten().max().unwrap_or(0);
+    let last = last_event
+        .column("last")
+        .and_then(|c| c.i64())
+        .map_err(pe("the last event"))?
+        .get(0)
+        .unwrap_or(0);
     let as_of_ms = last + 1;
     let split_at_ms = as_of_ms - i64::from(test_days) * DAY_MS;
 
@@ -201,9 +209,15 @@ pub fn build_cf(raw: LazyFrame, weights: CfWeights, test_days: u32) -> Result<Cf
         };
         let w = w.get(r).unwrap_or(0.0);
         let is_purchase = purchase.get(r).unwrap_or(false);
-        *full.entry((u, b)).or_default() += w;
+        // A weight of 0 leaves the interaction type out of the matrices (a stored cell is a
+        // positive to ALS, whatever its weight); purchases still count as bought.
+        if w > 0.0 {
+            *full.entry((u, b)).or_default() += w;
+        }
         if t < split_at_ms {
-            *train.entry((u, b)).or_default() += w;
+            if w > 0.0 {
+                *train.entry((u, b)).or_default() += w;
+            }
             if is_purchase {
                 bought_before.insert((u, b));
             }

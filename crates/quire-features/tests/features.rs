@@ -238,6 +238,29 @@ fn cf_matrices_weights_split_and_cooccurrence() {
     assert_eq!(cf.cooccurrence, [(0, 2, 1)]);
     assert_eq!(cf.book_orders, [2, 0, 2, 0]);
     assert_eq!(cf.orders, 3);
+
+    // A weight of 0 leaves its interaction type out: no views, so usr_2's row is empty.
+    let no_views = quire_features::CfWeights {
+        view: 0.0,
+        ..Default::default()
+    };
+    let cf0 = build_cf(frame(&evs), no_views, 1).unwrap();
+    assert_eq!(
+        cf0.train,
+        [(0, 0, 10.0), (0, 1, 4.0), (0, 2, 24.0), (0, 3, 4.0)]
+    );
+    assert_eq!(cf0.test, cf.test);
+
+    // The test period ends one ms after the last event of any type: a page view a day and
+    // an hour after the last order moves that order into training.
+    evs.push(
+        ev("e21", "page_view", "00:00:00", "usr_9", r#","page":"home""#)
+            .replace("2025-10-01", "2025-10-05"),
+    );
+    let later = build_cf(frame(&evs), Default::default(), 1).unwrap();
+    assert_eq!(later.as_of_ms, 1_759_622_400_001);
+    assert_eq!(later.split_at_ms, later.as_of_ms - 86_400_000);
+    assert!(later.test.is_empty(), "{:?}", later.test);
 }
 
 /// A small simulated store, ingested into a lake with its books dimension.

@@ -72,4 +72,4 @@ pub use model::{
     ACTIVE, AliasMove, DELETED, Experiment, Metric, ModelVersion, NewModelVersion, NewRun,
     RegisteredModel, Run, RunData, RunInfo, RunStatus, RunsPage, SearchRuns, ViewType,
 };
-pub use registry::{Backend, Registry};
+pub use registry::{Backend, Registry, redacted_url};

@@ -209,6 +209,58 @@ fn sqlite_parts(url: &str) -> Option<(&str, &str)> {
     Some(rest.split_once('?').unwrap_or((rest, "")))
 }
 
+/// How long a first connection to a PostgreSQL registry may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One connection to the server, alone, before the pool: the pool retries a refused or
+/// failing connection until its acquire timeout (two minutes, sized for waits under load)
+/// and then reports only that it timed out; this reports the server's own error at once.
+async fn probe_server(url: &str) -> Result<()> {
+    use sqlx::Connection;
+    match tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect(url)).await {
+        Ok(conn) => conn?.close().await.map_err(Error::from),
+        Err(_) => Err(Error::Database(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer from the server within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        )))),
+    }
+}
+
+/// `url` with its password, if any, replaced by `***`: for messages and logs.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::redacted_url;
+
+    #[test]
+    fn a_password_is_not_shown() {
+        assert_eq!(
+            redacted_url("postgres://quire:s3cret@db:5432/quire"),
+            "postgres://quire:***@db:5432/quire"
+        );
+        assert_eq!(
+            redacted_url("postgres://quire@db/quire"),
+            "postgres://quire@db/quire"
+        );
+        assert_eq!(
+            redacted_url("sqlite:///tmp/registry.db"),
+            "sqlite:///tmp/registry.db"
+        );
+    }
+}
+
 impl Registry {
     /// This process's turn to write a run (SQLite; see [`Registry::writer`]); `None` on
     /// PostgreSQL.
@@ -300,6 +352,9 @@ impl Registry {
                     Ok(())
                 })
             });
+        }
+        if backend == Backend::Postgres {
+            probe_server(&url).await?;
         }
         let pool = options.connect(&url).await?;
         match backend {

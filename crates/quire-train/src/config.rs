@@ -137,9 +137,11 @@ impl LightGbmParams {
 #[serde(deny_unknown_fields)]
 pub struct CfConfig {
     pub factors: usize,
-    pub regularization: f32,
+    /// f64 here though ALS computes in f32: an f32 would be logged as its f64 expansion
+    /// (0.05 as 0.05000000074505806).
+    pub regularization: f64,
     /// Confidence = 1 + alpha × weight.
-    pub alpha: f32,
+    pub alpha: f64,
     pub iterations: usize,
     #[serde(default = "CfConfig::default_cg_steps")]
     pub cg_steps: usize,
@@ -265,6 +267,9 @@ impl LtrConfig {
         if self.num_boost_round == 0 {
             return Err("ltr.num_boost_round must be >= 1".into());
         }
+        if self.early_stopping_rounds == 0 {
+            return Err("ltr.early_stopping_rounds must be >= 1".into());
+        }
         let p = &self.lightgbm;
         if !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
             return Err(format!(
@@ -277,6 +282,21 @@ impl LtrConfig {
         }
         if p.max_bin < 2 {
             return Err("ltr.lightgbm.max_bin must be >= 2".into());
+        }
+        if !(p.lambda_l2 >= 0.0 && p.lambda_l2.is_finite()) {
+            return Err(format!(
+                "ltr.lightgbm.lambda_l2 = {}: must be finite and >= 0",
+                p.lambda_l2
+            ));
+        }
+        // LightGBM reads its seed as a 32-bit int: a larger one would be cut, and the logged
+        // param would not reproduce the run.
+        if p.seed > i32::MAX as u64 {
+            return Err(format!(
+                "ltr.lightgbm.seed = {}: must be at most {}",
+                p.seed,
+                i32::MAX
+            ));
         }
         for (k, x) in [
             ("feature_fraction", p.feature_fraction),
@@ -313,8 +333,17 @@ impl CfConfig {
         if self.factors == 0 || self.iterations == 0 || self.k == 0 {
             return Err("cf.factors, cf.iterations and cf.k must be >= 1".into());
         }
-        if !(self.regularization >= 0.0 && self.alpha > 0.0) {
-            return Err("cf.regularization must be >= 0 and cf.alpha > 0".into());
+        if !(self.regularization >= 0.0
+            && self.regularization.is_finite()
+            && self.alpha > 0.0
+            && self.alpha.is_finite())
+        {
+            return Err(
+                "cf.regularization must be finite and >= 0, cf.alpha finite and > 0".into(),
+            );
+        }
+        if self.cg_steps == 0 {
+            return Err("cf.cg_steps must be >= 1".into());
         }
         if self.test_days == 0 {
             return Err("cf.test_days must be >= 1".into());
@@ -398,6 +427,29 @@ num_leaves = 31
                 .unwrap_err()
                 .contains("valid_fraction")
         );
+        // Values LightGBM or ALS would refuse late, cut or silently change.
+        for (set, key) in [
+            (
+                "[ltr]\nearly_stopping_rounds = 0\n",
+                "early_stopping_rounds",
+            ),
+            ("[ltr.lightgbm]\nlambda_l2 = -1.0\n", "lambda_l2"),
+            ("[ltr.lightgbm]\nseed = 99999999999\n", "seed"),
+        ] {
+            let (table, line) = set.split_once('\n').unwrap();
+            let bad = LTR.replace(&format!("{table}\n"), &format!("{table}\n{line}"));
+            let e = TrainConfig::parse(&bad).unwrap_err();
+            assert!(e.contains(key), "{set}: {e}");
+        }
+        let cf = "version = 1\nexperiment = \"e\"\nmodel = \"m\"\n[cf]\nfactors = 8\nregularization = 0.1\niterations = 3\n";
+        assert!(TrainConfig::parse(&format!("{cf}alpha = 1.0\n")).is_ok());
+        for (extra, key) in [
+            ("alpha = inf\n", "alpha"),
+            ("alpha = 1.0\ncg_steps = 0\n", "cg_steps"),
+        ] {
+            let e = TrainConfig::parse(&format!("{cf}{extra}")).unwrap_err();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -122,13 +122,14 @@ pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Re
     params.retain(|(k, _)| k != "description" && !k.starts_with("tags."));
 
     let outcome = (|| -> Result<TrainReport> {
+        // The config's params first: a run that fails still shows what it was run with.
+        rt.block_on(registry.log_params(&run_id, &params))?;
         let trained = match kind {
             Kind::Ltr => crate::train_ltr::run(&cfg, loc, &run_id, progress)?,
             Kind::Cf => crate::train_cf::run(&cfg, loc, progress)?,
         };
         progress.stage("register");
-        params.extend(trained.params.iter().cloned());
-        rt.block_on(registry.log_params(&run_id, &params))?;
+        rt.block_on(registry.log_params(&run_id, &trained.params))?;
         let ts = now_ms();
         let mut metrics: Vec<Metric> = trained
             .history

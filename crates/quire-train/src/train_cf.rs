@@ -140,8 +140,8 @@ pub(crate) fn run(cfg: &TrainConfig, loc: &Locations, progress: &dyn Progress) -
 fn als_config(c: &CfConfig) -> AlsConfig {
     AlsConfig {
         factors: c.factors,
-        regularization: c.regularization,
-        alpha: c.alpha,
+        regularization: c.regularization as f32,
+        alpha: c.alpha as f32,
         iterations: c.iterations,
         cg_steps: c.cg_steps,
         seed: c.seed,

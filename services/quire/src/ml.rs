@@ -47,9 +47,14 @@ impl RegistryArgs {
     pub async fn connect_existing(&self) -> Result<Registry> {
         let url = self.url()?;
         Registry::connect_existing(&url).await.with_context(|| {
-            format!(
-                "opening the registry {url} (`quire train` or `quire pipeline run` creates one)"
-            )
+            let shown = quire_registry::redacted_url(&url);
+            if url.starts_with("sqlite:") {
+                format!(
+                    "opening the registry {shown} (`quire train` or `quire pipeline run` creates one)"
+                )
+            } else {
+                format!("opening the registry {shown}")
+            }
         })
     }
 }
@@ -558,12 +563,12 @@ pub fn models(a: ModelsArgs) -> Result<()> {
                 if json {
                     return print_json(&m);
                 }
-                outln!(
-                    "{} ({} versions created) {}",
-                    m.name,
-                    m.latest_version,
-                    m.description
-                );
+                let created = match m.latest_version {
+                    1 => "1 version created".to_owned(),
+                    n => format!("{n} versions created"),
+                };
+                let line = format!("{} ({created}) {}", m.name, m.description);
+                outln!("{}", line.trim_end());
                 outln!(
                     "{}",
                     table(
@@ -602,6 +607,11 @@ pub fn models(a: ModelsArgs) -> Result<()> {
             }
             ModelsCommand::History { name, alias, json } => {
                 let moves = reg.alias_history(&name, &alias).await?;
+                if moves.is_empty() {
+                    // An unknown model, or an alias it never had: an error, not an empty table.
+                    reg.get_registered_model(&name).await?;
+                    bail!("{name} has never had an alias {alias:?}");
+                }
                 if json {
                     return print_json(&moves);
                 }

@@ -24,6 +24,8 @@ struct Failed {
 #[derive(Debug)]
 pub(crate) struct Follower {
     registry: Registry,
+    /// The registry's URL for messages, without its password.
+    registry_shown: String,
     store: ArtifactStore,
     target: ModelAlias,
     poll_interval: Duration,
@@ -41,6 +43,7 @@ impl Follower {
     ) -> Self {
         Self {
             registry,
+            registry_shown: quire_registry::redacted_url(&opts.registry_url),
             store,
             target: opts.model.clone(),
             poll_interval: opts.poll_interval,
@@ -78,7 +81,11 @@ impl Follower {
             }
             Err(RegistryError::NotFound { .. }) => {
                 if !*alias_missing_logged {
-                    warn!(model = %self.target, "the alias points at no version; waiting for it");
+                    warn!(
+                        model = %self.target,
+                        registry = %self.registry_shown,
+                        "the alias points at no version; waiting for it"
+                    );
                     *alias_missing_logged = true;
                 }
                 return;

@@ -226,7 +226,9 @@ impl RankingService {
     /// registry or the store cannot be opened, [`Error::Bind`] when the address is taken.
     pub async fn bind(opts: RankingOptions) -> Result<Self> {
         quire_onnx::runtime_path()?;
-        let registry = quire_registry::Registry::connect(&opts.registry_url).await?;
+        // A registry that exists: a SQLite path given wrong (or the service started in
+        // another directory) is an error naming it, not a new empty registry waited on forever.
+        let registry = quire_registry::Registry::connect_existing(&opts.registry_url).await?;
         let store = quire_registry::ArtifactStore::open(&opts.artifacts).await?;
         let listener = TcpListener::bind(opts.listen)
             .await

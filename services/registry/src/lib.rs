@@ -120,14 +120,14 @@ impl RegistryServer {
         let registry = Registry::connect(&opts.registry_url)
             .await
             .map_err(|source| Error::Registry {
-                url: opts.registry_url.clone(),
+                url: quire_registry::redacted_url(&opts.registry_url),
                 source,
             })?;
         registry
             .ensure_default_experiment()
             .await
             .map_err(|source| Error::Registry {
-                url: opts.registry_url.clone(),
+                url: quire_registry::redacted_url(&opts.registry_url),
                 source,
             })?;
         let store = ArtifactStore::open(&opts.artifacts)
