@@ -109,32 +109,51 @@ struct Output {
     data: Vec<f32>,
 }
 
-/// A tensor's `data`, flat or nested arrays of numbers (`null`: NaN), flattened row-major.
+/// A tensor's `data`, flat or nested arrays of numbers (`null`: NaN), flattened row-major,
+/// with the length of each nested row (none when flat): a nested row must match the shape,
+/// or its values would shift into the next row's features.
 ///
 /// Written by hand because serde's untagged enums would buffer every value; this reads the
 /// arrays in one pass.
-struct FlatData(Vec<f32>);
+struct FlatData {
+    values: Vec<f32>,
+    row_lengths: Vec<usize>,
+}
 
 impl<'de> Deserialize<'de> for FlatData {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut values = Vec::new();
-        Flatten(&mut values).deserialize(deserializer)?;
-        Ok(FlatData(values))
+        let mut data = FlatData {
+            values: Vec::new(),
+            row_lengths: Vec::new(),
+        };
+        Flatten {
+            data: &mut data,
+            depth: 0,
+        }
+        .deserialize(deserializer)?;
+        Ok(data)
     }
 }
 
-struct Flatten<'a>(&'a mut Vec<f32>);
+/// Reads one value of `data` at `depth`: 0 the tensor, 1 a value or a row, 2 a row's value.
+struct Flatten<'a> {
+    data: &'a mut FlatData,
+    depth: usize,
+}
 
 impl Flatten<'_> {
     fn push<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        if self.depth == 0 {
+            return Err(E::custom("data must be an array"));
+        }
         let x = v as f32;
         if !x.is_finite() {
             return Err(E::custom(format_args!(
                 "data[{}] = {v:e} is not a finite 32-bit number",
-                self.0.len()
+                self.data.values.len()
             )));
         }
-        self.0.push(x);
+        self.data.values.push(x);
         Ok(())
     }
 }
@@ -167,12 +186,31 @@ impl<'de> Visitor<'de> for Flatten<'_> {
     }
 
     fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        self.0.push(f32::NAN);
+        if self.depth == 0 {
+            return Err(E::custom("data must be an array"));
+        }
+        self.data.values.push(f32::NAN);
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+        if self.depth >= 2 {
+            return Err(serde::de::Error::custom(format_args!(
+                "data is nested deeper than [N, {N_FEATURES}]"
+            )));
+        }
+        let before = self.data.values.len();
+        let data = self.data;
+        while seq
+            .next_element_seed(Flatten {
+                data: &mut *data,
+                depth: self.depth + 1,
+            })?
+            .is_some()
+        {}
+        if self.depth == 1 {
+            data.row_lengths.push(data.values.len() - before);
+        }
         Ok(())
     }
 }
@@ -207,12 +245,32 @@ fn parse(body: &[u8], max_rows: usize) -> Result<(Option<String>, usize, Vec<f32
             )));
         }
     };
-    if input.data.0.len() != rows * N_FEATURES {
+    let FlatData {
+        values,
+        row_lengths,
+    } = input.data;
+    if values.len() != rows * N_FEATURES {
         return Err(invalid(format!(
             "input `{INPUT_NAME}` of shape [{rows}, {N_FEATURES}] has {} values, not {}",
-            input.data.0.len(),
+            values.len(),
             rows * N_FEATURES
         )));
+    }
+    if !row_lengths.is_empty() {
+        if row_lengths.iter().sum::<usize>() != values.len() {
+            return Err(invalid(format!(
+                "input `{INPUT_NAME}`: data mixes values and rows; give [N, {N_FEATURES}] nested or flat"
+            )));
+        }
+        if let Some((i, n)) = row_lengths
+            .iter()
+            .enumerate()
+            .find(|(_, n)| **n != N_FEATURES)
+        {
+            return Err(invalid(format!(
+                "input `{INPUT_NAME}`: data row {i} has {n} values; shape [{rows}, {N_FEATURES}] needs {N_FEATURES}"
+            )));
+        }
     }
     if let Some(bad) = req.outputs.iter().flatten().find(|o| o.name != OUTPUT_NAME) {
         return Err(invalid(format!(
@@ -220,7 +278,7 @@ fn parse(body: &[u8], max_rows: usize) -> Result<(Option<String>, usize, Vec<f32
             bad.name
         )));
     }
-    Ok((req.id, rows, input.data.0))
+    Ok((req.id, rows, values))
 }
 
 /// Scores the request's rows and writes the answer (on a scoring thread).
@@ -401,6 +459,23 @@ mod tests {
         );
         assert!(msg(body("X", "FP32", &shape, "[1e39]", "")).contains("data[0] = 1e39"));
         assert!(msg(body("X", "FP32", &shape, "[\"1\"]", "")).contains("numbers, nulls or arrays"));
+        // Nested rows must match the shape, not just the count: 30 + 28 values are 2 × 29.
+        let two = format!("[2, {N_FEATURES}]");
+        let uneven = format!(
+            "[[{}, 5], [{}]]",
+            row(0.0),
+            row(0.0).split_once(',').unwrap().1
+        );
+        assert!(
+            msg(body("X", "FP32", &two, &uneven, "")).contains("data row 0 has 30 values"),
+            "{}",
+            msg(body("X", "FP32", &two, &uneven, ""))
+        );
+        let mixed = format!("[[{}], {}]", row(0.0), row(0.0));
+        assert!(msg(body("X", "FP32", &two, &mixed, "")).contains("mixes values and rows"));
+        let deep = format!("[[[{}]]]", row(0.0));
+        assert!(msg(body("X", "FP32", &shape, &deep, "")).contains("nested deeper"));
+        assert!(msg(body("X", "FP32", &shape, "null", "")).contains("must be an array"));
         let outputs = r#", "outputs": [{"name": "scores"}]"#;
         assert!(msg(body("X", "FP32", &shape, &good, outputs)).contains("\"scores\""));
         let two = format!(
