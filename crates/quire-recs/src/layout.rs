@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 pub const PREFIX: &str = "quire:recs";
 /// The pointer to the published set: `quire:recs:current`.
 pub const CURRENT_KEY: &str = "quire:recs:current";
-/// The publisher's lock: `quire:recs:lock` (value = the holder's token, with a lease).
-pub const LOCK_KEY: &str = "quire:recs:lock";
+/// The publisher's lock (value = the holder's token, with a lease). Its hash tag is the
+/// pointer's whole name, so on a cluster it lives in the pointer's slot and one script can
+/// check the lock and move the pointer together.
+pub const LOCK_KEY: &str = "{quire:recs:current}:lock";
 /// The publisher's index of sets: a hash `set id → JSON` [`SetRecord`].
 pub const SETS_KEY: &str = "quire:recs:sets";
 

@@ -289,6 +289,16 @@ const REFRESH_LOCK: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0";
 
+/// Moves the pointer only if the lock is still ours, in one step: a publisher that stalled
+/// past its lease cannot move it onto a set another publisher has since deleted. Answers
+/// `{1, previous set or ""}`, or `{0, ""}` when the lock is not ours.
+const MOVE_POINTER: &str = r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return {0, ''}
+end
+local previous = redis.call('GET', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[2])
+return {1, previous or ''}";
+
 /// Deletes the lock only if it is still ours.
 const RELEASE_LOCK: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -426,6 +436,27 @@ where
         }
         self.lock_refreshed = Instant::now();
         Ok(())
+    }
+
+    /// Points `quire:recs:current` at `set` if the lock is still ours; gives the set it
+    /// pointed at before.
+    async fn move_pointer(&mut self, set: &str) -> Result<Option<String>> {
+        let mut conn = self.conn.clone();
+        let (ours, previous): (i64, String) = redis::Script::new(MOVE_POINTER)
+            .key(LOCK_KEY)
+            .key(CURRENT_KEY)
+            .arg(&self.token)
+            .arg(set)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(self.redis_err("moving quire:recs:current"))?;
+        if ours != 1 {
+            return Err(Error::LockLost {
+                key: LOCK_KEY.to_string(),
+                step: "moving the pointer",
+            });
+        }
+        Ok(Some(previous).filter(|p| !p.is_empty()))
     }
 
     async fn run_locked(
@@ -651,13 +682,7 @@ where
             keys_total,
         });
 
-        self.refresh_lock("moving the pointer").await?;
-        let previous: Option<String> = self
-            .query(
-                redis::cmd("SET").arg(CURRENT_KEY).arg(&set).arg("GET"),
-                "moving quire:recs:current",
-            )
-            .await?;
+        let previous = self.move_pointer(&set).await?;
         // The set is live from here: a failure now is reported beside a successful publish.
         let after_move = async {
             self.put_record(
@@ -815,11 +840,28 @@ where
         for id in ids {
             let rec = &records[id];
             if Some(id.as_str()) == current {
-                if rec.state != SetState::Published {
+                if rec.state == SetState::Retired {
+                    // The pointer was moved back by hand onto a retired set: its keys would
+                    // expire under the pointer. They are kept again.
+                    let keys = self.set_keys(id, rec).await?;
+                    self.on_set_keys(
+                        &keys,
+                        |pipe, keys, batch| {
+                            for &k in batch {
+                                pipe.cmd("PERSIST").arg(&keys[k]);
+                            }
+                        },
+                        "keeping the current set's keys",
+                    )
+                    .await?;
+                    tracing::warn!(set = %id, "the pointer is on a retired set: its keys are kept again");
+                }
+                if rec.state != SetState::Published || rec.expires_at.is_some() {
                     self.put_record(
                         id,
                         &SetRecord {
                             state: SetState::Published,
+                            expires_at: None,
                             ..rec.clone()
                         },
                     )

@@ -200,6 +200,25 @@ async fn next_publish_moves_the_pointer_and_expires_the_previous_set() {
     let rec = record(&mut con, &a.set).expect("record of the previous set");
     assert_eq!(rec.state, SetState::Retired);
     assert!(rec.expires_at.is_some());
+
+    // An operator moves the pointer back by hand; publishing a's lists again finds them
+    // current and unchanged, and keeps a's keys from expiring under the pointer.
+    let _: () = redis::cmd("SET")
+        .arg(layout::CURRENT_KEY)
+        .arg(&a.set)
+        .query(&mut con)
+        .unwrap();
+    let again = publish(&target, &sets_a, &model(7), &opts(), |_| {})
+        .await
+        .unwrap();
+    assert!(again.unchanged);
+    assert_eq!(again.set, a.set);
+    for key in keys_of(&mut con, &a.set) {
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut con).unwrap();
+        assert_eq!(ttl, -1, "{key} still expires");
+    }
+    let rec = record(&mut con, &a.set).expect("record");
+    assert_eq!((rec.state, rec.expires_at), (SetState::Published, None));
 }
 
 #[tokio::test]
@@ -662,7 +681,10 @@ async fn a_second_publisher_is_locked_out() {
         }
         other => panic!("expected Locked, got {other}"),
     }
-    assert!(err.to_string().contains("quire:recs:lock"), "{err}");
+    assert!(
+        err.to_string().contains("{quire:recs:current}:lock"),
+        "{err}"
+    );
     assert_eq!(current(&mut con), None);
     let dbsize: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
     assert_eq!(dbsize, 1, "nothing but the lock");
