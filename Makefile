@@ -57,10 +57,12 @@ lint:
 # cargo-nextest when the machine has it (one summary line at the end), else cargo test.
 # Building every target of the workspace first gives the end-to-end tests their `quire`
 # binary, with the same feature set as the tests (so Polars is compiled once, not twice).
+# nextest does not run doctests: they run after it.
 test: setup lint
 	$(CARGO) build --workspace --all-targets
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  echo "$(CARGO) nextest run --workspace"; $(CARGO) nextest run --workspace; \
+	  echo "$(CARGO) nextest run --workspace"; $(CARGO) nextest run --workspace && \
+	  echo "$(CARGO) test --workspace --doc" && $(CARGO) test --workspace --doc; \
 	else \
 	  echo "$(CARGO) test --workspace"; $(CARGO) test --workspace; \
 	fi

@@ -74,6 +74,24 @@ enum Token {
     Comma,
 }
 
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Token::Word(w) | Token::Number(w) => write!(f, "`{w}`"),
+            Token::Quoted(q) => write!(f, "'{q}'"),
+            Token::Backquoted(b) => write!(f, "`{b}`"),
+            Token::Op(op) => write!(f, "`{op}`"),
+            Token::Dot => f.write_str("`.`"),
+            Token::Comma => f.write_str("`,`"),
+        }
+    }
+}
+
+/// A token as an error message names it: the token, or the end of the text.
+fn found(t: Option<&Token>) -> String {
+    t.map_or_else(|| "the end".to_owned(), Token::to_string)
+}
+
 fn tokenize(input: &str) -> Result<Vec<Token>> {
     let chars: Vec<char> = input.chars().collect();
     let mut tokens = Vec::new();
@@ -228,7 +246,12 @@ impl Parser<'_> {
     fn identifier(&mut self) -> Result<(Entity, String)> {
         let first = match self.next() {
             Some(Token::Word(w)) => w,
-            other => return Err(self.err(format!("expected an identifier, found {other:?}"))),
+            other => {
+                return Err(self.err(format!(
+                    "expected an identifier, found {}",
+                    found(other.as_ref())
+                )));
+            }
         };
         if self.peek() != Some(&Token::Dot) {
             return if attribute_column(&first).is_some() {
@@ -249,7 +272,10 @@ impl Parser<'_> {
             Some(Token::Backquoted(k) | Token::Quoted(k)) => return self.checked_key(ent, k),
             Some(Token::Word(w) | Token::Number(w)) => w,
             other => {
-                return Err(self.err(format!("expected a key after {first}., found {other:?}")));
+                return Err(self.err(format!(
+                    "expected a key after {first}., found {}",
+                    found(other.as_ref())
+                )));
             }
         };
         // Bare keys may contain dots (`metrics.ndcg.5`); quote anything more exotic.
@@ -260,7 +286,12 @@ impl Parser<'_> {
                     key.push('.');
                     key.push_str(&w);
                 }
-                other => return Err(self.err(format!("expected a key part, found {other:?}"))),
+                other => {
+                    return Err(self.err(format!(
+                        "expected a key part, found {}",
+                        found(other.as_ref())
+                    )));
+                }
             }
         }
         self.checked_key(ent, key)
@@ -293,7 +324,12 @@ pub(crate) fn compile_filter(filter: &str, out: &mut SqlBuilder) -> Result<()> {
             Some(Token::Op(op)) => op,
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("like") => "LIKE",
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("ilike") => "ILIKE",
-            other => return Err(p.err(format!("expected a comparison operator, found {other:?}"))),
+            other => {
+                return Err(p.err(format!(
+                    "expected a comparison operator, found {}",
+                    found(other.as_ref())
+                )));
+            }
         };
         let value = p.next();
         let numeric = match ent {
@@ -314,7 +350,10 @@ pub(crate) fn compile_filter(filter: &str, out: &mut SqlBuilder) -> Result<()> {
                     ),
                 },
                 other => {
-                    return Err(p.err(format!("expected a number for {key:?}, found {other:?}")));
+                    return Err(p.err(format!(
+                        "expected a number for {key:?}, found {}",
+                        found(other.as_ref())
+                    )));
                 }
             }
         } else {
@@ -327,7 +366,8 @@ pub(crate) fn compile_filter(filter: &str, out: &mut SqlBuilder) -> Result<()> {
                 Some(Token::Quoted(s)) => Bind::Text(s),
                 other => {
                     return Err(p.err(format!(
-                        "expected a quoted string for {key:?}, found {other:?}"
+                        "expected a quoted string for {key:?}, found {}",
+                        found(other.as_ref())
                     )));
                 }
             }
@@ -370,7 +410,7 @@ pub(crate) fn compile_filter(filter: &str, out: &mut SqlBuilder) -> Result<()> {
         match p.next() {
             None => return Ok(()),
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("and") => {}
-            Some(other) => return Err(p.err(format!("expected AND, found {other:?}"))),
+            Some(other) => return Err(p.err(format!("expected AND, found {other}"))),
         }
     }
 }
@@ -411,7 +451,7 @@ pub(crate) fn parse_order(order_by: &[String]) -> Result<Vec<OrderTerm>> {
                 None => false,
                 Some(Token::Word(w)) if w.eq_ignore_ascii_case("asc") => false,
                 Some(Token::Word(w)) if w.eq_ignore_ascii_case("desc") => true,
-                Some(other) => return Err(p.err(format!("expected ASC or DESC, found {other:?}"))),
+                Some(other) => return Err(p.err(format!("expected ASC or DESC, found {other}"))),
             };
             if let Some(extra) = p.next() {
                 return Err(p.err(format!("unexpected {extra:?}")));
@@ -547,6 +587,18 @@ mod tests {
                 "{bad:?}"
             );
         }
+        // Messages name the token as written, not Rust's debug form.
+        let message = |bad: &str| {
+            let mut out = SqlBuilder::default();
+            compile_filter(bad, &mut out).unwrap_err().to_string()
+        };
+        let e = message("metrics.test_ndcg_at_5 >> 0.5");
+        assert!(
+            e.contains("expected a number for \"test_ndcg_at_5\", found `>`"),
+            "{e}"
+        );
+        let e = message("metrics.m > 1 AND");
+        assert!(e.contains("found the end"), "{e}");
     }
 
     #[test]

@@ -48,17 +48,25 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
     }
 }
 
-/// The commit of the code, when run from a git checkout (with `-dirty` when it has changes).
-fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()?;
+/// The commit of the git checkout holding the training config (with `-dirty` when it has
+/// changes), as MLflow logs the commit of the source it ran: the config is a run's source.
+/// Quire's own version is the `quire.version` tag.
+fn git_commit(config_path: &Path) -> Option<String> {
+    let dir = match config_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let git = || {
+        let mut c = std::process::Command::new("git");
+        c.arg("-C").arg(dir);
+        c
+    };
+    let out = git().args(["rev-parse", "HEAD"]).output().ok()?;
     if !out.status.success() {
         return None;
     }
     let mut commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    let dirty = std::process::Command::new("git")
+    let dirty = git()
         .args(["status", "--porcelain", "--untracked-files=no"])
         .output()
         .ok()
@@ -103,6 +111,7 @@ pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Re
         .collect();
     tags.push(("quire.trainer".into(), kind_name(kind).into()));
     tags.push(("quire.config".into(), config_path.display().to_string()));
+    tags.push(("quire.version".into(), env!("CARGO_PKG_VERSION").into()));
     if let Some(d) = &cfg.description {
         tags.push(("mlflow.note.content".into(), d.clone()));
     }
@@ -113,7 +122,7 @@ pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Re
         start_time: None,
         tags,
         source_config: Some(text),
-        git_commit: git_commit(),
+        git_commit: git_commit(config_path),
     }))?;
     let run_id = run.info.run_id.clone();
     let mut params = Vec::new();
@@ -211,5 +220,42 @@ fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Ltr => "ltr",
         Kind::Cf => "cf",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// The commit logged is the config's checkout's, wherever quire runs from.
+    #[test]
+    fn the_commit_is_the_configs_checkout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("configs");
+        std::fs::create_dir(&repo).unwrap();
+        assert_eq!(git_commit(&repo.join("ltr.toml")), None, "not a checkout");
+        git(&repo, &["init", "-q"]);
+        std::fs::write(repo.join("ltr.toml"), "version = 1\n").unwrap();
+        git(&repo, &["add", "ltr.toml"]);
+        git(&repo, &["commit", "-q", "-m", "c"]);
+        let head = git(&repo, &["rev-parse", "HEAD"]);
+        assert_eq!(git_commit(&repo.join("ltr.toml")), Some(head.clone()));
+        std::fs::write(repo.join("ltr.toml"), "version = 2\n").unwrap();
+        assert_eq!(
+            git_commit(&repo.join("ltr.toml")),
+            Some(format!("{head}-dirty"))
+        );
     }
 }
