@@ -240,27 +240,6 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod url_tests {
-    use super::redacted_url;
-
-    #[test]
-    fn a_password_is_not_shown() {
-        assert_eq!(
-            redacted_url("postgres://quire:s3cret@db:5432/quire"),
-            "postgres://quire:***@db:5432/quire"
-        );
-        assert_eq!(
-            redacted_url("postgres://quire@db/quire"),
-            "postgres://quire@db/quire"
-        );
-        assert_eq!(
-            redacted_url("sqlite:///tmp/registry.db"),
-            "sqlite:///tmp/registry.db"
-        );
-    }
-}
-
 impl Registry {
     /// This process's turn to write a run (SQLite; see [`Registry::writer`]); `None` on
     /// PostgreSQL.
@@ -1642,4 +1621,25 @@ fn found(
         return Err(Error::not_found(what, id));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::redacted_url;
+
+    #[test]
+    fn a_password_is_not_shown() {
+        assert_eq!(
+            redacted_url("postgres://quire:s3cret@db:5432/quire"),
+            "postgres://quire:***@db:5432/quire"
+        );
+        assert_eq!(
+            redacted_url("postgres://quire@db/quire"),
+            "postgres://quire@db/quire"
+        );
+        assert_eq!(
+            redacted_url("sqlite:///tmp/registry.db"),
+            "sqlite:///tmp/registry.db"
+        );
+    }
 }
