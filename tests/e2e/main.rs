@@ -311,24 +311,22 @@ fn errors_are_one_line_and_name_the_file() {
         &["ingest", "--lake", "lake", "good.jsonl", "--json"],
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(report["valid"], 1, "good.jsonl was not committed before");
+    assert_eq!(
+        (&report["valid"], &report["duplicates"]),
+        (&1.into(), &0.into()),
+        "good.jsonl was committed before"
+    );
 
     fs::write(
         tmp.path().join("spend.csv"),
         "date,channel,spend\n2025-10-01,tv,3\n",
     )
     .expect("write");
-    let out = quire(
-        tmp.path(),
-        &[
-            "dims",
-            "load",
-            "--lake",
-            "lake",
-            "--marketing-spend",
-            "spend.csv",
-        ],
-    );
+    let dims_load = |tables: &[&str]| {
+        let args = ["dims", "load", "--lake", "lake"];
+        quire(tmp.path(), &[&args[..], tables].concat())
+    };
+    let out = dims_load(&["--marketing-spend", "spend.csv"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spend.csv: line 2: column channel"), "{err}");
@@ -338,19 +336,7 @@ fn errors_are_one_line_and_name_the_file() {
         "user_id,signup_date,country\nusr_1,2025-01-01,DE\n",
     )
     .expect("write");
-    let out = quire(
-        tmp.path(),
-        &[
-            "dims",
-            "load",
-            "--lake",
-            "lake",
-            "--users",
-            "users.csv",
-            "--marketing-spend",
-            "spend.csv",
-        ],
-    );
+    let out = dims_load(&["--users", "users.csv", "--marketing-spend", "spend.csv"]);
     assert!(!out.status.success());
     assert!(
         !tmp.path()

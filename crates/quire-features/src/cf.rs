@@ -9,16 +9,17 @@ use crate::{Error, Result, collect_all};
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Confidence weight of each interaction type (summed per user and book).
+/// Confidence weight of each interaction type (summed per user and book, in f32). f64 here so
+/// a run logs them as written (an f32 0.3 would be logged as 0.30000001192092896).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CfWeights {
     /// Per product view.
-    pub view: f32,
+    pub view: f64,
     /// Per add-to-cart event.
-    pub cart: f32,
+    pub cart: f64,
     /// Per purchased unit.
-    pub purchase: f32,
+    pub purchase: f64,
 }
 
 impl Default for CfWeights {

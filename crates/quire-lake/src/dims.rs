@@ -293,7 +293,8 @@ fn read_dim(table: DimTable, file: &Path) -> Result<DataFrame> {
     }
     let mut rows = raw.lazy().with_row_index("__row", Some(line_offset));
     if !is_parquet && !present.is_empty() {
-        // A blank line (a trailing one, say) holds no value at all: not a row.
+        // A line with no value at all (blank, a trailing one say, or only commas) is not a
+        // row: it describes nothing to load.
         let filled: Vec<Expr> = present
             .iter()
             .map(|c| {
@@ -315,12 +316,11 @@ fn read_dim(table: DimTable, file: &Path) -> Result<DataFrame> {
         .collect()
         .at(|| format!("typing {}", file.display()))?;
     report_first_problem(table, file, &checked)?;
+    check_unique(table, file, &checked)?;
     let names: Vec<&str> = table.columns().iter().map(|c| c.0).collect();
-    let df = checked
+    checked
         .select(names)
-        .at(|| format!("typing {}", file.display()))?;
-    check_unique(table, file, &df, line_offset)?;
-    Ok(df)
+        .at(|| format!("typing {}", file.display()))
 }
 
 fn report_first_problem(table: DimTable, file: &Path, df: &DataFrame) -> Result<()> {
@@ -384,13 +384,14 @@ fn report_first_problem(table: DimTable, file: &Path, df: &DataFrame) -> Result<
     }
 }
 
-fn check_unique(table: DimTable, file: &Path, df: &DataFrame, line_offset: IdxSize) -> Result<()> {
+/// The first two rows sharing a key, by the line numbers of `__row` (blank lines skipped
+/// keep the numbers of the lines after them).
+fn check_unique(table: DimTable, file: &Path, df: &DataFrame) -> Result<()> {
     let ctx = || format!("checking {}", file.display());
     let key = table.key();
     let dup = df
         .clone()
         .lazy()
-        .with_row_index("__row", Some(line_offset))
         .filter(as_struct(key.iter().map(|k| col(*k)).collect()).is_duplicated())
         .limit(2)
         .collect()

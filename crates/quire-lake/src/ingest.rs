@@ -76,6 +76,8 @@ pub struct Writer {
     lake: Lake,
     /// xxh3-128 of every committed event id (collisions are out of reach at any lake size).
     seen: IdSet,
+    /// The bad-row keys of committed stream batches (see [`Batch::push_invalid_keyed`]).
+    bad_row_keys: HashSet<String>,
     /// The last commit read into `seen`.
     last_seq: u64,
     /// `false` after a batch that did not commit: its files are removed before the next one.
@@ -103,9 +105,12 @@ impl Writer {
         lake.recover(&commits)?;
         let mut seen = IdSet::new();
         lake.add_ids(&commits, &mut seen)?;
+        let mut bad_row_keys = HashSet::new();
+        add_bad_row_keys(&commits, &mut bad_row_keys);
         Ok(Self {
             lake: lake.clone(),
             seen,
+            bad_row_keys,
             last_seq: commits.last().map_or(0, |c| c.seq),
             clean: true,
             parallel: true,
@@ -115,9 +120,9 @@ impl Writer {
     /// Whether a batch writes its files in parallel, its partitions on a thread per core and each
     /// file's columns on Polars' (the default: an ingest job wants the whole machine), or one
     /// after another on the committing thread: for a writer beside latency-critical work,
-    /// which would otherwise wait in the pools' queues behind the file encoding. (Reading the
-    /// index and building frames still use Polars' pool unless the caller keeps it off, as
-    /// the live archiver does.)
+    /// which would otherwise wait in the pools' queues behind the file encoding. (Reading other
+    /// writers' commits into the index still uses a thread per core, and building frames
+    /// Polars' pool unless the caller keeps it off, as the live archiver does.)
     pub fn set_parallel(&mut self, parallel: bool) {
         self.parallel = parallel;
     }
@@ -142,6 +147,7 @@ impl Writer {
                 .collect()
         };
         self.lake.add_ids(&newer, &mut self.seen)?;
+        add_bad_row_keys(&newer, &mut self.bad_row_keys);
         if let Some(c) = newer.last() {
             self.last_seq = self.last_seq.max(c.seq);
         }
@@ -159,6 +165,7 @@ impl Writer {
             fresh: HashSet::new(),
             events: Vec::new(),
             bad: Vec::new(),
+            bad_row_keys: Vec::new(),
             written: Vec::new(),
             counts: IngestReport::default(),
             flush_rows: flush_rows.max(1),
@@ -177,6 +184,8 @@ pub struct Batch<'w> {
     fresh: HashSet<u128>,
     events: Vec<Event>,
     bad: Vec<BadRow>,
+    /// Keys of this batch's keyed bad rows (recorded in its commit).
+    bad_row_keys: Vec<String>,
     written: Vec<(PathBuf, CommitFile)>,
     counts: IngestReport,
     flush_rows: usize,
@@ -211,6 +220,18 @@ impl Batch<'_> {
             self.flush_bad()?;
         }
         Ok(())
+    }
+
+    /// Adds the bad row of a delivery named by `key` (a bus entry), unless a committed batch
+    /// or this one already stored the bad row of that key: a delivery received again stores
+    /// it once. Returns whether it was added. The keys are recorded in a stream commit.
+    pub fn push_invalid_keyed(&mut self, key: String, row: BadRow) -> Result<bool> {
+        if self.writer.bad_row_keys.contains(&key) || self.bad_row_keys.contains(&key) {
+            return Ok(false);
+        }
+        self.bad_row_keys.push(key);
+        self.push_invalid(row)?;
+        Ok(true)
     }
 
     /// The counts so far.
@@ -296,7 +317,17 @@ impl Batch<'_> {
 
     /// Writes what is buffered, renames every file into place, then writes the manifest.
     /// `keep_bad_rows = false` drops this batch's bad rows (they were committed before).
-    fn finish(mut self, source: Source, keep_bad_rows: bool, _crash: bool) -> Result<IngestReport> {
+    fn finish(
+        mut self,
+        mut source: Source,
+        keep_bad_rows: bool,
+        _crash: bool,
+    ) -> Result<IngestReport> {
+        let keys = std::mem::take(&mut self.bad_row_keys);
+        let stream = matches!(source, Source::Stream { .. });
+        if let Source::Stream { bad_row_keys, .. } = &mut source {
+            bad_row_keys.extend(keys.iter().cloned());
+        }
         self.flush_events()?;
         if keep_bad_rows {
             self.flush_bad()?;
@@ -333,6 +364,9 @@ impl Batch<'_> {
         }
         let fresh = std::mem::take(&mut self.fresh);
         self.writer.seen.extend(fresh);
+        if stream {
+            self.writer.bad_row_keys.extend(keys);
+        }
         self.writer.clean = true;
         Ok(self.counts)
     }
@@ -340,6 +374,15 @@ impl Batch<'_> {
     /// Commits the batch for a stream source (HTTP intake, event bus).
     pub fn commit(self, source: Source) -> Result<IngestReport> {
         self.finish(source, true, false)
+    }
+}
+
+/// Adds the bad-row keys recorded in `commits` to `keys`.
+fn add_bad_row_keys(commits: &[Commit], keys: &mut HashSet<String>) {
+    for c in commits {
+        if let Source::Stream { bad_row_keys, .. } = &c.source {
+            keys.extend(bad_row_keys.iter().cloned());
+        }
     }
 }
 
@@ -529,7 +572,7 @@ fn open_input(path: &Path) -> Result<(Box<dyn BufRead>, HashState)> {
 }
 
 /// Runs `work` on every job, on one scoped thread per core, and gives the results in the
-/// jobs' order; the first error stops the threads taking more jobs.
+/// jobs' order; the first error or panic stops the threads taking more jobs.
 ///
 /// Not rayon's pool, for work that calls Polars: a rayon worker waiting for Polars' own pool
 /// runs other jobs of its pool on its stack meanwhile, so the stack grows with the number of
@@ -554,6 +597,8 @@ fn on_threads<J: Send, T: Send>(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| -> Result<Vec<(usize, T)>> {
+                    // A panicking job stops the others too (the panic is raised at the join).
+                    let _stop_on_panic = StopOnPanic(&failed);
                     let mut out = Vec::new();
                     while let Some((i, job)) = take() {
                         match work(job) {
@@ -582,6 +627,17 @@ fn on_threads<J: Send, T: Send>(
     })?;
     done.sort_unstable_by_key(|(i, _)| *i);
     Ok(done.into_iter().map(|(_, t)| t).collect())
+}
+
+/// Sets its flag when dropped by a panic.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A line without its terminator (`\n` or `\r\n`): the original line a bad row keeps.

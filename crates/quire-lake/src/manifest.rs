@@ -39,7 +39,23 @@ pub enum Source {
         bytes: u64,
     },
     /// Events that arrived by another way (HTTP intake, event bus), named by the caller.
-    Stream { name: String },
+    Stream {
+        name: String,
+        /// The keys (bus entries) whose bad rows this batch stored: an entry delivered again
+        /// (a crash between the commit and the acknowledgement) does not store them twice.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        bad_row_keys: Vec<String>,
+    },
+}
+
+impl Source {
+    /// A stream source named `name` (its bad-row keys are filled in by the commit).
+    pub fn stream(name: impl Into<String>) -> Self {
+        Source::Stream {
+            name: name.into(),
+            bad_row_keys: Vec::new(),
+        }
+    }
 }
 
 /// One committed batch.

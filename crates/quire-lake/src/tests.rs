@@ -361,9 +361,49 @@ fn view(id: &str) -> quire_events::Event {
 }
 
 fn stream() -> Source {
-    Source::Stream {
-        name: "test".to_owned(),
-    }
+    Source::stream("test")
+}
+
+/// A bus entry's bad row delivered again, after a restart or within one batch, is stored once.
+#[test]
+fn a_keyed_bad_row_is_stored_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let row = || BadRow {
+        line: "{".to_owned(),
+        source: "http:r1".to_owned(),
+        line_number: 0,
+        reason: "line: not JSON".to_owned(),
+        rejected_at: chrono::Utc::now(),
+    };
+    let mut w = Writer::open(&lake).expect("writer");
+    let mut b = w.batch(usize::MAX).expect("batch");
+    assert!(b.push_invalid_keyed("bad/1-0".into(), row()).unwrap());
+    assert!(!b.push_invalid_keyed("bad/1-0".into(), row()).unwrap());
+    assert_eq!(b.commit(stream()).expect("commit").invalid, 1);
+    // The same writer, then a new one (a restart), get the entry again: nothing is stored.
+    let mut b = w.batch(usize::MAX).expect("batch");
+    assert!(!b.push_invalid_keyed("bad/1-0".into(), row()).unwrap());
+    b.commit(stream()).expect("commit");
+    let mut w = Writer::open(&lake).expect("reopen");
+    let mut b = w.batch(usize::MAX).expect("batch");
+    assert!(!b.push_invalid_keyed("bad/1-0".into(), row()).unwrap());
+    assert!(b.push_invalid_keyed("bad/2-0".into(), row()).unwrap());
+    b.commit(stream()).expect("commit");
+    assert_eq!(lake.bad_rows(None, None).expect("bad rows").len(), 2);
+    let keys: Vec<Vec<String>> = lake
+        .commits()
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| match c.source {
+            Source::Stream { bad_row_keys, .. } => Some(bad_row_keys),
+            Source::File { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [vec!["bad/1-0".to_owned()], vec!["bad/2-0".to_owned()]]
+    );
 }
 
 #[test]
@@ -493,6 +533,15 @@ fn write_csv(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// A dimension table as loaded.
+fn loaded(lake: &Lake, table: DimTable) -> DataFrame {
+    lake.scan_dim(table)
+        .expect("scan")
+        .expect("loaded")
+        .collect()
+        .expect("collect")
+}
+
 #[test]
 fn dims_load_types_and_replaces() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -505,12 +554,7 @@ fn dims_load_types_and_replaces() {
          bk_2,Solo,A. Author,History,,,12.5,6,,3.9,7\n",
     );
     assert_eq!(lake.load_dim(DimTable::Books, &books).expect("load"), 2);
-    let df = lake
-        .scan_dim(DimTable::Books)
-        .expect("scan")
-        .expect("loaded")
-        .collect()
-        .expect("collect");
+    let df = loaded(&lake, DimTable::Books);
     assert_eq!(df.column("series_index").unwrap().dtype(), &DataType::Int64);
     assert_eq!(df.column("series").unwrap().null_count(), 1);
     assert_eq!(
@@ -528,12 +572,7 @@ fn dims_load_types_and_replaces() {
         "user_id,signup_date,country\nusr_1,2025-09-01,DE\n",
     );
     assert_eq!(lake.load_dim(DimTable::Users, &users).expect("users"), 1);
-    let u = lake
-        .scan_dim(DimTable::Users)
-        .unwrap()
-        .unwrap()
-        .collect()
-        .unwrap();
+    let u = loaded(&lake, DimTable::Users);
     assert_eq!(u.column("signup_date").unwrap().dtype(), &DataType::Date);
 
     // a reload replaces the table
@@ -547,12 +586,7 @@ fn dims_load_types_and_replaces() {
 
     // Parquet in, same table out
     let pq = dir.path().join("books.parquet");
-    let mut df3 = lake
-        .scan_dim(DimTable::Books)
-        .unwrap()
-        .unwrap()
-        .collect()
-        .unwrap();
+    let mut df3 = loaded(&lake, DimTable::Books);
     write_parquet_atomic(&mut df3, &pq).expect("write parquet");
     assert_eq!(lake.load_dim(DimTable::Books, &pq).expect("parquet"), 1);
 }
@@ -601,6 +635,12 @@ fn dims_errors_name_file_line_and_column() {
         "user_id,signup_date,country\nusr_1,2025-01-01,DE\nusr_1,2025-01-02,FR\n",
         DimTable::Users,
         "duplicate user_id usr_1 at lines 2 and 3",
+    );
+    check(
+        "u2b.csv",
+        "user_id,signup_date,country\nusr_1,2025-01-01,DE\n\nusr_1,2025-01-02,FR\n",
+        DimTable::Users,
+        "duplicate user_id usr_1 at lines 2 and 4",
     );
     check(
         "u3.csv",
@@ -680,12 +720,7 @@ fn dims_parquet_takes_float_integers_and_timestamp_dates() {
     let pq = dir.path().join("books.parquet");
     write_parquet_atomic(&mut books, &pq).expect("write");
     assert_eq!(lake.load_dim(DimTable::Books, &pq).expect("float ints"), 2);
-    let df = lake
-        .scan_dim(DimTable::Books)
-        .unwrap()
-        .unwrap()
-        .collect()
-        .unwrap();
+    let df = loaded(&lake, DimTable::Books);
     let year = df.column("publication_year").unwrap();
     assert_eq!(year.dtype(), &DataType::Int64);
     assert_eq!(year.i64().unwrap().get(0), Some(1999));
@@ -728,12 +763,7 @@ fn dims_parquet_takes_float_integers_and_timestamp_dates() {
         lake.load_dim(DimTable::Users, &pq).expect("timestamp date"),
         1
     );
-    let u = lake
-        .scan_dim(DimTable::Users)
-        .unwrap()
-        .unwrap()
-        .collect()
-        .unwrap();
+    let u = loaded(&lake, DimTable::Users);
     assert_eq!(
         u.column("signup_date").unwrap().get(0).unwrap(),
         AnyValue::Date(20093)

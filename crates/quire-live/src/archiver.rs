@@ -247,13 +247,18 @@ impl Archiver {
                     Ok(event) => {
                         batch.push_event(event)?;
                     }
-                    Err(not) => batch.push_invalid(BadRow {
-                        source: format!("redis:{}/{}", cfg.events_stream, not.at),
-                        line: not.text,
-                        line_number: 0,
-                        reason: not.reason,
-                        rejected_at: now,
-                    })?,
+                    Err(not) => {
+                        batch.push_invalid_keyed(
+                            format!("{}/{}", cfg.events_stream, not.at),
+                            BadRow {
+                                source: format!("redis:{}/{}", cfg.events_stream, not.at),
+                                line: not.text,
+                                line_number: 0,
+                                reason: not.reason,
+                                rejected_at: now,
+                            },
+                        )?;
+                    }
                 }
             }
             for (id, body) in bad {
@@ -277,11 +282,11 @@ impl Archiver {
                         rejected_at: now,
                     },
                 };
-                batch.push_invalid(row)?;
+                // Keyed by the entry: a delivery received again (a crash between the commit
+                // and the acknowledgement) stores its bad rows once.
+                batch.push_invalid_keyed(format!("{}/{id}", cfg.bad_rows_stream), row)?;
             }
-            Ok(batch.commit(Source::Stream {
-                name: format!("redis:{}", cfg.events_stream),
-            })?)
+            Ok(batch.commit(Source::stream(format!("redis:{}", cfg.events_stream)))?)
         })
         .await
     }

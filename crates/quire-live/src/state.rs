@@ -1271,10 +1271,7 @@ mod tests {
         for e in events {
             b.push_event(e).unwrap();
         }
-        b.commit(quire_lake::Source::Stream {
-            name: "test".to_owned(),
-        })
-        .unwrap();
+        b.commit(quire_lake::Source::stream("test")).unwrap();
         let mut s = LiveKpis::new(Some(lake), Dims::default(), Duration::minutes(10), 5);
         s.seed().unwrap();
         (dir, s)

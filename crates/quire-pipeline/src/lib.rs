@@ -352,9 +352,15 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
     let dims_fp = digests(&dim_refs).step("dims")?;
     let dims_exist = dim_files.iter().all(|(t, _)| lake.dim_path(*t).exists());
     runner.step("dims", dims_fp.clone(), dims_exist, |_| {
+        // Every file read and validated before any table is replaced, as `quire dims load`.
+        let checked = dim_files
+            .iter()
+            .map(|(table, path)| Ok((*table, quire_lake::CheckedDim::read(*table, path)?)))
+            .collect::<quire_lake::Result<Vec<_>>>()
+            .step("dims")?;
         let mut loaded = Vec::new();
-        for (table, path) in &dim_files {
-            let rows = lake.load_dim(*table, path).step("dims")?;
+        for (table, dim) in checked {
+            let rows = lake.replace_dim(dim).step("dims")?;
             loaded.push(format!("{} {rows} rows", table.name()));
         }
         Ok(loaded.join(", "))

@@ -60,8 +60,10 @@
 //! `quire:recs:current` in one command (the steps are listed in `publish.rs`). Keys are
 //! written 1,000 per `MSET`, 16 pipelines in flight; Redis acknowledges each batch, and the
 //! pointer moves only when every key was acknowledged (and, with [`PublishOptions::verify`],
-//! counted again with `EXISTS`). Besides the contract's keys it keeps, under the same prefix:
-//! - `quire:recs:lock`: a publisher's token with a lease, so two publishes never interleave;
+//! counted again with `EXISTS`). Besides the contract's keys it keeps:
+//! - `{quire:recs:current}:lock`: a publisher's token with a lease, so two publishes never
+//!   interleave (hash-tagged into the pointer's slot, so the pointer moves in one script that
+//!   checks the lock);
 //! - `quire:recs:sets`: a hash of set id → JSON record (state `building`, `published` or
 //!   `retired`, model, version, digest, number of index keys);
 //! - `quire:recs:{set}:index:{k}`: the set's `user:…`/`item:…` key suffixes, one per line,

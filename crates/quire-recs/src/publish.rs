@@ -1,6 +1,7 @@
 //! Publishing a [`RecSets`] to Redis (one server or a cluster), atomically for readers.
 //!
-//! The steps, under the lock `quire:recs:lock` (a token with a lease, refreshed while writing):
+//! The steps, under the lock `{quire:recs:current}:lock` (a token with a lease, refreshed while
+//! writing; hash-tagged into the pointer's cluster slot):
 //! 1. read `quire:recs:current` and the publisher's set records (`quire:recs:sets`);
 //! 2. if the current set has the same model, version and digest, stop: nothing to write;
 //! 3. tidy up: delete the keys of half-written sets left by dead publishes (except one with
@@ -8,9 +9,10 @@
 //!    retired sets whose keys have expired;
 //! 4. record the new set as `building`, write its index (the list of its keys), then every
 //!    list with pipelines, counting the acknowledgements;
-//! 5. check every key exists, write `meta`, check the lock is still ours;
-//! 6. move the pointer with one `SET quire:recs:current <set> GET`, record the set as
-//!    `published`, and give every key of the previous set a TTL of the grace period.
+//! 5. check every key exists, write `meta`;
+//! 6. move the pointer with one script that checks the lock is still ours and sets
+//!    `quire:recs:current`, record the set as `published`, and give every key of the previous
+//!    set a TTL of the grace period.
 //!
 //! Deleting or retiring a set reaches its lists through its index, so the index keys are
 //! deleted or given their TTL last: a run cut short can always be finished by the next one.

@@ -454,7 +454,7 @@ pub(crate) fn parse_order(order_by: &[String]) -> Result<Vec<OrderTerm>> {
                 Some(other) => return Err(p.err(format!("expected ASC or DESC, found {other}"))),
             };
             if let Some(extra) = p.next() {
-                return Err(p.err(format!("unexpected {extra:?}")));
+                return Err(p.err(format!("unexpected {extra}")));
             }
             let key = match entity {
                 Entity::Attribute => attribute_column(&key)

@@ -86,7 +86,8 @@ pub struct NewRun {
     pub tags: Vec<(String, String)>,
     /// The training config file's text, kept with the run.
     pub source_config: Option<String>,
-    /// The git commit of the code that ran (also tagged `mlflow.source.git.commit`).
+    /// The git commit of the run's source (also tagged `mlflow.source.git.commit`); for
+    /// `quire train`, the checkout holding its training config.
     pub git_commit: Option<String>,
 }
 

@@ -294,7 +294,8 @@ impl Registry {
             (Backend::Postgres, url.to_owned())
         } else {
             return Err(Error::InvalidParameter(format!(
-                "unsupported registry url {url:?}; expected sqlite:///path/registry.db or postgres://…"
+                "unsupported registry url {:?}; expected sqlite:///path/registry.db or postgres://…",
+                redacted_url(url)
             )));
         };
         let mut options = AnyPoolOptions::new()

@@ -137,8 +137,8 @@ impl LightGbmParams {
 #[serde(deny_unknown_fields)]
 pub struct CfConfig {
     pub factors: usize,
-    /// f64 here though ALS computes in f32: an f32 would be logged as its f64 expansion
-    /// (0.05 as 0.05000000074505806).
+    /// f64 here though ALS computes in f32 (and the checks read it so): an f32 would be
+    /// logged as its f64 expansion (0.05 as 0.05000000074505806).
     pub regularization: f64,
     /// Confidence = 1 + alpha × weight.
     pub alpha: f64,
@@ -333,10 +333,12 @@ impl CfConfig {
         if self.factors == 0 || self.iterations == 0 || self.k == 0 {
             return Err("cf.factors, cf.iterations and cf.k must be >= 1".into());
         }
-        if !(self.regularization >= 0.0
-            && self.regularization.is_finite()
-            && self.alpha > 0.0
-            && self.alpha.is_finite())
+        // Checked as ALS computes them, in f32: 1e39 would be infinite there, 1e-50 zero.
+        let (regularization, alpha) = (self.regularization as f32, self.alpha as f32);
+        if !(regularization >= 0.0
+            && regularization.is_finite()
+            && alpha > 0.0
+            && alpha.is_finite())
         {
             return Err(
                 "cf.regularization must be finite and >= 0, cf.alpha finite and > 0".into(),
@@ -351,7 +353,7 @@ impl CfConfig {
         let w = &self.weights;
         if [w.view, w.cart, w.purchase]
             .iter()
-            .any(|x| !(*x >= 0.0 && x.is_finite()))
+            .any(|&x| !(x >= 0.0 && (x as f32).is_finite()))
         {
             return Err("cf.weights must be finite and >= 0".into());
         }
@@ -446,6 +448,8 @@ num_leaves = 31
         for (extra, key) in [
             ("alpha = inf\n", "alpha"),
             ("alpha = 1.0\ncg_steps = 0\n", "cg_steps"),
+            ("alpha = 1e39\n", "alpha"),
+            ("alpha = 1e-50\n", "alpha"),
         ] {
             let e = TrainConfig::parse(&format!("{cf}{extra}")).unwrap_err();
             assert!(e.contains(key), "{extra}: {e}");

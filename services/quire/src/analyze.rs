@@ -169,7 +169,7 @@ pub enum AnalyzeCommand {
     AfterAbandon(PlainArgs),
     /// Mobile vs desktop vs tablet, stratified by traffic source
     Devices(PlainArgs),
-    /// Frequently bought together: association rules by FP-growth (contracts/cli.md)
+    /// Frequently bought together: association rules by FP-growth (docs/contracts/cli.md)
     Basket(BasketArgs),
     /// What users buy in a later session: transitions and PrefixSpan patterns
     Sequences(SequencesArgs),

@@ -121,7 +121,7 @@ pub enum CausalCommand {
     Gateway(GatewayArgs),
     /// Effect of recommendation clicks or review reading on ordering (naive, regression, IPW, AIPW)
     Uplift(UpliftArgs),
-    /// A/B test as contracts/cli.md defines it, with SRM, CUPED, Welch and a sample-size check
+    /// A/B test as docs/contracts/cli.md defines it, with SRM, CUPED, Welch and a sample-size check
     Abtest(AbtestArgs),
     /// Incremental sales of a promotion by difference-in-differences, and its cannibalization
     Promotion(PromotionArgs),

@@ -1,4 +1,4 @@
-//! `quire`: the one command line of Quire (contracts/cli.md).
+//! `quire`: the one command line of Quire (docs/contracts/cli.md).
 //!
 //! Human-readable output by default; `--json` prints exactly one JSON document on stdout, while
 //! logs and progress go to stderr. Exit code 0 on success, otherwise non-zero with a one-line
@@ -62,7 +62,7 @@ enum Command {
         #[command(subcommand)]
         command: commands::DimsCommand,
     },
-    /// Replay the lake and compute the KPIs of contracts/kpis.md
+    /// Replay the lake and compute the KPIs of docs/contracts/kpis.md
     Kpis(commands::KpisArgs),
     /// List rejected lines with their reasons
     Badrows(commands::BadrowsArgs),

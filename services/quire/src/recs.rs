@@ -1,4 +1,4 @@
-//! `quire recs publish`: the recommendation batch (contracts/recs-redis.md, cli.md).
+//! `quire recs publish`: the recommendation batch (docs/contracts/recs-redis.md, cli.md).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,7 +69,7 @@ struct Out {
 pub fn recs(cmd: RecsCommand) -> Result<()> {
     let RecsCommand::Publish(a) = cmd;
     // The lake is read, never created here: a missing one would silently hide every purchase
-    // made since the model was trained (contracts/recs-redis.md: never a book already bought).
+    // made since the model was trained (docs/contracts/recs-redis.md: never a book already bought).
     let lake_dir = match (&a.lake, a.no_lake) {
         (Some(_), true) => anyhow::bail!("--lake and --no-lake contradict each other"),
         (_, true) => None,

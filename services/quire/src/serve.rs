@@ -10,7 +10,7 @@ use crate::ml::RegistryArgs;
 
 #[derive(Subcommand)]
 pub enum ServeCommand {
-    /// The ranking service for the Search Service (contracts/ranking-api.md)
+    /// The ranking service for the Search Service (docs/contracts/ranking-api.md)
     Ranking(RankingArgs),
     /// The live path: HTTP intake (POST /v1/events), archiver, live KPIs and dashboard
     Live(LiveArgs),
@@ -37,7 +37,7 @@ pub struct LiveArgs {
     /// Largest intake request body, in bytes
     #[arg(long, default_value_t = quire_live_server::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
-    /// The watermark's allowed lateness, in minutes (contracts/kpis.md)
+    /// The watermark's allowed lateness, in minutes (docs/contracts/kpis.md)
     #[arg(long, default_value_t = quire_live_server::DEFAULT_ALLOWED_LATENESS.as_secs() / 60)]
     allowed_lateness_minutes: u64,
     /// This archiver's consumer name; keep it across restarts to resume its pending entries

@@ -1,5 +1,5 @@
 //! quire-ranking: the real-time ranking service the Search Service calls on every search
-//! (`shared/contracts/ranking-api.md`), started by `quire serve ranking --model NAME@ALIAS
+//! (`docs/contracts/ranking-api.md`), started by `quire serve ranking --model NAME@ALIAS
 //! --listen ADDR`.
 //!
 //! # What it does
