@@ -690,6 +690,39 @@ async fn a_second_publisher_is_locked_out() {
     assert_eq!(dbsize, 1, "nothing but the lock");
 }
 
+/// A publisher whose lock was taken from it (its lease ran out while it stalled) does not move
+/// the pointer: the check and the move are one script.
+#[tokio::test]
+async fn a_publisher_that_lost_its_lock_does_not_move_the_pointer() {
+    let server = RedisServer::start();
+    let (_, sets) = data::sets(1);
+    let target = RedisTarget::Single(server.url());
+    let first = publish(&target, &sets, &model(7), &opts(), |_| {})
+        .await
+        .unwrap();
+    let (_, other) = data::sets(2);
+    let mut thief = server.sync();
+    // The last progress report comes after every key and the meta are written, right before
+    // the move: another publisher takes the lock then.
+    let err = publish(&target, &other, &model(7), &opts(), |p| {
+        if p.keys_done == p.keys_total {
+            let _: () = redis::cmd("SET")
+                .arg(layout::LOCK_KEY)
+                .arg("pid-2-other")
+                .query(&mut thief)
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap_err();
+    match &err {
+        Error::LockLost { step, .. } => assert_eq!(*step, "moving the pointer"),
+        other => panic!("expected LockLost, got {other}"),
+    }
+    let mut con = server.sync();
+    assert_eq!(current(&mut con), Some(first.set));
+}
+
 #[tokio::test]
 async fn unreachable_redis_names_the_address() {
     let port = free_port(false);
