@@ -510,40 +510,39 @@ fn digest_hex(h: &Xxh3) -> String {
     format!("{:032x}", h.digest128())
 }
 
-/// The digest (xxh3-128, hex) and size of a file's bytes, as an ingest records its source:
-/// lets a scheduler tell whether a file was already ingested without ingesting it.
+/// The digest (xxh3-128, hex) of a file's content (decompressed when gzip) and its size on
+/// disk, as an ingest records its source: lets a scheduler tell whether a file was already
+/// ingested without ingesting it.
 pub fn file_digest(path: &Path) -> Result<(String, u64)> {
-    let mut file = File::open(path).at(|| format!("opening {}", path.display()))?;
-    let mut h = Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .at(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((digest_hex(&h), total))
+    let (mut reader, state) = open_input(path)?;
+    std::io::copy(&mut reader, &mut std::io::sink())
+        .at(|| format!("reading {}", path.display()))?;
+    let s = state.borrow();
+    Ok((digest_hex(&s.0), s.1))
 }
 
+/// The content's hash and the bytes read from the file so far.
 type HashState = Rc<RefCell<(Xxh3, u64)>>;
 
-/// Hashes and counts the raw bytes of the file as they are read.
-struct HashingReader<R> {
+/// Taps the bytes read through it: hashes them (the content) and/or counts them (the file's
+/// bytes, for progress and the recorded size).
+struct Tap<R> {
     inner: R,
     state: HashState,
+    hash: bool,
+    count: bool,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for Tap<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut s = self.state.borrow_mut();
-        s.0.update(&buf[..n]);
-        s.1 += n as u64;
+        if self.hash {
+            s.0.update(&buf[..n]);
+        }
+        if self.count {
+            s.1 += n as u64;
+        }
         Ok(n)
     }
 }
@@ -556,15 +555,23 @@ fn open_input(path: &Path) -> Result<(Box<dyn BufRead>, HashState)> {
         .and_then(|n| file.rewind().map(|()| n))
         .at(|| format!("reading {}", path.display()))?;
     let state: HashState = Rc::new(RefCell::new((Xxh3::new(), 0)));
-    let raw = HashingReader {
+    let gzip = got == 2 && magic == [0x1f, 0x8b];
+    // The digest is of the content: the same lines gzipped are the same source, so their
+    // bad rows are not stored again.
+    let raw = Tap {
         inner: file,
         state: state.clone(),
+        hash: !gzip,
+        count: true,
     };
-    let reader: Box<dyn BufRead> = if got == 2 && magic == [0x1f, 0x8b] {
-        Box::new(BufReader::with_capacity(
-            1 << 20,
-            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw)),
-        ))
+    let reader: Box<dyn BufRead> = if gzip {
+        let content = Tap {
+            inner: flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw)),
+            state: state.clone(),
+            hash: true,
+            count: false,
+        };
+        Box::new(BufReader::with_capacity(1 << 20, content))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, raw))
     };

@@ -32,7 +32,8 @@ pub struct CommitFile {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {
-    /// A JSON Lines file; `digest` is the xxh3-128 of its bytes, as read.
+    /// A JSON Lines file; `digest` is the xxh3-128 of its content (decompressed when gzip;
+    /// before this version, of its bytes as stored), `bytes` its size on disk.
     File {
         path: String,
         digest: String,

@@ -320,6 +320,39 @@ fn invalid_utf8_is_a_bad_row() {
     );
 }
 
+/// The same lines gzipped are the same source: a re-ingest adds no bad rows again.
+#[test]
+fn the_same_lines_gzipped_add_no_bad_rows_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let plain = dir.path().join("a.jsonl");
+    let valid = event(
+        "g1",
+        "2025-10-01T07:00:00Z",
+        "page_view",
+        r#","page":"home""#,
+    );
+    fs::write(&plain, format!("{valid}\nnot json\n{{\"x\": 1}}\n")).expect("write");
+    let gz = dir.path().join("a.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        fs::File::create(&gz).expect("create"),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&fs::read(&plain).unwrap()).unwrap();
+    enc.finish().unwrap();
+    let first = lake
+        .ingest_file(&plain, &IngestOptions::default(), &no_progress)
+        .expect("plain");
+    let bad = lake.bad_rows(None, None).expect("bad").len();
+    assert_eq!((bad, first.invalid), (2, 2));
+    assert_eq!(file_digest(&plain).unwrap().0, file_digest(&gz).unwrap().0);
+    let again = lake
+        .ingest_file(&gz, &IngestOptions::default(), &no_progress)
+        .expect("gzip");
+    assert_eq!(again.duplicates, 1);
+    assert_eq!(lake.bad_rows(None, None).expect("bad").len(), bad);
+}
+
 /// A byte order mark opening the file does not cost its first event; a bad row keeps its
 /// line as sent, trailing spaces included, without the line's terminator.
 #[test]
