@@ -540,6 +540,25 @@ fn pipeline_runs_then_skips_unchanged_steps() {
         status(&second)
     );
     assert_eq!(first["kpis"], second["kpis"]);
+
+    // The registry gone, the models are trained and promoted again; the warehouse gone, it is
+    // rebuilt: a step is skipped only when its outputs are there.
+    std::fs::remove_dir_all(dir.join("models")).expect("remove the registry");
+    std::fs::remove_dir_all(dir.join("w/lake/warehouse/aggregates")).expect("remove");
+    let third = quire_json(dir, &args);
+    let ran_again: Vec<(String, String)> = status(&third)
+        .into_iter()
+        .filter(|(_, s)| s == "ran")
+        .collect();
+    let names: Vec<&str> = ran_again.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["warehouse", "train ltr", "train cf", "promote"]);
+    let models = quire_json(dir, &["models", "list", "--registry", &registry, "--json"]);
+    for m in models.as_array().expect("models") {
+        assert_eq!(
+            m["versions"][0]["aliases"],
+            serde_json::json!(["production"])
+        );
+    }
 }
 
 /// `quire train --json` prints cli.md's shape; runs are listed, shown and compared; promotion

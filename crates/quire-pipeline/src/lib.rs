@@ -377,7 +377,15 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
     let reports = cfg.work_dir.join("reports");
     let kpis_path = reports.join("kpis.json");
     let warehouse = lake.warehouse_dir();
-    runner.step("warehouse", wh_fp, kpis_path.exists(), |pb| {
+    // Its outputs: the report and every warehouse table (a deleted warehouse is rebuilt).
+    let warehouse_built = kpis_path.exists()
+        && quire_kpi::WAREHOUSE_TABLES.iter().all(|(layer, table)| {
+            warehouse
+                .join(layer)
+                .join(format!("{table}.parquet"))
+                .exists()
+        });
+    runner.step("warehouse", wh_fp, warehouse_built, |pb| {
         let dims = Dims {
             books: lake.scan_dim(DimTable::Books).step("warehouse")?,
             marketing_spend: lake.scan_dim(DimTable::MarketingSpend).step("warehouse")?,
@@ -418,17 +426,24 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
     let mut models = Vec::new();
     if let Some(t) = &cfg.train {
         let commits = lake.commits().step("train")?;
+        // The registry and the artifact store are where a step's model goes: another one
+        // means training again.
         let data_fp = format!(
-            "commits={} last={} dims={dims_fp} train={}",
+            "commits={} last={} dims={dims_fp} train={} registry={} artifacts={}",
             commits.len(),
             commits.last().map(|c| c.batch_id.as_str()).unwrap_or(""),
-            quire_train::VERSION
+            quire_train::VERSION,
+            t.registry,
+            t.artifacts.display()
         );
         let loc = quire_train::Locations {
             lake: cfg.lake.clone(),
             registry: t.registry.clone(),
             artifacts: t.artifacts.clone(),
         };
+        // The configs' models, whether trained now or before: each gets `production` if it has
+        // none, so a run that failed after training one model still promotes it next time.
+        let mut config_models = Vec::new();
         for config in &t.configs {
             let stem = config
                 .file_stem()
@@ -438,7 +453,16 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
                 "{data_fp} config={}",
                 digests(&[config.as_path()]).step("train")?
             );
-            let done = runner.state.fingerprints.contains_key(&name);
+            // The step's output is its model in the registry: a registry emptied, removed or
+            // replaced since means training again.
+            let model = quire_train::TrainConfig::load(config)
+                .ok()
+                .map(|(c, _)| c.model);
+            let done = match &model {
+                Some(m) => has_versions(&t.registry, m)?,
+                None => false,
+            };
+            config_models.extend(model);
             runner.step(&name, fp, done, |pb| {
                 let progress = StepProgress(pb);
                 let r = quire_train::train(config, &loc, &progress)?;
@@ -464,10 +488,11 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
                 ))
             })?;
         }
-        if !models.is_empty() {
-            let fp = format!("{models:?}");
-            runner.step("promote", fp, false, |_| {
-                promote_first_versions(&t.registry, &models)
+        if !config_models.is_empty() {
+            let fp = format!("{config_models:?}");
+            let all_aliased = unaliased(&t.registry, &config_models)?.is_empty();
+            runner.step("promote", fp, all_aliased, |_| {
+                promote_unaliased(&t.registry, &config_models)
             })?;
         }
         if let Some(r) = &cfg.recs {
@@ -551,7 +576,55 @@ impl quire_train::Progress for StepProgress<'_> {
 
 /// Points `production` at each model's version trained here when the model has no
 /// `production` version yet (a later version is promoted by a person: `quire models promote`).
-fn promote_first_versions(registry: &str, models: &[(String, i64)]) -> Result<String> {
+/// The registered models among `names` in the registry at `url`, as (name, has a
+/// `production` alias); none when the registry does not exist.
+fn registered(url: &str, names: &[String]) -> Result<Vec<(String, bool)>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            context: "starting the async runtime".into(),
+            source,
+        })?;
+    rt.block_on(async {
+        let reg = match quire_registry::Registry::connect_existing(url).await {
+            Ok(reg) => reg,
+            Err(quire_registry::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut found = Vec::new();
+        for name in names {
+            match reg.get_registered_model(name).await {
+                Ok(m) if m.latest_version > 0 => {
+                    found.push((name.clone(), m.aliases.contains_key("production")));
+                }
+                Ok(_) | Err(quire_registry::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        reg.close().await;
+        Ok(found)
+    })
+}
+
+/// Whether the registry at `url` holds a version of `model`.
+fn has_versions(url: &str, model: &str) -> Result<bool> {
+    Ok(!registered(url, &[model.to_owned()])?.is_empty())
+}
+
+/// The models among `names` without a `production` alias (registered or not).
+fn unaliased(url: &str, names: &[String]) -> Result<Vec<String>> {
+    let found = registered(url, names)?;
+    Ok(names
+        .iter()
+        .filter(|n| !found.iter().any(|(m, aliased)| m == *n && *aliased))
+        .cloned()
+        .collect())
+}
+
+/// Points `production` at the latest version of each model that has no `production` yet
+/// (the pipeline's first versions); a model with one keeps it.
+fn promote_unaliased(registry: &str, names: &[String]) -> Result<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -562,12 +635,13 @@ fn promote_first_versions(registry: &str, models: &[(String, i64)]) -> Result<St
     rt.block_on(async {
         let reg = quire_registry::Registry::connect(registry).await?;
         let mut lines = Vec::new();
-        for (name, version) in models {
+        for name in names {
             let m = reg.get_registered_model(name).await?;
             match m.aliases.get("production") {
                 Some(v) => lines.push(format!("{name}@production stays v{v}")),
                 None => {
-                    reg.set_alias(name, "production", *version, "quire pipeline")
+                    let version = m.latest_version;
+                    reg.set_alias(name, "production", version, "quire pipeline")
                         .await?;
                     lines.push(format!("{name}@production → v{version}"));
                 }
