@@ -158,13 +158,15 @@ impl LiveConsumer {
     async fn recompute_hourly(&self) -> Result<Duration> {
         let state = self.state.clone();
         let lateness = self.lateness;
-        let (hours, reemitted, status, cpu) = blocking_off_pool(move || {
+        let (hours, removed, reemitted, status, cpu) = blocking_off_pool(move || {
             let started = thread_cpu_time();
             let mut s = lock(&state)?;
             let (hours, reemitted) = s.hourly()?;
+            let removed = s.take_removed();
             let status = LiveStatus::new(s.max_event_time(), lateness, s.events_seen());
             Ok((
                 hours,
+                removed,
                 reemitted,
                 status,
                 thread_cpu_time().saturating_sub(started),
@@ -174,7 +176,9 @@ impl LiveConsumer {
         for r in &reemitted {
             info!(hour = %r.hour, reason = %r.reason, event_id = %r.event_id, net_gmv = r.net_gmv, "live: closed hour re-emitted");
         }
-        self.store.publish(&hours, &reemitted, &status).await?;
+        self.store
+            .publish(&hours, &removed, &reemitted, &status)
+            .await?;
         Ok(cpu)
     }
 

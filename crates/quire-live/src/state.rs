@@ -188,6 +188,9 @@ pub struct LiveKpis {
     /// added to the history rows of `base`.
     history_orders: HashSet<String>,
     emitted: BTreeMap<i64, HourFigure>,
+    /// Hours emitted before that have no standing order any more (their only order was placed
+    /// again earlier): the store drops them, as the replay leaves such an hour out.
+    removed: Vec<i64>,
     /// Closed hours touched since the last [`Self::hourly`], in arrival order:
     /// (hour, reason, event id).
     touched: Vec<(i64, &'static str, String)>,
@@ -222,6 +225,7 @@ impl LiveKpis {
             placed_before: IdSet::new(),
             history_orders: HashSet::new(),
             emitted: BTreeMap::new(),
+            removed: Vec::new(),
             touched: Vec::new(),
             reemissions: Vec::new(),
             events_seen: 0,
@@ -675,6 +679,9 @@ impl LiveKpis {
                     Some((g + f.gmv, n + f.net_gmv))
                 })
             else {
+                if self.emitted.remove(&h).is_some() {
+                    self.removed.push(h);
+                }
                 continue;
             };
             let Some(hour) = Utc.timestamp_millis_opt(h).single() else {
@@ -730,6 +737,15 @@ impl LiveKpis {
         }
         self.reemissions.extend(reemitted.iter().cloned());
         Ok((changed, reemitted))
+    }
+
+    /// The hours [`Self::hourly`] found without a standing order since the last call, that had
+    /// a figure before: to drop from wherever the figures were published.
+    pub fn take_removed(&mut self) -> Vec<DateTime<Utc>> {
+        std::mem::take(&mut self.removed)
+            .into_iter()
+            .filter_map(|h| Utc.timestamp_millis_opt(h).single())
+            .collect()
     }
 
     /// Recomputes each group's share ([`quire_kpi::hourly_gmv`] over the group's orders and
@@ -1146,6 +1162,20 @@ mod tests {
         let (hours, _) = s.hourly().unwrap();
         let keys: Vec<String> = hours.iter().map(|h| hour_key(h.hour)).collect();
         assert_eq!(keys, ["2025-10-01T10", "2025-10-01T11"]);
+        assert_eq!(emitted(&s), replayed(&all));
+        assert!(s.take_removed().is_empty());
+        // Hour 11's last order moves to hour 10 too: hour 11 has no order left, and is dropped
+        // from what was emitted (the replay leaves it out).
+        let c_again = ev(
+            r#"{"event_id":"c2","event_type":"order_placed","event_timestamp":"2025-10-01T10:55:00Z","user_id":"u1","device":"mobile","order_id":"o-c","items":[{"book_id":"bk_1","quantity":1,"unit_price":10}],"total_price":10}"#,
+        );
+        all.push(c_again.clone());
+        s.add(vec![c_again]).unwrap();
+        let (hours, _) = s.hourly().unwrap();
+        let keys: Vec<String> = hours.iter().map(|h| hour_key(h.hour)).collect();
+        assert_eq!(keys, ["2025-10-01T10"]);
+        let removed: Vec<String> = s.take_removed().into_iter().map(hour_key).collect();
+        assert_eq!(removed, ["2025-10-01T11"]);
         assert_eq!(emitted(&s), replayed(&all));
     }
 

@@ -75,15 +75,21 @@ impl LiveStore {
         format!("{}{name}", self.prefix)
     }
 
-    /// Writes changed hours, re-emissions and the status in one round trip (MULTI/EXEC).
+    /// Writes changed hours, drops the hours left without orders, and writes re-emissions and
+    /// the status, in one round trip (MULTI/EXEC).
     pub async fn publish(
         &self,
         hours: &[HourFigure],
+        removed: &[DateTime<Utc>],
         reemitted: &[Reemission],
         status: &LiveStatus,
     ) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.atomic();
+        if !removed.is_empty() {
+            let keys: Vec<String> = removed.iter().map(|h| hour_key(*h)).collect();
+            pipe.hdel(self.key("hourly"), keys).ignore();
+        }
         if !hours.is_empty() {
             let items: Vec<(String, String)> = hours
                 .iter()
@@ -119,7 +125,11 @@ impl LiveStore {
         let mut h = hour_of(from);
         while h <= to {
             keys.push(hour_key(h));
-            h += Duration::hours(1);
+            // The last representable hour ends the range rather than overflowing.
+            match h.checked_add_signed(Duration::hours(1)) {
+                Some(next) => h = next,
+                None => break,
+            }
         }
         if keys.is_empty() {
             return Ok(Vec::new());

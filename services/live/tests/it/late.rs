@@ -119,5 +119,32 @@ async fn late_orders_and_returns_reemit_their_hour() {
     let (_, status) = svc.get("/api/v1/status").await;
     assert_eq!(status["current_hour"], "2025-10-01T12:00:00Z");
     assert_eq!(status["watermark"], "2025-10-01T12:26:00Z");
+
+    // An order placed in hour 11, then placed again earlier, in hour 10: it counts in hour 10
+    // alone, and hour 11, left without an order, is gone from the answer (as in the replay).
+    let path = "/api/v1/hourly-gmv?from=2025-10-01T10&to=2025-10-01T12";
+    svc.post_events(&[order("m1", "2025-10-01T11:30:00Z", "usr_5", "o-m", 7.0)])
+        .await;
+    wait_for(20, "hour 11's order", || async {
+        let (_, h) = svc.get(path).await;
+        h.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["hour"] == "2025-10-01T11:00:00Z"))
+            .then_some(())
+    })
+    .await;
+    svc.post_events(&[order("m2", "2025-10-01T10:45:00Z", "usr_5", "o-m", 7.0)])
+        .await;
+    let hours = wait_for(20, "the order moved to hour 10", || async {
+        let (_, h) = svc.get(path).await;
+        (hour(&h, "2025-10-01T10:00:00Z")["gmv"] == 49.5).then_some(h)
+    })
+    .await;
+    let listed: Vec<&str> = hours
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["hour"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["2025-10-01T10:00:00Z"]);
     svc.stop().await;
 }
