@@ -152,6 +152,10 @@ pub struct LiveKpis {
     base: Vec<DataFrame>,
     /// Events from the bus, one frame per step.
     fresh: Vec<DataFrame>,
+    /// Bus events the window left before the lake had them (a burst, or an archiver behind,
+    /// can roll the window before they are committed): read with the lake's events until the
+    /// lake has them, so the history never misses an event the state has taken.
+    unarchived: Vec<DataFrame>,
     /// `order_placed` and `order_returned` rows of `base` and `fresh`, and of older hours.
     orders: Vec<DataFrame>,
     /// The rows of `orders` by the group their order counts in, as sorted by the last
@@ -212,6 +216,7 @@ impl LiveKpis {
             window_start_ms: None,
             base: Vec::new(),
             fresh: Vec::new(),
+            unarchived: Vec::new(),
             orders: Vec::new(),
             group_rows: HashMap::new(),
             unsorted: Vec::new(),
@@ -393,8 +398,8 @@ impl LiveKpis {
             self.order_slot(order_id)?;
         }
         if let (Some(lake), Some(start)) = (&self.lake, self.window_start_ms) {
-            let rows = lake
-                .scan_events()?
+            let rows = self
+                .history_events(lake)?
                 .filter(
                     placements_of(order_id)
                         .and(col("event_timestamp").cast(DataType::Int64).lt(lit(start))),
@@ -421,8 +426,8 @@ impl LiveKpis {
         let Some(lake) = &self.lake else {
             return Ok(None);
         };
-        let df = lake
-            .scan_events()?
+        let df = self
+            .history_events(lake)?
             .filter(placements_of(order_id))
             .select([col("event_timestamp").min().cast(DataType::Int64)])
             .collect()?;
@@ -443,7 +448,7 @@ impl LiveKpis {
         let Some(lake) = &self.lake else {
             return Ok(());
         };
-        let all = lake.scan_events()?;
+        let all = self.history_events(lake)?;
         let placed = all.clone().filter(
             col("event_type").eq(lit("order_placed")).and(
                 col("event_timestamp")
@@ -502,7 +507,8 @@ impl LiveKpis {
     }
 
     /// Moves the window to the day before the newest event's day: reloads the lake's part
-    /// and drops bus events now before the window (the archiver has put them in the lake).
+    /// and moves bus events now before the window out of it (to `unarchived` while the lake
+    /// does not have them yet).
     fn roll_window(&mut self) -> Result<()> {
         let Some(max) = self.max_event_ms else {
             return Ok(());
@@ -514,7 +520,13 @@ impl LiveKpis {
         let cut = col("event_timestamp")
             .cast(DataType::Int64)
             .gt_eq(lit(start));
-        self.fresh = retain(std::mem::take(&mut self.fresh), cut.clone())?;
+        let fresh = std::mem::take(&mut self.fresh);
+        let left = retain(fresh.clone(), cut.clone().not())?;
+        self.fresh = retain(fresh, cut.clone())?;
+        if let Some(lake) = self.lake.clone() {
+            self.unarchived.extend(left);
+            self.unarchived = not_in_lake(&lake, std::mem::take(&mut self.unarchived))?;
+        }
         match self.lake.clone() {
             Some(lake) => self.load_window_at(&lake, start)?,
             None => {
@@ -560,8 +572,21 @@ impl LiveKpis {
         self.load_window_at(lake, floor_day(max) - DAY_MS)
     }
 
+    /// The lake's events with the bus events it may not have yet ([`Self::unarchived`]): the
+    /// history the state reads. An event in both is one for staging (the lake's copy, first).
+    fn history_events(&self, lake: &Lake) -> Result<LazyFrame> {
+        let lake_events = lake.scan_events()?;
+        if self.unarchived.is_empty() {
+            return Ok(lake_events);
+        }
+        let frames = std::iter::once(lake_events)
+            .chain(self.unarchived.iter().map(|df| df.clone().lazy()))
+            .collect::<Vec<_>>();
+        Ok(concat(frames, UnionArgs::default())?)
+    }
+
     fn load_window_at(&mut self, lake: &Lake, start: i64) -> Result<()> {
-        let all = lake.scan_events()?;
+        let all = self.history_events(lake)?;
         let ts = col("event_timestamp").cast(DataType::Int64);
         let window = all.clone().filter(ts.clone().gt_eq(lit(start))).collect()?;
         let before = quire_kpi::stage_events(all.clone().filter(ts.lt(lit(start))));
@@ -1000,6 +1025,27 @@ fn push_chunk_capped(chunks: &mut Vec<DataFrame>, df: DataFrame, cap: usize) -> 
     Ok(())
 }
 
+/// The rows of `frames` whose event id the lake does not have (yet).
+fn not_in_lake(lake: &Lake, frames: Vec<DataFrame>) -> Result<Vec<DataFrame>> {
+    if frames.is_empty() {
+        return Ok(frames);
+    }
+    let ids = lake.scan_events()?.select([col("event_id")]);
+    let left = union(&frames)?
+        .join(
+            ids,
+            [col("event_id")],
+            [col("event_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .collect()?;
+    Ok(if left.height() == 0 {
+        Vec::new()
+    } else {
+        vec![left]
+    })
+}
+
 /// Keeps the rows of each frame that satisfy `pred`.
 fn retain(chunks: Vec<DataFrame>, pred: Expr) -> Result<Vec<DataFrame>> {
     chunks
@@ -1366,6 +1412,29 @@ mod tests {
         assert!(live.iter().any(|h| h.0 == "2025-10-05T11"), "{live:?}");
         let k = s.today_input().unwrap().compute().unwrap().kpis.unwrap();
         assert_eq!((k.orders, k.gmv), (1, 5.0));
+    }
+
+    /// A burst rolls the window before the archiver commits: the bus events that left it are
+    /// still the history (a returning user, an order's first placement), as in the replay.
+    #[test]
+    fn events_the_window_left_before_the_lake_had_them_stay_history() {
+        let (_dir, mut s) = seeded_from_lake([view("old", "2025-09-20T10:00:00Z")]);
+        let a = order("a", "2025-10-01T10:05:00Z", 30.0);
+        let b = order("b", "2025-10-03T11:00:00Z", 5.0);
+        let again = ev(
+            r#"{"event_id":"a2","event_type":"order_placed","event_timestamp":"2025-10-03T12:10:00Z","user_id":"u1","device":"mobile","order_id":"o-a","items":[{"book_id":"bk_1","quantity":1,"unit_price":30}],"total_price":30}"#,
+        );
+        // Oct 1, then Oct 3: the window moves to Oct 2–3 with order a in no lake yet.
+        s.add(vec![a.clone()]).unwrap();
+        s.add(vec![b.clone()]).unwrap();
+        s.add(vec![again.clone()]).unwrap();
+        s.hourly().unwrap();
+        let k = s.today_input().unwrap().compute().unwrap().kpis.unwrap();
+        // u1 bought on Oct 1: returning, and o-a stands on Oct 1, not today.
+        assert_eq!((k.orders, k.gmv), (1, 5.0));
+        assert_eq!((k.new_users, k.returning_users), (0, 1));
+        let all = [view("old", "2025-09-20T10:00:00Z"), a, b, again];
+        assert_eq!(emitted(&s), replayed(&all));
     }
 
     #[test]
