@@ -113,6 +113,7 @@ local out = {}
 local packed = {}
 local held = {}
 local touched = {}
+local in_call = {}
 local function flush()
   if #held > 0 then
     local entry = redis.call('XADD', KEYS[1], '*', field, table.concat(packed))
@@ -125,7 +126,11 @@ local function flush()
 end
 for i = 1, n do
   local seen = prefix .. ARGV[3 + 3 * i]
-  if redis.call('HSETNX', seen, ARGV[4 + 3 * i], '1') == 1 then
+  local id = ARGV[4 + 3 * i]
+  -- An id twice in one call is a duplicate whatever the hours of its copies.
+  local first = not in_call[id]
+  in_call[id] = true
+  if first and redis.call('HSETNX', seen, id, '1') == 1 then
     touched[seen] = true
     packed[#packed + 1] = ARGV[5 + 3 * i]
     held[#held + 1] = i

@@ -64,8 +64,26 @@ async fn an_id_seen_in_its_hour_is_a_duplicate_for_the_dedup_window() {
     assert_eq!(redis.cli(&["HLEN", seen]), "2");
     let ttl: u64 = redis.cli(&["TTL", seen]).parse().unwrap();
     assert!((24 * 3600 - 60..=24 * 3600).contains(&ttl), "ttl {ttl}");
-    // The same id with a time in another hour is not caught here (the lake's dedup, by id
-    // alone, drops it).
+    // Within one request, a copy with a time in another hour is a duplicate too.
+    let in_one = bus
+        .append(
+            &[
+                event_at("d3", "2025-10-01T12:00:00Z"),
+                event_at("d3", "2025-10-01T13:00:00Z"),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            in_one.as_slice(),
+            [Appended::Accepted(_), Appended::Duplicate]
+        ),
+        "{in_one:?}"
+    );
+    // The same id with a time in another hour, in a later request, is not caught here (the
+    // lake's dedup, by id alone, drops it).
     let other = bus
         .append(&[event_at("d1", "2025-10-01T11:00:00Z")], &[])
         .await
