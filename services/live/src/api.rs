@@ -76,6 +76,13 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -178,7 +185,10 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        // The scheme's name is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start());
     match given {
         Some(t) if token_matches(t.as_bytes(), expected.as_bytes()) => Ok(()),
         _ => Err(ApiError::new(
@@ -339,13 +349,19 @@ async fn intake(
         Ok(c) => c,
         Err(refused) => {
             let (err, row) = *refused;
-            // A body that is not JSON is a bad row too: keep it, then refuse the request.
+            // A body that is not JSON is a bad row too: keep it, count it, then refuse the
+            // request.
             if let Some(row) = row {
                 state
                     .bus
                     .append(&[], &[row])
                     .await
                     .map_err(|e| ApiError::unavailable(&e))?;
+                state
+                    .metrics
+                    .events
+                    .get_or_create(&StatusLabels { status: "rejected" })
+                    .inc();
             }
             return Err(err);
         }

@@ -46,9 +46,30 @@ async fn intake_answers_each_event_and_keeps_bad_rows() {
     );
     let rid = answer["request_id"].as_str().unwrap().to_owned();
 
-    // The same event again, alone: a duplicate.
-    let (_, again) = svc.post(&a.to_string(), Some("s3cret")).await;
+    // The same event again, alone: a duplicate. (The scheme's name in any case.)
+    let again = svc
+        .client
+        .post(format!("{}/v1/events", svc.base))
+        .header("authorization", "bearer s3cret")
+        .body(a.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let again: Value = serde_json::from_str(&again).unwrap();
     assert_eq!(again["duplicates"], 1, "{again}");
+    // Another method: the error shape, 405.
+    let resp = svc
+        .client
+        .get(format!("{}/v1/events", svc.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let e: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(e["error"]["code"], "method_not_allowed");
 
     // Refusals of the whole request.
     for (body, status, code) in [
@@ -122,7 +143,8 @@ async fn intake_answers_each_event_and_keeps_bad_rows() {
     for line in [
         "quire_live_intake_events_total{status=\"accepted\"} 1",
         "quire_live_intake_events_total{status=\"duplicate\"} 2",
-        "quire_live_intake_events_total{status=\"rejected\"} 1",
+        // The invalid event and the body that is not JSON.
+        "quire_live_intake_events_total{status=\"rejected\"} 2",
     ] {
         assert!(metrics.contains(line), "{line} not in {metrics}");
     }
