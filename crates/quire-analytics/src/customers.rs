@@ -16,6 +16,9 @@ pub struct Customer {
     pub user_id: String,
     pub orders: u64,
     pub spend: f64,
+    /// Σ of the orders' `net` (total price less capped refunds): the customer's historical
+    /// CLV as kpis.md defines `clv_historical`.
+    pub net_spend: f64,
     pub aov: f64,
     /// Share of orders with a promo code.
     pub promo_share: f64,
@@ -77,9 +80,10 @@ pub fn customers(ds: &Dataset) -> Result<Customers> {
         "order_timestamp",
     )?;
     let price = f64s(&orders, "total_price")?;
+    let net = f64s(&orders, "net")?;
     let promo = strs(&orders, "promo_code")?;
-    // Per user: (time, value, promo) of each order, in time order (fct_orders is sorted).
-    let mut per_user: BTreeMap<String, Vec<(f64, f64, bool)>> = BTreeMap::new();
+    // Per user: (time, value, promo, net) of each order, in time order (fct_orders is sorted).
+    let mut per_user: BTreeMap<String, Vec<(f64, f64, bool, f64)>> = BTreeMap::new();
     for i in 0..orders.height() {
         let (Some(u), Some(t)) = (&users[i], ts[i]) else {
             continue;
@@ -88,6 +92,7 @@ pub fn customers(ds: &Dataset) -> Result<Customers> {
             t,
             price[i].unwrap_or(0.0),
             promo[i].as_deref().is_some_and(|p| !p.is_empty()),
+            net[i].unwrap_or(0.0),
         ));
     }
     // Genre units.
@@ -157,6 +162,7 @@ pub fn customers(ds: &Dataset) -> Result<Customers> {
             Customer {
                 orders: os.len() as u64,
                 spend,
+                net_spend: os.iter().map(|o| o.3).sum(),
                 aov: spend / n,
                 promo_share: os.iter().filter(|o| o.2).count() as f64 / n,
                 recency_days: (end - last) / DAY_MS,

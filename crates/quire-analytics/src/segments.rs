@@ -17,6 +17,8 @@
 //!
 //! A name used twice gets a number (" 2").
 
+use std::collections::HashMap;
+
 use linfa::metrics::SilhouetteScore;
 use linfa::prelude::*;
 use linfa_clustering::KMeans;
@@ -91,9 +93,19 @@ fn silhouette(z: &Array2<f64>, labels: &[usize], seed: u64) -> Result<f64> {
     }
     let records = z.select(ndarray::Axis(0), &idx);
     let targets = Array1::from_iter(idx.iter().map(|&i| labels[i]));
+    // linfa scores a member alone in its cluster 1; Rousseeuw (and scikit-learn) score it 0,
+    // so that splitting off outliers does not look like structure: those are taken out of
+    // the mean.
+    let mut sizes: HashMap<usize, usize> = HashMap::new();
+    for &t in &targets {
+        *sizes.entry(t).or_default() += 1;
+    }
+    let alone = sizes.values().filter(|&&n| n == 1).count();
     let ds = DatasetBase::new(records, targets);
-    ds.silhouette_score()
-        .map_err(|e| Error::NoAnswer(format!("silhouette: {e}")))
+    let linfa = ds
+        .silhouette_score()
+        .map_err(|e| Error::NoAnswer(format!("silhouette: {e}")))?;
+    Ok(linfa - alone as f64 / idx.len() as f64)
 }
 
 /// k-means on standardized rows `z`: k given, or the best silhouette over 2..=max_k.
@@ -109,9 +121,13 @@ pub fn cluster(z: &Array2<f64>, k: Option<usize>, max_k: usize, seed: u64) -> Re
         None => (2..=max_k.min(n.saturating_sub(1))).collect(),
     };
     if ks.is_empty() {
-        return Err(Error::NoAnswer(format!(
-            "{n} customers are too few to segment"
-        )));
+        return Err(if n >= 3 {
+            Error::Invalid(format!(
+                "--max-k {max_k}: must be at least 2 to choose k (or give --k)"
+            ))
+        } else {
+            Error::NoAnswer(format!("{n} customers are too few to segment"))
+        });
     }
     let data = DatasetBase::from(z.clone());
     let mut best: Option<(f64, Clustering)> = None;
@@ -330,7 +346,7 @@ pub fn run(ds: &Dataset, p: &SegmentParams) -> Result<AnalysisResult> {
             row.spend,
             row.aov,
             row.promo_share,
-            row.spend,
+            row.net_spend,
         ];
         for (j, x) in v.iter().enumerate() {
             sums[s][j] += x;
@@ -405,7 +421,7 @@ pub fn run(ds: &Dataset, p: &SegmentParams) -> Result<AnalysisResult> {
             .text("user_id", c.rows.iter().map(|x| x.user_id.clone()))
             .int("segment", cl.labels.iter().map(|&s| s as i64))
             .text("name", cl.labels.iter().map(|&s| seg_names[s].clone()))
-            .float("historical_clv", c.rows.iter().map(|x| x.spend), 2)
+            .float("historical_clv", c.rows.iter().map(|x| x.net_spend), 2)
             .float("predicted_clv", predicted.iter().copied(), 2)
             .float(
                 "p_alive",
@@ -451,6 +467,16 @@ pub fn run(ds: &Dataset, p: &SegmentParams) -> Result<AnalysisResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rousseeuw's silhouette, by hand: A = {(0,0), (0,1)}, B = {(10,10)} alone.
+    /// s(0,0) = 1 − 1/√200, s(0,1) = 1 − 1/√181, and 0 for the lone point.
+    #[test]
+    fn a_point_alone_in_its_cluster_scores_zero() {
+        let z = ndarray::array![[0.0, 0.0], [0.0, 1.0], [10.0, 10.0]];
+        let s = silhouette(&z, &[0, 0, 1], 1).unwrap();
+        let want = ((1.0 - 1.0 / 200f64.sqrt()) + (1.0 - 1.0 / 181f64.sqrt())) / 3.0;
+        assert!((s - want).abs() < 1e-9, "{s} vs {want}");
+    }
 
     #[test]
     fn naming_rules_in_order() {

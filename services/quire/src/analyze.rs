@@ -132,11 +132,11 @@ pub struct SequencesArgs {
     /// PrefixSpan minimum support, a fraction of purchasing users
     #[arg(long, default_value_t = 0.005)]
     pub min_support: f64,
-    /// Longest pattern, in items
-    #[arg(long, default_value_t = 3)]
-    pub max_items: usize,
-    /// Transitions seen by fewer users are left out
-    #[arg(long, default_value_t = 3)]
+    /// Longest pattern, in items (at least 1)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_items: u64,
+    /// Transitions seen by fewer users are left out (at least 1)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub min_count: u64,
     /// Rows shown per table
     #[arg(long, default_value_t = 30)]
@@ -233,7 +233,7 @@ pub fn analyze(cmd: AnalyzeCommand) -> Result<()> {
             let p = qa::sequences::SequenceParams {
                 by: a.by.clone(),
                 min_support: a.min_support,
-                max_items: a.max_items,
+                max_items: usize::try_from(a.max_items).unwrap_or(usize::MAX),
                 min_count: a.min_count,
                 top: a.top,
             };

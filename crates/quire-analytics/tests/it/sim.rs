@@ -206,6 +206,33 @@ fn segments_recover_the_planted_segments() {
     let ds = dataset(DateRange::default());
     let r = quire_analytics::segments::run(&ds, &Default::default()).unwrap();
     let j = r.to_json();
+    // The members' historical CLV is kpis.md's: the net of their orders (refunds taken off),
+    // shown to the cent.
+    let members = j["members"].as_array().unwrap();
+    let clv: f64 = members
+        .iter()
+        .map(|m| m["historical_clv"].as_f64().unwrap())
+        .sum();
+    let orders = ds.orders().unwrap();
+    let net: f64 = orders
+        .column("net")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .sum();
+    let gross: f64 = orders
+        .column("total_price")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .sum();
+    let cents = 0.005 * members.len() as f64;
+    assert!((clv - net).abs() <= cents, "{clv} vs net {net}");
+    assert!((gross - net).abs() > cents, "the data has refunds");
     let t = truth();
     let truth_seg: HashMap<&str, &str> = t["users"]
         .as_object()
