@@ -574,19 +574,21 @@ impl quire_train::Progress for StepProgress<'_> {
     }
 }
 
-/// Points `production` at each model's version trained here when the model has no
-/// `production` version yet (a later version is promoted by a person: `quire models promote`).
-/// The registered models among `names` in the registry at `url`, as (name, has a
-/// `production` alias); none when the registry does not exist.
-fn registered(url: &str, names: &[String]) -> Result<Vec<(String, bool)>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A runtime for one registry call on this thread.
+fn registry_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| Error::Io {
             context: "starting the async runtime".into(),
             source,
-        })?;
-    rt.block_on(async {
+        })
+}
+
+/// The registered models among `names` in the registry at `url`, as (name, has a
+/// `production` alias); none when the registry does not exist.
+fn registered(url: &str, names: &[String]) -> Result<Vec<(String, bool)>> {
+    registry_runtime()?.block_on(async {
         let reg = match quire_registry::Registry::connect_existing(url).await {
             Ok(reg) => reg,
             Err(quire_registry::Error::NotFound { .. }) => return Ok(Vec::new()),
@@ -623,16 +625,10 @@ fn unaliased(url: &str, names: &[String]) -> Result<Vec<String>> {
 }
 
 /// Points `production` at the latest version of each model that has no `production` yet
-/// (the pipeline's first versions); a model with one keeps it.
+/// (the pipeline's first versions); a model with one keeps it (a later version is promoted by
+/// a person: `quire models promote`).
 fn promote_unaliased(registry: &str, names: &[String]) -> Result<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            context: "starting the async runtime".into(),
-            source,
-        })?;
-    rt.block_on(async {
+    registry_runtime()?.block_on(async {
         let reg = quire_registry::Registry::connect(registry).await?;
         let mut lines = Vec::new();
         for name in names {

@@ -214,22 +214,17 @@ fn segments_recover_the_planted_segments() {
         .map(|m| m["historical_clv"].as_f64().unwrap())
         .sum();
     let orders = ds.orders().unwrap();
-    let net: f64 = orders
-        .column("net")
-        .unwrap()
-        .f64()
-        .unwrap()
-        .iter()
-        .flatten()
-        .sum();
-    let gross: f64 = orders
-        .column("total_price")
-        .unwrap()
-        .f64()
-        .unwrap()
-        .iter()
-        .flatten()
-        .sum();
+    let total = |name: &str| -> f64 {
+        orders
+            .column(name)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .flatten()
+            .sum()
+    };
+    let (net, gross) = (total("net"), total("total_price"));
     let cents = 0.005 * members.len() as f64;
     assert!((clv - net).abs() <= cents, "{clv} vs net {net}");
     assert!((gross - net).abs() > cents, "the data has refunds");
