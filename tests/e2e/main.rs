@@ -284,6 +284,21 @@ fn errors_are_one_line_and_name_the_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let err = one_line_error(tmp.path(), &["ingest", "--lake", "lake", "missing.jsonl"]);
     assert!(err.contains("missing.jsonl"), "{err}");
+    // A PostgreSQL registry that refuses says so at once, without the URL's password.
+    let err = one_line_error(
+        tmp.path(),
+        &[
+            "models",
+            "list",
+            "--registry",
+            "postgres://quire:s3cret@127.0.0.1:1/quire",
+        ],
+    );
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(
+        err.contains("quire:***@") && !err.contains("s3cret"),
+        "{err}"
+    );
     // A command that reads the lake does not make one at a mistyped path.
     for args in [
         &["kpis", "--lake", "typo"][..],
