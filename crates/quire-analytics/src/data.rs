@@ -176,4 +176,22 @@ impl Dataset {
             .i64()?
             .max())
     }
+
+    /// The UTC days from the range's first order to its last, both counted (0 without
+    /// orders).
+    pub fn order_days(&self) -> Result<u32> {
+        let span = self
+            .orders()?
+            .lazy()
+            .select([(col("date").max() - col("date").min())
+                .dt()
+                .total_days(false)
+                .alias("span")])
+            .collect()?;
+        let span = span.column("span")?.cast(&DataType::Int64)?;
+        Ok(span
+            .i64()?
+            .get(0)
+            .map_or(0, |d| u32::try_from(d + 1).unwrap_or(u32::MAX)))
+    }
 }

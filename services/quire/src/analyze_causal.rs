@@ -187,7 +187,19 @@ pub fn analyze(cmd: CausalCommand) -> Result<()> {
 pub fn report_entries() -> Vec<Entry> {
     vec![
         Entry::new("gateway", |ds| {
-            Ok(gateway::run(ds, &GatewayParams::default())?)
+            // The revenue of the 14 days after a first order, or of half the store's days
+            // when it has fewer than 28: a short store would leave no first order to follow.
+            let days = GatewayParams::default()
+                .days
+                .min(ds.order_days()? / 2)
+                .max(1);
+            Ok(gateway::run(
+                ds,
+                &GatewayParams {
+                    days,
+                    ..GatewayParams::default()
+                },
+            )?)
         }),
         Entry::new("uplift", |ds| {
             Ok(uplift::run(

@@ -378,10 +378,12 @@ pub fn run(ds: &Dataset, p: &PromotionParams) -> Result<AnalysisResult> {
     Ok(res)
 }
 
-/// The code of the report's promotion section: among the codes used during at most 31 days (a
-/// campaign, not a standing code such as a welcome discount), the one with the most orders
-/// (ties: the smallest code).
+/// The code of the report's promotion section: among the codes used during less than 31 days
+/// and less than half of the data's days (a campaign, not a standing code such as a welcome
+/// discount, which on a short store spans it all), the one with the most orders (ties: the
+/// smallest code).
 pub fn campaign_code(ds: &Dataset) -> Result<String> {
+    let longest = 31.min(i64::from(ds.order_days()?) / 2);
     let df = ds
         .models()
         .fct_orders
@@ -399,15 +401,16 @@ pub fn campaign_code(ds: &Dataset) -> Result<String> {
                 .total_days(false)
                 .alias("span"),
         ])
-        .filter(col("span").lt(lit(31)))
+        .filter(col("span").lt(lit(longest)))
         .sort(
             ["n", "promo_code"],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
         .limit(1)
         .collect()?;
-    strs(&df, "promo_code")?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::NoAnswer("no promo code was used during at most 31 days".into()))
+    strs(&df, "promo_code")?.into_iter().next().ok_or_else(|| {
+        Error::NoAnswer(format!(
+            "no promo code was used during fewer than {longest} days (a campaign)"
+        ))
+    })
 }

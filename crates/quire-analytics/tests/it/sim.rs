@@ -777,3 +777,16 @@ fn report_json_shapes_and_outputs_are_stable() {
     assert_eq!(page.matches("<section").count(), 8);
     assert!(!page.contains("not computed"));
 }
+
+/// On a store as short as `make run`'s (14 days), the report's promotion section takes the
+/// planted campaign, not the welcome code used on every day.
+#[test]
+fn a_short_stores_campaign_is_the_planted_one() {
+    let ds = dataset(DateRange::default());
+    assert_eq!(ds.order_days().unwrap(), 14);
+    let t = truth();
+    assert_eq!(
+        quire_analytics::causal::promotion::campaign_code(&ds).unwrap(),
+        t["promotion"]["promo_code"].as_str().unwrap()
+    );
+}
