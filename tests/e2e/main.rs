@@ -576,6 +576,22 @@ fn pipeline_runs_then_skips_unchanged_steps() {
     }
 }
 
+/// A pipeline asked for another simulated store refuses to add it to the lake of the first.
+#[test]
+fn pipeline_refuses_to_mix_two_simulated_stores() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let no_train = [SMALL_PIPELINE.as_slice(), &["--no-train"]].concat();
+    quire_ok(dir, &no_train);
+    let err = one_line_error(dir, &[no_train.as_slice(), &["--seed", "43"]].concat());
+    assert!(
+        err.contains("already holds a store simulated with other settings"),
+        "{err}"
+    );
+    // The same settings again are fine (the same file, already in the lake).
+    quire_ok(dir, &no_train);
+}
+
 /// `quire train --json` prints cli.md's shape; runs are listed, shown and compared; promotion
 /// moves the alias and its history records both moves; a damaged artifact fails verification.
 #[test]

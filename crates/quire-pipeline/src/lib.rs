@@ -51,6 +51,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "step ingest: the lake at {lake} already holds a store simulated with other settings \
+         (from {input}); adding this one would mix two stores. Give another --lake, or remove \
+         {lake} to start over"
+    )]
+    OtherSimulation { lake: String, input: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -292,6 +298,7 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
             ))
         })?;
         locations.push(("simulated input and truth.json".to_owned(), sim_dir.clone()));
+        refuse_another_simulation(&lake, &events)?;
         let dims = DimFiles {
             books: Some(cfg.dims.books.clone().unwrap_or(sim_dir.join("books.csv"))),
             users: Some(cfg.dims.users.clone().unwrap_or(sim_dir.join("users.csv"))),
@@ -572,6 +579,25 @@ impl quire_train::Progress for StepProgress<'_> {
         self.0
             .set_message(format!("iteration {done}/{total}, {metric} {value:.4}"));
     }
+}
+
+/// Refuses to ingest a simulated file into a lake that holds one simulated with other
+/// settings (another seed, length or size), from the same path: its ids differ, so the two
+/// stores would be added together, while `users.csv` and `truth.json` describe the new one.
+fn refuse_another_simulation(lake: &Lake, events: &Path) -> Result<()> {
+    let path = events.display().to_string();
+    let (digest, _) = file_digest(events).step("ingest")?;
+    let other = lake.commits().step("ingest")?.into_iter().any(|c| {
+        matches!(&c.source, quire_lake::Source::File { path: p, digest: d, .. }
+            if *p == path && *d != digest)
+    });
+    if other {
+        return Err(Error::OtherSimulation {
+            lake: lake.root().display().to_string(),
+            input: path,
+        });
+    }
+    Ok(())
 }
 
 /// A runtime for one registry call on this thread.
