@@ -192,6 +192,8 @@ pub struct LiveKpis {
     /// added to the history rows of `base`.
     history_orders: HashSet<String>,
     emitted: BTreeMap<i64, HourFigure>,
+    /// When the state was seeded from the lake (epoch ms): lake rows ingested before are in it.
+    seeded_at_ms: Option<i64>,
     /// Hours emitted before that have no standing order any more (their only order was placed
     /// again earlier): the store drops them, as the replay leaves such an hour out.
     removed: Vec<i64>,
@@ -230,6 +232,7 @@ impl LiveKpis {
             placed_before: IdSet::new(),
             history_orders: HashSet::new(),
             emitted: BTreeMap::new(),
+            seeded_at_ms: None,
             removed: Vec::new(),
             touched: Vec::new(),
             reemissions: Vec::new(),
@@ -244,6 +247,7 @@ impl LiveKpis {
         let Some(lake) = self.lake.clone() else {
             return Ok(());
         };
+        self.seeded_at_ms = Some(Utc::now().timestamp_millis());
         let max = lake
             .scan_events()?
             .filter(not_test())
@@ -255,6 +259,44 @@ impl LiveKpis {
         };
         self.max_event_ms = Some(self.max_event_ms.map_or(max, |m| m.max(max)));
         self.load_window(&lake)
+    }
+
+    /// Leaves out events from before the window that the lake already held when the state was
+    /// seeded: a restart re-reads the bus, and those are in the history already (taken again,
+    /// each order's closed hour was re-emitted as late, with no change). Only such events cost
+    /// a lake lookup; an event the archiver commits after the seed is taken.
+    fn without_seeded_history(&self, events: Vec<Event>) -> Result<Vec<Event>> {
+        let (Some(lake), Some(start), Some(seeded)) =
+            (&self.lake, self.window_start_ms, self.seeded_at_ms)
+        else {
+            return Ok(events);
+        };
+        let old: Vec<&str> = events
+            .iter()
+            .filter(|e| e.event_timestamp.timestamp_millis() < start)
+            .map(|e| e.event_id.as_str())
+            .collect();
+        if old.is_empty() {
+            return Ok(events);
+        }
+        let ids = Series::new("ids".into(), old);
+        let known = lake
+            .scan_events()?
+            .filter(
+                col("event_id")
+                    .is_in(lit(ids).implode(false), false)
+                    .and(col("ingested_at").cast(DataType::Int64).lt_eq(lit(seeded))),
+            )
+            .select([col("event_id")])
+            .collect()?;
+        let known: HashSet<&str> = known.column("event_id")?.str()?.iter().flatten().collect();
+        if known.is_empty() {
+            return Ok(events);
+        }
+        Ok(events
+            .into_iter()
+            .filter(|e| !known.contains(e.event_id.as_str()))
+            .collect())
     }
 
     /// The watermark: the newest event time seen minus the allowed lateness. Test events are
@@ -286,6 +328,7 @@ impl LiveKpis {
             .into_iter()
             .filter(|e| self.seen.insert(xxh3_128(e.event_id.as_bytes())))
             .collect();
+        let events = self.without_seeded_history(events)?;
         if events.is_empty() {
             return Ok(());
         }
@@ -1412,6 +1455,30 @@ mod tests {
         assert!(live.iter().any(|h| h.0 == "2025-10-05T11"), "{live:?}");
         let k = s.today_input().unwrap().compute().unwrap().kpis.unwrap();
         assert_eq!((k.orders, k.gmv), (1, 5.0));
+    }
+
+    /// After a restart the bus brings again an order from before the window that the lake
+    /// held: it is not taken, and its closed hour is not re-emitted as late. A late order the
+    /// lake did not have is.
+    #[test]
+    fn a_restart_does_not_take_the_lakes_old_events_again() {
+        // Order a is not u1's first (x is): the state's history does not hold it.
+        let (_dir, mut s) = seeded_from_lake([
+            order("x", "2025-09-20T10:00:00Z", 7.0),
+            order("a", "2025-10-01T10:05:00Z", 30.0),
+            view("v", "2025-10-05T10:00:00Z"),
+        ]);
+        s.hourly().unwrap();
+        s.add(vec![order("a", "2025-10-01T10:05:00Z", 30.0)])
+            .unwrap();
+        let (_, reemitted) = s.hourly().unwrap();
+        assert!(reemitted.is_empty(), "{reemitted:?}");
+        assert_eq!(s.events_seen(), 0);
+        s.add(vec![order("b", "2025-10-01T10:30:00Z", 5.0)])
+            .unwrap();
+        let (_, reemitted) = s.hourly().unwrap();
+        assert_eq!(reemitted.len(), 1, "{reemitted:?}");
+        assert_eq!(reemitted[0].net_gmv, 35.0);
     }
 
     /// A burst rolls the window before the archiver commits: the bus events that left it are
