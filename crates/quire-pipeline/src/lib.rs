@@ -450,8 +450,17 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
         };
         // The configs' models, whether trained now or before: each gets `production` if it has
         // none, so a run that failed after training one model still promotes it next time.
-        let mut config_models = Vec::new();
-        for config in &t.configs {
+        // (A config that does not load names none; its step reports why.)
+        let models_of: Vec<Option<String>> = t
+            .configs
+            .iter()
+            .map(|c| quire_train::TrainConfig::load(c).ok().map(|(c, _)| c.model))
+            .collect();
+        let config_models: Vec<String> = models_of.iter().flatten().cloned().collect();
+        // A step's output is its model in the registry: a registry emptied, removed or
+        // replaced since means training again.
+        let in_registry = registered(&t.registry, &config_models)?;
+        for (config, model) in t.configs.iter().zip(&models_of) {
             let stem = config
                 .file_stem()
                 .map_or("config".into(), |s| s.to_string_lossy().into_owned());
@@ -460,16 +469,9 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
                 "{data_fp} config={}",
                 digests(&[config.as_path()]).step("train")?
             );
-            // The step's output is its model in the registry: a registry emptied, removed or
-            // replaced since means training again.
-            let model = quire_train::TrainConfig::load(config)
-                .ok()
-                .map(|(c, _)| c.model);
-            let done = match &model {
-                Some(m) => has_versions(&t.registry, m)?,
-                None => false,
-            };
-            config_models.extend(model);
+            let done = model
+                .as_ref()
+                .is_some_and(|m| in_registry.iter().any(|(r, _)| r == m));
             runner.step(&name, fp, done, |pb| {
                 let progress = StepProgress(pb);
                 let r = quire_train::train(config, &loc, &progress)?;
@@ -633,11 +635,6 @@ fn registered(url: &str, names: &[String]) -> Result<Vec<(String, bool)>> {
         reg.close().await;
         Ok(found)
     })
-}
-
-/// Whether the registry at `url` holds a version of `model`.
-fn has_versions(url: &str, model: &str) -> Result<bool> {
-    Ok(!registered(url, &[model.to_owned()])?.is_empty())
 }
 
 /// The models among `names` without a `production` alias (registered or not).
