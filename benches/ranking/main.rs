@@ -89,6 +89,10 @@ enum Command {
         /// Scoring threads, one ONNX Runtime session each (default: the service's).
         #[arg(long)]
         scoring_threads: Option<usize>,
+        /// Fewest rows for a batch to be split with an idle scoring thread, 0 never (default:
+        /// the service's).
+        #[arg(long)]
+        split_min_rows: Option<usize>,
     },
     /// HTTP alone: answers every POST /v1/rank with the same JSON of `answer_bytes` bytes, no
     /// other work (and GET /health/ready), until SIGINT. Under the load generator it measures what HTTP and the load
@@ -131,7 +135,8 @@ fn main() -> Result<()> {
             listen,
             threads,
             scoring_threads,
-        } => serve(&dir, listen, threads, scoring_threads)?,
+            split_min_rows,
+        } => serve(&dir, listen, threads, scoring_threads, split_min_rows)?,
         Command::Echo {
             listen,
             answer_bytes,
@@ -196,23 +201,79 @@ fn floor(dir: &std::path::Path, calls: usize, gap_us: u64) -> Result<()> {
         micros.push(t.elapsed().as_secs_f64() * 1e6);
         std::hint::black_box(scores);
     }
-    micros.sort_by(f64::total_cmp);
+    let split = if gap_us == 0 {
+        let two = OnnxScorer::load(dir.join("model.onnx"), 2)?;
+        Some(summary(&split_floor(&two, &matrices, calls)?))
+    } else {
+        None
+    };
     let rows = matrices.first().map_or(0, |m| m.1);
     let report = json!({
         "what": "OnnxScorer::score, one single-threaded ONNX Runtime session, no HTTP",
         "rows_per_call": rows,
         "calls": calls,
-        "score_us": {
-            "p50": percentile(&micros, 50.0),
-            "p90": percentile(&micros, 90.0),
-            "p99": percentile(&micros, 99.0),
-            "mean": micros.iter().sum::<f64>() / micros.len().max(1) as f64,
-        },
+        "score_us": summary(&micros),
+        "split_us": split,
         "features_us_per_request": features_us,
         "assemble_us_per_request": assemble_us,
     });
     println!("{report}");
     Ok(())
+}
+
+/// p50, p90, p99 and mean of `micros`.
+fn summary(micros: &[f64]) -> serde_json::Value {
+    let mut sorted = micros.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    json!({
+        "p50": percentile(&sorted, 50.0),
+        "p90": percentile(&sorted, 90.0),
+        "p99": percentile(&sorted, 99.0),
+        "mean": sorted.iter().sum::<f64>() / sorted.len().max(1) as f64,
+    })
+}
+
+/// The back-to-back floor with each batch split in two halves scored at once, the first on
+/// this thread and the second on a helper thread (each with its own single-threaded session of
+/// `scorer`), as the ranking service splits a batch while a core is free
+/// (`RankingOptions::split_min_rows`): the least a server scoring that way could take.
+/// Microseconds per call.
+fn split_floor(
+    scorer: &OnnxScorer,
+    matrices: &[(Vec<f32>, usize)],
+    calls: usize,
+) -> Result<Vec<f64>> {
+    let (work, halves) = std::sync::mpsc::sync_channel::<(&[f32], usize)>(1);
+    let (done, scored) = std::sync::mpsc::sync_channel(1);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for (rows, n) in halves {
+                let _ = done.send(scorer.score(rows, n, N_FEATURES));
+            }
+        });
+        let call = |i: usize| -> Result<()> {
+            let (rows, n) = &matrices[i % matrices.len()];
+            let (rows, n) = (rows.as_slice(), *n);
+            let half = n / 2;
+            let (head, tail) = rows.split_at(half * N_FEATURES);
+            work.send((tail, n - half))
+                .map_err(|_| anyhow::anyhow!("the helper thread stopped"))?;
+            std::hint::black_box(scorer.score(head, half, N_FEATURES)?);
+            std::hint::black_box(scored.recv()??);
+            Ok(())
+        };
+        for i in 0..200 {
+            call(i)?;
+        }
+        let mut micros = Vec::with_capacity(calls);
+        for i in 0..calls {
+            let t = Instant::now();
+            call(i)?;
+            micros.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        drop(work);
+        Ok(micros)
+    })
 }
 
 /// The in-process floor under the open loop of the service's half-saturation run: `threads`
@@ -298,6 +359,7 @@ fn serve(
     listen: std::net::SocketAddr,
     threads: Option<usize>,
     scoring_threads: Option<usize>,
+    split_min_rows: Option<usize>,
 ) -> Result<()> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(t) = threads {
@@ -311,6 +373,9 @@ fn serve(
     opts.poll_interval = Duration::from_secs(1);
     if let Some(n) = scoring_threads {
         opts.session_pool = n;
+    }
+    if let Some(n) = split_min_rows {
+        opts.split_min_rows = n;
     }
     rt.block_on(quire_ranking::serve(opts, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -86,6 +86,10 @@ pub struct RankingArgs {
     /// once (default: one more than the cores)
     #[arg(long, default_value_t = quire_ranking::default_scoring_threads())]
     scoring_threads: usize,
+    /// Fewest candidates for a request's batch to be split in two, scored at once on two
+    /// threads while a core is free (0: never split)
+    #[arg(long, default_value_t = quire_ranking::DEFAULT_SPLIT_MIN_ROWS)]
+    split_min_rows: usize,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -182,6 +186,7 @@ fn serve_ranking(a: RankingArgs) -> Result<()> {
     opts.poll_interval = Duration::from_secs(a.poll_seconds.max(1));
     opts.max_body_bytes = a.max_body_bytes;
     opts.session_pool = a.scoring_threads;
+    opts.split_min_rows = a.split_min_rows;
     runtime()?
         .block_on(quire_ranking::serve(opts, shutdown_signal()))
         .with_context(|| format!("ranking service for {} on {}", a.model, a.listen))

@@ -17,7 +17,7 @@ use tracing::{debug, error, info};
 
 use crate::RankingOptions;
 use crate::metrics::{EndpointLabels, ErrorLabels, Metrics, StatusLabels};
-use crate::model::ServedModel;
+use crate::model::{Scoring, ServedModel};
 use crate::oip;
 use crate::rank::{self, Answer, Refusal};
 use crate::scoring::ScoringPool;
@@ -46,13 +46,19 @@ impl AppState {
     /// # Errors
     /// When the scoring threads cannot be started.
     pub fn new(opts: &RankingOptions) -> std::io::Result<Self> {
+        let metrics = Metrics::new();
         Ok(Self {
             model: ArcSwapOption::empty(),
             name: opts.model.name.clone(),
             max_candidates: opts.max_candidates,
             max_body_bytes: opts.max_body_bytes,
-            scoring: ScoringPool::new(opts.session_pool)?,
-            metrics: Metrics::new(),
+            scoring: ScoringPool::new(
+                opts.session_pool,
+                std::thread::available_parallelism().map_or(1, usize::from),
+                opts.split_min_rows,
+                metrics.splits.clone(),
+            )?,
+            metrics,
         })
     }
 
@@ -60,11 +66,16 @@ impl AppState {
     pub async fn on_model<T, F>(&self, work: F) -> Result<T, Refusal>
     where
         T: Send + 'static,
-        F: FnOnce(&ServedModel) -> Result<T, Refusal> + Send + 'static,
+        F: FnOnce(&Scoring<'_>) -> Result<T, Refusal> + Send + 'static,
     {
         let model = self.model.load_full().ok_or_else(ApiError::not_ready)?;
         self.scoring
-            .run(move || work(&model))
+            .run(move |helpers| {
+                work(&Scoring {
+                    model: &model,
+                    helpers,
+                })
+            })
             .await
             .map_err(|_| ApiError::internal("the scoring task failed".to_owned()))?
     }
@@ -206,7 +217,7 @@ pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-type Work = fn(&ServedModel, &[u8], Option<String>, usize) -> Result<Answer, Refusal>;
+type Work = fn(&Scoring<'_>, &[u8], Option<String>, usize) -> Result<Answer, Refusal>;
 
 /// `/v1/rank` and `/v1/features`: the body to a scoring thread, the answer or the refusal
 /// back, counted and logged.

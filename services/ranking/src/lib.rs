@@ -29,7 +29,9 @@
 //!   training job used — does, and tested bit for bit against it. It scores all candidates in
 //!   one ONNX Runtime call on one of [`RankingOptions::session_pool`] dedicated scoring threads
 //!   (one per ONNX Runtime session) fed by a channel; parsing, features, scoring, sorting and
-//!   the response's JSON all happen there, never on the async runtime. `ranked` is sorted by
+//!   the response's JSON all happen there, never on the async runtime. While a core is free, a
+//!   large batch is split in two halves scored at once with an idle scoring thread
+//!   ([`RankingOptions::split_min_rows`]). `ranked` is sorted by
 //!   score, descending; ties keep the input order.
 //!
 //! # Endpoints
@@ -39,7 +41,7 @@
 //! | `POST /v1/features` | the same request → `{"request_id", "model", "feature_names", "candidates": [{"book_id", "features"}]}`: the vectors `/v1/rank` scores (missing values as `null`), to check training/serving parity and explain a ranking |
 //! | `GET /health/live` | `200 {"status": "live"}` while the process runs |
 //! | `GET /health/ready` | `200 {"status": "ready", "model": …}` once a version is loaded, else `503` |
-//! | `GET /metrics` | Prometheus (OpenMetrics text): `quire_ranking_request_duration_seconds{endpoint}`, `quire_ranking_candidates{endpoint}` (per request), `quire_ranking_scoring_duration_seconds`, `quire_ranking_requests_total{endpoint,status}`, `quire_ranking_errors_total{endpoint,code}`, `quire_ranking_model_info{name,version,run_id}`, `quire_ranking_model_version`, `quire_ranking_ready`, `quire_ranking_model_swaps_total`, `quire_ranking_model_load_failures_total{reason}`, `quire_ranking_registry_errors_total` |
+//! | `GET /metrics` | Prometheus (OpenMetrics text): `quire_ranking_request_duration_seconds{endpoint}`, `quire_ranking_candidates{endpoint}` (per request), `quire_ranking_scoring_duration_seconds`, `quire_ranking_requests_total{endpoint,status}`, `quire_ranking_errors_total{endpoint,code}`, `quire_ranking_model_info{name,version,run_id}`, `quire_ranking_model_version`, `quire_ranking_ready`, `quire_ranking_model_swaps_total`, `quire_ranking_model_load_failures_total{reason}`, `quire_ranking_registry_errors_total`, `quire_ranking_split_batches_total{outcome}` (batches split over two scoring threads: `helped`, or `withdrawn` when no thread took the half in time) |
 //! | `POST /v2/models/{name}/infer` | Open Inference Protocol (KServe v2 JSON): input `X`, `FP32`, shape `[N, 29]` (row-major, flat or nested; `null` for a missing value) → output `Y`, `FP32`, `[N, 1]` |
 //! | `GET /v2/models/{name}`, `GET /v2/models/{name}/ready`, `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2` | the protocol's model metadata, readiness (`200`, or `400` while no version is loaded: the protocol's 4xx for false) and server metadata |
 //!
@@ -154,6 +156,8 @@ pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 /// Default [`RankingOptions::max_candidates`] (the contract's limit).
 pub const DEFAULT_MAX_CANDIDATES: usize = 1000;
+/// Default [`RankingOptions::split_min_rows`].
+pub const DEFAULT_SPLIT_MIN_ROWS: usize = 32;
 
 /// How the service runs.
 #[derive(Debug, Clone)]
@@ -179,6 +183,10 @@ pub struct RankingOptions {
     /// ONNX Runtime sessions per model, each single-threaded; also the number of scoring
     /// threads, so of requests scored at once. Default: [`default_scoring_threads`].
     pub session_pool: usize,
+    /// Fewest rows (candidates) a request needs for its batch to be split in two halves scored
+    /// at once by its scoring thread and an idle one, while fewer threads score than the
+    /// machine has cores; 0 never splits. Default: [`DEFAULT_SPLIT_MIN_ROWS`].
+    pub split_min_rows: usize,
 }
 
 impl RankingOptions {
@@ -194,6 +202,7 @@ impl RankingOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_candidates: DEFAULT_MAX_CANDIDATES,
             session_pool: default_scoring_threads(),
+            split_min_rows: DEFAULT_SPLIT_MIN_ROWS,
         }
     }
 }

@@ -52,6 +52,15 @@ pub(crate) struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SplitLabels {
+    /// `helped`: an idle scoring thread scored the second half; `withdrawn`: none had taken it
+    /// when the first half was done, and the request's own thread scored it.
+    pub outcome: &'static str,
+}
+
+pub(crate) type SplitFamily = Family<SplitLabels, Counter>;
+
 type HistogramFamily = Family<EndpointLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric the service exports, and their registry.
@@ -69,6 +78,7 @@ pub(crate) struct Metrics {
     pub swaps: Counter,
     pub load_failures: Family<ReasonLabels, Counter>,
     pub registry_errors: Counter,
+    pub splits: SplitFamily,
 }
 
 impl Metrics {
@@ -87,6 +97,7 @@ impl Metrics {
         let swaps = Counter::default();
         let load_failures = Family::<ReasonLabels, Counter>::default();
         let registry_errors = Counter::default();
+        let splits = SplitFamily::default();
         registry.register_with_unit(
             "request_duration",
             "Time from the request's body to its answer, per endpoint",
@@ -140,6 +151,11 @@ impl Metrics {
             "Failed reads of the registry by the alias follower",
             registry_errors.clone(),
         );
+        registry.register(
+            "split_batches",
+            "Batches split in two to be scored on two threads at once, per outcome",
+            splits.clone(),
+        );
         Self {
             registry,
             latency,
@@ -153,6 +169,7 @@ impl Metrics {
             swaps,
             load_failures,
             registry_errors,
+            splits,
         }
     }
 

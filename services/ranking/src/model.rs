@@ -1,6 +1,8 @@
 //! A model version made ready to serve: its artifacts read and checked, the ONNX model loaded
 //! into a session pool and warmed, the feature snapshot in memory.
 
+use std::sync::Arc;
+
 use quire_featspec::{
     FEATURE_NAMES, FeatureSpec, N_FEATURES, OnlineSnapshot, ServingTables, SnapshotError,
 };
@@ -8,6 +10,7 @@ use quire_onnx::{ModelInfo, OnnxScorer, ScorerError};
 use quire_registry::{ArtifactStore, ModelVersion};
 
 use crate::rank::{self, Candidate, RankRequest};
+use crate::scoring::Helpers;
 
 /// Artifact names of an LTR version (as `quire_train::artifact` registers them; that crate
 /// builds Polars, so the names are repeated here rather than imported).
@@ -144,6 +147,37 @@ pub(crate) struct ServedModel {
     pub scorer: OnnxScorer,
     /// The feature snapshot registered with the version (spec and tables), resolved for serving.
     pub features: ServingTables,
+}
+
+/// The served model as a request's job on a scoring thread has it: with the idle scoring
+/// threads it may split its batch with.
+pub(crate) struct Scoring<'a> {
+    pub model: &'a Arc<ServedModel>,
+    pub helpers: &'a Helpers,
+}
+
+impl Scoring<'_> {
+    /// Scores `n_rows` rows of the model's features (row-major), the second half on an idle
+    /// scoring thread when [`Helpers::should_split`] says so. Each row's score does not depend
+    /// on the batch it is in, so a split batch scores as the whole.
+    pub fn score(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ScorerError> {
+        let scorer = &self.model.scorer;
+        if rows.len() != n_rows * N_FEATURES || !self.helpers.should_split(n_rows) {
+            // A mismatch is refused by the scorer, naming the sizes.
+            return scorer.score(rows, n_rows, N_FEATURES);
+        }
+        let half = n_rows / 2;
+        let (head, tail) = rows.split_at(half * N_FEATURES);
+        let tail = tail.to_vec();
+        let model = Arc::clone(self.model);
+        let (scores, rest) = self.helpers.join(
+            || scorer.score(head, half, N_FEATURES),
+            move || model.scorer.score(&tail, n_rows - half, N_FEATURES),
+        );
+        let mut scores = scores?;
+        scores.extend(rest?);
+        Ok(scores)
+    }
 }
 
 /// Reads `version`'s artifacts from `store` (checksums checked), then loads, checks and warms

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::api::{ApiError, AppState, header_request_id, log_refusal};
 use crate::metrics::EndpointLabels;
-use crate::model::ServedModel;
+use crate::model::Scoring;
 use crate::rank::Refusal;
 
 const ENDPOINT: &str = "infer";
@@ -282,11 +282,11 @@ fn parse(body: &[u8], max_rows: usize) -> Result<(Option<String>, usize, Vec<f32
 }
 
 /// Scores the request's rows and writes the answer (on a scoring thread).
-fn score(model: &ServedModel, body: &[u8], max_rows: usize) -> Result<(Vec<u8>, usize), Refusal> {
+fn score(scoring: &Scoring<'_>, body: &[u8], max_rows: usize) -> Result<(Vec<u8>, usize), Refusal> {
     let (id, rows, data) = parse(body, max_rows)?;
-    let scores = model
-        .scorer
-        .score(&data, rows, N_FEATURES)
+    let model = scoring.model;
+    let scores = scoring
+        .score(&data, rows)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let body = serde_json::to_vec(&InferResponse {
         model_name: &model.name,

@@ -8,7 +8,7 @@ use quire_featspec::{FEATURE_NAMES, N_FEATURES, Request, ServingTables, bm25_fea
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiError;
-use crate::model::ServedModel;
+use crate::model::Scoring;
 
 /// The contract's request. Unknown fields are ignored, so the Search Service can add some.
 /// Text borrows from the body unless it has escapes (no allocation per candidate).
@@ -176,7 +176,7 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
 
 /// `/v1/rank`: parse, features, one batched ONNX call, order, `top_k`, JSON.
 pub(crate) fn rank(
-    model: &ServedModel,
+    scoring: &Scoring<'_>,
     body: &[u8],
     header_id: Option<String>,
     max_candidates: usize,
@@ -187,12 +187,12 @@ pub(crate) fn rank(
         request_id: Some(request_id.clone()),
         error,
     };
+    let model = scoring.model;
     let rows = features(&model.features, &req);
     let n = req.candidates.len();
     let started = std::time::Instant::now();
-    let scores = model
-        .scorer
-        .score(&rows, n, N_FEATURES)
+    let scores = scoring
+        .score(&rows, n)
         .map_err(|e| refusal(ApiError::internal(e.to_string())))?;
     let scoring = started.elapsed();
     let mut ranked: Vec<Ranked<'_>> = order(&scores)
@@ -222,11 +222,12 @@ pub(crate) fn rank(
 
 /// `/v1/features`: the vectors `/v1/rank` would score for the same body.
 pub(crate) fn explain(
-    model: &ServedModel,
+    scoring: &Scoring<'_>,
     body: &[u8],
     header_id: Option<String>,
     max_candidates: usize,
 ) -> Result<Answer, Refusal> {
+    let model = scoring.model;
     let req = parse(body, max_candidates)?;
     let request_id = request_id(&req, header_id);
     let rows = features(&model.features, &req);

@@ -10,10 +10,22 @@
 //! saturated (medians), and at 1,000 req/s p50 0.955 against 0.970 ms, p99 2.35 against 2.57 ms.
 //! The queue is not bounded here: each waiting request already holds its body (at most
 //! `max_body_bytes`) and a connection, one request per connection at a time.
+//!
+//! A request's rows can be split with an idle scoring thread ([`Helpers::join`]): while fewer
+//! threads score than the machine has cores, the second half of a large batch is offered to the
+//! idle threads, which take such offers before new requests. An offer no thread has taken when
+//! the first half is done is withdrawn and scored by the request's own thread, so a split never
+//! waits for a thread that is not already working on it. Under saturation every thread is busy
+//! and nothing is split.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
+
+use crate::metrics::{SplitFamily, SplitLabels};
 use tracing::error;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -22,7 +34,8 @@ type Job = Box<dyn FnOnce() + Send>;
 /// jobs already sent are done.
 #[derive(Debug)]
 pub(crate) struct ScoringPool {
-    jobs: crossbeam_channel::Sender<Job>,
+    jobs: Sender<Job>,
+    helpers: Helpers,
 }
 
 /// The work panicked (its thread lives on).
@@ -30,45 +43,157 @@ pub(crate) struct ScoringPool {
 pub(crate) struct Panicked;
 
 impl ScoringPool {
-    /// `threads` scoring threads (at least one).
-    pub fn new(threads: usize) -> std::io::Result<Self> {
+    /// `threads` scoring threads (at least one). A batch of at least `split_min_rows` rows (0:
+    /// never) is split while fewer than `cores` threads score (see [`Helpers::join`]).
+    pub fn new(
+        threads: usize,
+        cores: usize,
+        split_min_rows: usize,
+        splits: SplitFamily,
+    ) -> std::io::Result<Self> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
-        for i in 0..threads.max(1) {
-            let queue = queue.clone();
+        let (offers, offered) = crossbeam_channel::unbounded::<Job>();
+        let threads = threads.max(1);
+        let helpers = Helpers {
+            waiting: queue.clone(),
+            offers,
+            idle: Arc::new(AtomicUsize::new(0)),
+            threads,
+            cores: cores.max(1),
+            split_min_rows,
+            splits,
+        };
+        for i in 0..threads {
+            let (queue, offered, idle) = (queue.clone(), offered.clone(), helpers.idle.clone());
             std::thread::Builder::new()
                 .name(format!("quire-scoring-{i}"))
-                .spawn(move || {
-                    for job in queue {
-                        // A panicking request fails alone (its answer's sender is dropped, the
-                        // caller sees `Panicked`); the thread serves the next one.
-                        if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
-                            error!("a scoring job panicked");
-                        }
-                    }
-                })?;
+                .spawn(move || serve_jobs(&queue, &offered, &idle))?;
         }
-        Ok(Self { jobs })
+        Ok(Self { jobs, helpers })
     }
 
-    /// Queues `work` for a scoring thread now; the future gives its result.
+    /// Queues `work` for a scoring thread now; the future gives its result. `work` gets the
+    /// pool's [`Helpers`] to split its batch with.
     pub fn run<T, F>(&self, work: F) -> impl Future<Output = Result<T, Panicked>> + use<T, F>
     where
         T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
+        F: FnOnce(&Helpers) -> T + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let helpers = self.helpers.clone();
         let job: Job = Box::new(move || {
             // A caller that has gone (the client hung up or timed out while the job waited)
             // wants no answer: skip its work, which would only delay the requests behind it.
             if tx.is_closed() {
                 return;
             }
-            let _ = tx.send(work());
+            let _ = tx.send(work(&helpers));
         });
         // The receiving threads live as long as the pool, so sending cannot fail; if it did,
         // the job (and its answer's sender) is dropped and the caller sees `Panicked`.
         let _ = self.jobs.send(job);
         async { rx.await.map_err(|_| Panicked) }
+    }
+}
+
+/// A scoring thread's loop: offers of split work first, then requests, until the pool is
+/// dropped.
+fn serve_jobs(queue: &Receiver<Job>, offered: &Receiver<Job>, idle: &AtomicUsize) {
+    loop {
+        idle.fetch_add(1, Ordering::SeqCst);
+        let job = crossbeam_channel::select_biased! {
+            recv(offered) -> job => job,
+            recv(queue) -> job => job,
+        };
+        idle.fetch_sub(1, Ordering::SeqCst);
+        let Ok(job) = job else { return };
+        // A panicking request fails alone (its answer's sender is dropped, the caller sees
+        // `Panicked`); the thread serves the next one.
+        if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+            error!("a scoring job panicked");
+        }
+    }
+}
+
+/// The idle scoring threads, as a job running on a scoring thread sees them.
+#[derive(Debug, Clone)]
+pub(crate) struct Helpers {
+    /// The requests' queue, to see whether any waits.
+    waiting: Receiver<Job>,
+    offers: Sender<Job>,
+    /// Scoring threads waiting for work.
+    idle: Arc<AtomicUsize>,
+    threads: usize,
+    cores: usize,
+    split_min_rows: usize,
+    /// Splits counted by outcome.
+    splits: SplitFamily,
+}
+
+impl Helpers {
+    /// Whether a batch of `rows` rows is worth splitting now: it is large enough, no request
+    /// waits for a thread, and an idle thread could take half without the threads scoring
+    /// outnumbering the cores (the caller's thread is one of those scoring).
+    pub fn should_split(&self, rows: usize) -> bool {
+        let busy = self
+            .threads
+            .saturating_sub(self.idle.load(Ordering::SeqCst));
+        self.split_min_rows > 0
+            && rows >= self.split_min_rows
+            && busy < self.threads
+            && busy < self.cores
+            && self.waiting.is_empty()
+    }
+
+    /// Runs `here` on this thread and offers `there` to the idle scoring threads; `there` runs
+    /// on this thread after `here` if no thread took it by then. Returns both results. Worth
+    /// calling when [`Self::should_split`] says so (it is correct whenever).
+    ///
+    /// Written here rather than with `rayon::join`: a rayon thread waiting for the stolen half
+    /// runs other queued work meanwhile (here, whole requests), delaying its own answer by as
+    /// much; this join only ever waits for a half already being scored.
+    pub fn join<A, B>(
+        &self,
+        here: impl FnOnce() -> A,
+        there: impl FnOnce() -> B + Send + 'static,
+    ) -> (A, B)
+    where
+        B: Send + 'static,
+    {
+        // Whoever takes `there` out of the slot first runs it: an idle thread, or this one
+        // after `here`.
+        let slot = Arc::new(Mutex::new(Some(there)));
+        let (done, result) = crossbeam_channel::bounded(1);
+        let offered = slot.clone();
+        let offer: Job = Box::new(move || {
+            let taken = offered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(there) = taken {
+                let _ = done.send(std::panic::catch_unwind(AssertUnwindSafe(there)));
+            }
+        });
+        // Cannot fail while this pool's threads run; an offer never taken is run below.
+        let _ = self.offers.send(offer);
+        let a = here();
+        let withdrawn = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let outcome = if withdrawn.is_some() {
+            "withdrawn"
+        } else {
+            "helped"
+        };
+        self.splits.get_or_create(&SplitLabels { outcome }).inc();
+        let b = match withdrawn {
+            Some(there) => there(),
+            // Taken: the helper sends its result, or its panic, which fails this job too.
+            None => match result.recv() {
+                Ok(Ok(b)) => b,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(_) => panic!("a scoring thread took split work and gave no result"),
+            },
+        };
+        (a, b)
     }
 }
 
@@ -78,17 +203,17 @@ mod tests {
 
     #[tokio::test]
     async fn runs_work_off_the_runtime_and_survives_a_panic() {
-        let pool = ScoringPool::new(2).unwrap();
+        let pool = ScoringPool::new(2, 2, 0, SplitFamily::default()).unwrap();
         let name = pool
-            .run(|| std::thread::current().name().map(str::to_owned))
+            .run(|_| std::thread::current().name().map(str::to_owned))
             .await
             .unwrap();
         assert!(name.unwrap().starts_with("quire-scoring-"));
-        assert!(pool.run(|| -> u32 { panic!("boom") }).await.is_err());
+        assert!(pool.run(|_| -> u32 { panic!("boom") }).await.is_err());
         // More jobs than threads, queued at once, all run, on both threads.
         let pending: Vec<_> = (0..8)
             .map(|i| {
-                pool.run(move || {
+                pool.run(move |_| {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                     (i, std::thread::current().name().map(str::to_owned))
                 })
@@ -105,20 +230,152 @@ mod tests {
 
     #[tokio::test]
     async fn the_work_of_a_caller_that_has_gone_is_skipped() {
-        let pool = ScoringPool::new(1).unwrap();
+        let pool = ScoringPool::new(1, 1, 0, SplitFamily::default()).unwrap();
         let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         // The one thread is busy while the next job waits; its caller gives up meanwhile.
-        let busy = pool.run(|| std::thread::sleep(std::time::Duration::from_millis(50)));
+        let busy = pool.run(|_| std::thread::sleep(std::time::Duration::from_millis(50)));
         let flag = ran.clone();
-        drop(pool.run(move || flag.store(true, std::sync::atomic::Ordering::SeqCst)));
+        drop(pool.run(move |_| flag.store(true, std::sync::atomic::Ordering::SeqCst)));
         busy.await.unwrap();
-        pool.run(|| ()).await.unwrap();
+        pool.run(|_| ()).await.unwrap();
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
         // A caller that waits gets its work done.
         let flag = ran.clone();
-        pool.run(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
+        pool.run(move |_| flag.store(true, std::sync::atomic::Ordering::SeqCst))
             .await
             .unwrap();
         assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    fn name() -> String {
+        std::thread::current().name().unwrap_or_default().to_owned()
+    }
+
+    fn count(splits: &SplitFamily, outcome: &'static str) -> u64 {
+        splits.get_or_create(&SplitLabels { outcome }).get()
+    }
+
+    /// Waits (at most 10 s) until `n` of the pool's threads wait for work.
+    fn until_idle(helpers: &Helpers, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while helpers.idle.load(Ordering::SeqCst) != n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} threads never idle"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_thread_takes_the_offered_half() {
+        let splits = SplitFamily::default();
+        let pool = ScoringPool::new(2, 2, 1, splits.clone()).unwrap();
+        let (here, there) = pool
+            .run(|helpers| {
+                until_idle(helpers, 1);
+                let (started, seen) = std::sync::mpsc::channel();
+                helpers.join(
+                    // Done only once the other half has started elsewhere.
+                    move || {
+                        seen.recv_timeout(std::time::Duration::from_secs(10))
+                            .expect("the offer was taken");
+                        name()
+                    },
+                    move || {
+                        started.send(()).unwrap();
+                        name()
+                    },
+                )
+            })
+            .await
+            .unwrap();
+        assert_ne!(here, there);
+        assert!(there.starts_with("quire-scoring-"));
+        assert_eq!(
+            (count(&splits, "helped"), count(&splits, "withdrawn")),
+            (1, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_offer_no_thread_takes_is_run_by_its_own_thread() {
+        let splits = SplitFamily::default();
+        // One thread: the caller's own, so nobody else can take the offer.
+        let pool = ScoringPool::new(1, 2, 1, splits.clone()).unwrap();
+        let (here, there) = pool
+            .run(|helpers| {
+                assert!(!helpers.should_split(100), "no thread is idle");
+                helpers.join(|| (name(), 1), || (name(), 2))
+            })
+            .await
+            .unwrap();
+        assert_eq!(here.0, there.0);
+        assert_eq!((here.1, there.1), (1, 2));
+        assert_eq!(
+            (count(&splits, "helped"), count(&splits, "withdrawn")),
+            (0, 1)
+        );
+        // The withdrawn offer, still queued, is dropped untouched: the thread serves on.
+        assert_eq!(pool.run(|_| 7).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_half_that_panics_on_the_helper_fails_its_request_alone() {
+        let pool = ScoringPool::new(2, 2, 1, SplitFamily::default()).unwrap();
+        let failed = pool
+            .run(|helpers| {
+                until_idle(helpers, 1);
+                let (started, seen) = std::sync::mpsc::channel();
+                helpers.join(
+                    move || {
+                        seen.recv_timeout(std::time::Duration::from_secs(10))
+                            .expect("the offer was taken");
+                    },
+                    move || -> u32 {
+                        started.send(()).unwrap();
+                        panic!("boom")
+                    },
+                )
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(pool.run(|_| 7).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn batches_are_split_only_when_large_and_a_core_is_free() {
+        let pool = ScoringPool::new(3, 2, 10, SplitFamily::default()).unwrap();
+        let (alone, small) = pool
+            .run(|helpers| {
+                until_idle(helpers, 2);
+                (helpers.should_split(10), helpers.should_split(9))
+            })
+            .await
+            .unwrap();
+        assert!(alone && !small);
+        // A second thread busy: two threads scoring on two cores, no room for a helper.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let busy = pool.run(move |_| hold.recv_timeout(std::time::Duration::from_secs(10)));
+        let crowded = pool
+            .run(|helpers| {
+                until_idle(helpers, 1);
+                helpers.should_split(100)
+            })
+            .await
+            .unwrap();
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        assert!(!crowded);
+        // Splitting turned off.
+        let off = ScoringPool::new(3, 2, 0, SplitFamily::default()).unwrap();
+        let split = off
+            .run(|helpers| {
+                until_idle(helpers, 2);
+                helpers.should_split(1000)
+            })
+            .await
+            .unwrap();
+        assert!(!split);
     }
 }

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-use crate::harness::{Fixture, Req, Variant, local_scorer, score, world};
+use crate::harness::{Fixture, Req, Service, Variant, local_scorer, metric, score, world};
 
 fn feature(row: &[f32], name: &str) -> f32 {
     row[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()]
@@ -20,6 +20,23 @@ fn values(v: &Value) -> Vec<f32> {
         .iter()
         .map(|x| x.as_f64().map_or(f32::NAN, |x| x as f32))
         .collect()
+}
+
+/// `ranked` holds every candidate of `req` once, each with its score in `expected`.
+fn assert_scored_as(ranked: &Value, req: &Req, expected: &[f32]) {
+    let mut used = vec![false; req.candidates.len()];
+    for r in ranked["ranked"].as_array().unwrap() {
+        // Duplicated book ids: match the first unused candidate with that id and score.
+        let i = (0..req.candidates.len())
+            .find(|&i| {
+                !used[i]
+                    && r["book_id"] == req.candidates[i].0.as_str()
+                    && score(&r["score"]) == expected[i]
+            })
+            .unwrap_or_else(|| panic!("{r} is no candidate's score: {expected:?}"));
+        used[i] = true;
+    }
+    assert!(used.iter().all(|u| *u));
 }
 
 #[tokio::test]
@@ -93,20 +110,7 @@ async fn serving_computes_the_training_features_and_scores_of_logged_searches() 
         let expected = scorer
             .score(&training, req.candidates.len(), N_FEATURES)
             .unwrap();
-        let ranked = svc.rank(req).await;
-        let mut used = vec![false; req.candidates.len()];
-        for r in ranked["ranked"].as_array().unwrap() {
-            // Duplicated book ids: match the first unused candidate with that id and score.
-            let i = (0..req.candidates.len())
-                .find(|&i| {
-                    !used[i]
-                        && r["book_id"] == req.candidates[i].0.as_str()
-                        && score(&r["score"]) == expected[i]
-                })
-                .unwrap_or_else(|| panic!("{r} is no candidate's score: {expected:?}"));
-            used[i] = true;
-        }
-        assert!(used.iter().all(|u| *u));
+        assert_scored_as(&svc.rank(req).await, req, &expected);
     }
 
     let huge = svc
@@ -180,4 +184,39 @@ async fn serving_computes_the_training_features_and_scores_of_logged_searches() 
     }
     let bits = |r: &[f32]| r.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&same), bits(&rows[0]));
+}
+
+#[tokio::test]
+async fn a_batch_split_over_two_scoring_threads_scores_as_the_whole() {
+    let fx = Fixture::new().await;
+    let v1 = fx.register(Variant::A).await;
+    fx.promote(v1.version).await;
+    let mut opts = fx.options();
+    // Every batch of two rows or more is offered to the idle thread.
+    opts.split_min_rows = 2;
+    let svc = Service::start(opts).await;
+    svc.wait_for_version(v1.version).await;
+    let scorer = local_scorer(&v1.onnx);
+    let helped = "quire_ranking_split_batches_total{outcome=\"helped\"}";
+
+    // One core: a helper would only take turns with the request's thread, so nothing is split.
+    let one_core = std::thread::available_parallelism().map_or(1, usize::from) < 2;
+    let mut rng = ChaCha8Rng::seed_from_u64(33);
+    // One request at a time, so the other thread is idle; until a helper has scored a half
+    // (which needs that thread to run before the first half is done).
+    for sent in 1..=300 {
+        let req = world().random_request(&mut rng, 60);
+        let rows = world().training_features(&req);
+        let expected = scorer
+            .score(&rows, req.candidates.len(), N_FEATURES)
+            .unwrap();
+        assert_scored_as(&svc.rank(&req).await, &req, &expected);
+        let split = metric(&svc.metrics().await, helped).unwrap_or(0.0);
+        if one_core {
+            assert_eq!(split, 0.0);
+        } else if sent >= 20 && split >= 1.0 {
+            return;
+        }
+    }
+    assert!(one_core, "no batch was split with a helper in 300 requests");
 }
