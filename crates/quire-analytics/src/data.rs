@@ -144,14 +144,15 @@ impl Dataset {
         })
     }
 
-    /// The sessionized staged events of the range (by the event's UTC day), each user's
-    /// events in time order: `user_id`, `session_id`, `ts` (epoch ms), `event_type`, `page`,
-    /// `book_id`, `device`, `traffic_source`, `is_session_start`.
+    /// The sessionized staged events of the sessions that start inside the range (a session
+    /// belongs to the UTC day of its first event, kpis.md, with all its events, even those
+    /// after midnight), each user's events in time order: `user_id`, `session_id`, `ts` (epoch
+    /// ms), `event_type`, `page`, `book_id`, `device`, `traffic_source`, `is_session_start`.
     pub fn events(&self) -> Result<DataFrame> {
         cached(&self.events, || {
             let staged = quire_kpi::stage_events(self.raw.clone());
             Ok(quire_kpi::sessionize(staged)
-                .filter(in_range(self.range, col("event_timestamp").dt().date()))
+                .filter(in_range(self.range, col("session_start").dt().date()))
                 .select([
                     col("user_id"),
                     col("session_id"),

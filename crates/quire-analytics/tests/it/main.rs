@@ -2,4 +2,5 @@
 
 mod causal;
 mod fixtures;
+mod range;
 mod sim;
