@@ -23,10 +23,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
+use tracing::error;
 
 use crate::metrics::{SplitFamily, SplitLabels};
-use tracing::error;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -54,6 +55,16 @@ impl ScoringPool {
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         let (offers, offered) = crossbeam_channel::unbounded::<Job>();
         let threads = threads.max(1);
+        // One statement each: `get_or_create` holds the family's lock until the statement
+        // ends, and creating the second counter needs it for writing.
+        let helped = splits
+            .get_or_create(&SplitLabels { outcome: "helped" })
+            .clone();
+        let withdrawn = splits
+            .get_or_create(&SplitLabels {
+                outcome: "withdrawn",
+            })
+            .clone();
         let helpers = Helpers {
             waiting: queue.clone(),
             offers,
@@ -61,7 +72,8 @@ impl ScoringPool {
             threads,
             cores: cores.max(1),
             split_min_rows,
-            splits,
+            helped,
+            withdrawn,
         };
         for i in 0..threads {
             let (queue, offered, idle) = (queue.clone(), offered.clone(), helpers.idle.clone());
@@ -126,8 +138,9 @@ pub(crate) struct Helpers {
     threads: usize,
     cores: usize,
     split_min_rows: usize,
-    /// Splits counted by outcome.
-    splits: SplitFamily,
+    /// Splits whose second half an idle thread scored, and those it did not take in time.
+    helped: Counter,
+    withdrawn: Counter,
 }
 
 impl Helpers {
@@ -178,12 +191,12 @@ impl Helpers {
         let _ = self.offers.send(offer);
         let a = here();
         let withdrawn = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let outcome = if withdrawn.is_some() {
-            "withdrawn"
+        if withdrawn.is_some() {
+            &self.withdrawn
         } else {
-            "helped"
-        };
-        self.splits.get_or_create(&SplitLabels { outcome }).inc();
+            &self.helped
+        }
+        .inc();
         let b = match withdrawn {
             Some(there) => there(),
             // Taken: the helper sends its result, or its panic, which fails this job too.
