@@ -4,7 +4,10 @@
 //! The promotion's window is the first to the last day with an order using the code. Promoted
 //! books: books with at least 3 code orders whose units in the window were mostly (≥ 50%) sold
 //! in code orders. Comparable books: books of other genres (not a promoted book's genre) that
-//! sold in the days before. Unit × day panel of units sold: DiD of promoted vs comparable books,
+//! sold on some day of the analysed span (before, during or after); the same-genre books too.
+//! Selecting them on one period's sales (say, those that sold before) would bias the DiD: books
+//! picked for selling in that period sell less in the others by chance alone (regression to the
+//! mean), which reads as a lift and a pull-forward dip that are not there. Unit × day panel of units sold: DiD of promoted vs comparable books,
 //! before vs during (pre-trend check on the days before); the pull-forward dip: the same DiD,
 //! before vs the days after; cannibalization: DiD of the non-promoted books of the promoted
 //! genres vs comparable books, before vs during; discount paid to buyers who would have bought
@@ -163,20 +166,18 @@ pub fn run(ds: &Dataset, p: &PromotionParams) -> Result<AnalysisResult> {
     let pre = 0..(first - before_start) as usize;
     let during = pre.end..(last - before_start + 1) as usize;
     let after = during.end..periods;
-    let group = |b: &str, series: &[f64]| -> Option<Group> {
+    // Every book of `units` sold on some day of the span: the same selection for every day.
+    let group = |b: &str| -> Group {
         if promoted.contains(b) {
-            return Some(Group::Promoted);
+            return Group::Promoted;
         }
-        let sold_before = series[pre.clone()].iter().sum::<f64>() > 0.0;
         match genre_of.get(b) {
-            Some(g) if promo_genres.contains(g) => sold_before.then_some(Group::SameGenre),
-            _ => sold_before.then_some(Group::Comparable),
+            Some(g) if promo_genres.contains(g) => Group::SameGenre,
+            _ => Group::Comparable,
         }
     };
-    let mut rows: Vec<(&str, Group, &Vec<f64>)> = units
-        .iter()
-        .filter_map(|(b, s)| group(b, s).map(|g| (*b, g, s)))
-        .collect();
+    let mut rows: Vec<(&str, Group, &Vec<f64>)> =
+        units.iter().map(|(b, s)| (*b, group(b), s)).collect();
     rows.sort_by(|a, b| a.0.cmp(b.0));
     for b in &promoted {
         if !units.contains_key(b) {
@@ -368,8 +369,9 @@ pub fn run(ds: &Dataset, p: &PromotionParams) -> Result<AnalysisResult> {
     });
     res.note(
         "promoted books: >= 3 code orders and >= 50% of their window units sold with the code; \
-         comparable books: other genres, sold before the window; each book's mean daily units \
-         after minus before, compared by Welch's test (robust to serial correlation within a book)",
+         comparable books: other genres, sold on some day from before to after the window (so \
+         that no period is favoured); each book's mean daily units after minus before, \
+         compared by Welch's test (robust to serial correlation within a book)",
     );
     res.note(
         "discount to buyers who would have bought anyway = discount paid x (1 − incremental \

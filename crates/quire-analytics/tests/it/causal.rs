@@ -164,6 +164,23 @@ fn promotion_recovers_the_window_lift_and_cannibalization(ds: &Dataset, truth: &
         })
         .unwrap();
     assert!(cannibal["ci95_high"].as_f64().unwrap() < 0.0, "{cannibal}");
+    // The planted pull-forward dip is negative; its estimate is too (comparable books chosen
+    // for selling before the window made it positive: they sold less after by chance alone).
+    let dip = did
+        .iter()
+        .find(|r| {
+            r["comparison"]
+                .as_str()
+                .unwrap()
+                .starts_with("pull-forward")
+        })
+        .unwrap();
+    assert!(t["pull_forward_add_logit"].as_f64().unwrap() < 0.0);
+    assert!(dip["effect_per_book_day"].as_f64().unwrap() < 0.0, "{dip}");
+    // No more incremental units than were sold.
+    assert!(
+        j["incremental_units"].as_f64().unwrap() <= j["promoted_units_in_window"].as_f64().unwrap()
+    );
     // No promotion before the window: the pre-trend check finds nothing.
     assert!(j["pre_trend_p_value"].as_f64().unwrap() > 0.05);
     let paid = j["discount_paid"].as_f64().unwrap();
