@@ -26,12 +26,13 @@
 //!   [`quire_featspec::ServingTables`]: the snapshot resolved once per loaded version (book ids
 //!   to dense rows, each book's request-independent columns precomputed, tokens interned),
 //!   ending in [`quire_featspec::assemble_parts`] as [`quire_featspec::assemble`] — the code the
-//!   training job used — does, and tested bit for bit against it. It scores all candidates in
-//!   one ONNX Runtime call on one of [`RankingOptions::session_pool`] dedicated scoring threads
-//!   (one per ONNX Runtime session) fed by a channel; parsing, features, scoring, sorting and
-//!   the response's JSON all happen there, never on the async runtime. While a core is free, a
-//!   large batch is split in two halves scored at once with an idle scoring thread
-//!   ([`RankingOptions::split_min_rows`]). `ranked` is sorted by
+//!   training job used — does, and tested bit for bit against it. It scores all candidates as
+//!   one batch on one of [`RankingOptions::session_pool`] dedicated scoring threads (one per
+//!   ONNX Runtime session) fed by a channel; parsing, features, scoring, sorting and the
+//!   response's JSON all happen there, never on the async runtime. The batch is one ONNX
+//!   Runtime call, or, while a core is free, two: its halves scored at once, the second by an
+//!   idle scoring thread ([`RankingOptions::split_min_rows`]), each row's score the same as in
+//!   the whole batch. `ranked` is sorted by
 //!   score, descending; ties keep the input order.
 //!
 //! # Endpoints
@@ -185,7 +186,8 @@ pub struct RankingOptions {
     pub session_pool: usize,
     /// Fewest rows (candidates) a request needs for its batch to be split in two halves scored
     /// at once by its scoring thread and an idle one, while fewer threads score than the
-    /// machine has cores; 0 never splits. Default: [`DEFAULT_SPLIT_MIN_ROWS`].
+    /// machine has cores; 0 never splits (a batch of one row is never split).
+    /// Default: [`DEFAULT_SPLIT_MIN_ROWS`].
     pub split_min_rows: usize,
 }
 

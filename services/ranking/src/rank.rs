@@ -174,7 +174,8 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(value).map_err(|e| ApiError::internal(format!("writing the answer: {e}")))
 }
 
-/// `/v1/rank`: parse, features, one batched ONNX call, order, `top_k`, JSON.
+/// `/v1/rank`: parse, features, the batch scored (split with an idle scoring thread while a core
+/// is free), order, `top_k`, JSON.
 pub(crate) fn rank(
     scoring: &Scoring<'_>,
     body: &[u8],

@@ -144,7 +144,8 @@ pub(crate) struct Helpers {
 }
 
 impl Helpers {
-    /// Whether a batch of `rows` rows is worth splitting now: it is large enough, no request
+    /// Whether a batch of `rows` rows is worth splitting now: it is large enough (at least
+    /// `split_min_rows`, and two rows: a half of none would be an empty call), no request
     /// waits for a thread, and an idle thread could take half without the threads scoring
     /// outnumbering the cores (the caller's thread is one of those scoring).
     pub fn should_split(&self, rows: usize) -> bool {
@@ -152,7 +153,7 @@ impl Helpers {
             .threads
             .saturating_sub(self.idle.load(Ordering::SeqCst));
         self.split_min_rows > 0
-            && rows >= self.split_min_rows
+            && rows >= self.split_min_rows.max(2)
             && busy < self.threads
             && busy < self.cores
             && self.waiting.is_empty()
@@ -189,8 +190,16 @@ impl Helpers {
         });
         // Cannot fail while this pool's threads run; an offer never taken is run below.
         let _ = self.offers.send(offer);
-        let a = here();
-        let withdrawn = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let withdraw = || slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let a = match std::panic::catch_unwind(AssertUnwindSafe(here)) {
+            Ok(a) => a,
+            Err(panic) => {
+                // This request fails: no thread should score its other half any more.
+                drop(withdraw());
+                std::panic::resume_unwind(panic)
+            }
+        };
+        let withdrawn = withdraw();
         if withdrawn.is_some() {
             &self.withdrawn
         } else {
@@ -329,13 +338,14 @@ mod tests {
             (count(&splits, "helped"), count(&splits, "withdrawn")),
             (0, 1)
         );
-        // The withdrawn offer, still queued, is dropped untouched: the thread serves on.
+        // The withdrawn offer, still queued, finds its work gone: the thread serves on.
         assert_eq!(pool.run(|_| 7).await.unwrap(), 7);
     }
 
     #[tokio::test]
     async fn a_half_that_panics_on_the_helper_fails_its_request_alone() {
-        let pool = ScoringPool::new(2, 2, 1, SplitFamily::default()).unwrap();
+        let splits = SplitFamily::default();
+        let pool = ScoringPool::new(2, 2, 1, splits.clone()).unwrap();
         let failed = pool
             .run(|helpers| {
                 until_idle(helpers, 1);
@@ -353,7 +363,28 @@ mod tests {
             })
             .await;
         assert!(failed.is_err());
+        assert_eq!(count(&splits, "helped"), 1);
         assert_eq!(pool.run(|_| 7).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_first_half_that_panics_withdraws_the_second() {
+        // One thread: the offer stays queued until the failed job is over.
+        let pool = ScoringPool::new(1, 2, 1, SplitFamily::default()).unwrap();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let failed = pool
+            .run(move |helpers| {
+                helpers.join(
+                    || -> u32 { panic!("boom") },
+                    move || flag.store(true, Ordering::SeqCst),
+                )
+            })
+            .await;
+        assert!(failed.is_err());
+        // The thread took the stale offer before this job, and found nothing to run.
+        assert_eq!(pool.run(|_| 7).await.unwrap(), 7);
+        assert!(!ran.load(Ordering::SeqCst));
     }
 
     #[tokio::test]

@@ -6,12 +6,14 @@
 //! in code orders. Comparable books: books of other genres (not a promoted book's genre) that
 //! sold on some day of the analysed span (before, during or after); the same-genre books too.
 //! Selecting them on one period's sales (say, those that sold before) would bias the DiD: books
-//! picked for selling in that period sell less in the others by chance alone (regression to the
-//! mean), which reads as a lift and a pull-forward dip that are not there. Unit × day panel of units sold: DiD of promoted vs comparable books,
-//! before vs during (pre-trend check on the days before); the pull-forward dip: the same DiD,
-//! before vs the days after; cannibalization: DiD of the non-promoted books of the promoted
-//! genres vs comparable books, before vs during; discount paid to buyers who would have bought
-//! anyway: the code orders' discount × the share of promoted units that were not incremental.
+//! picked for selling in that period sell less in the others by chance alone (regression to
+//! the mean), which reads as a lift and a pull-forward dip that are not there.
+//!
+//! Unit × day panel of units sold: DiD of promoted vs comparable books, before vs during
+//! (pre-trend check on the days before); the pull-forward dip: the same DiD, before vs the days
+//! after; cannibalization: DiD of the non-promoted books of the promoted genres vs comparable
+//! books, before vs during; discount paid to buyers who would have bought anyway: the code
+//! orders' discount × the share of promoted units that were not incremental.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 

@@ -353,3 +353,29 @@ fn categorical_model_is_refused_naming_the_feature() {
     );
     assert!(err.to_string().contains("`grade`"), "{err}");
 }
+
+/// A row's score does not depend on the batch it is scored in, whatever path ONNX Runtime's
+/// tree ensemble takes for the batch's size (it switches at some numbers of rows and trees):
+/// the ranking service scores a batch in two halves when a core is free, and must answer as for
+/// the whole batch.
+#[test]
+fn a_rows_score_does_not_depend_on_its_batch() {
+    let parity = lambdarank();
+    let (_dir, scorer) = load(&parity.model_json);
+    let whole = scorer.score(&parity.rows, parity.n_rows, F).unwrap();
+    let bits = |s: &[f32]| s.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for batch in [1, 2, 49, 50, 51, 100, 127, 128, 129, 500] {
+        // The first 2,000 rows in batches of `batch`.
+        for (k, chunk) in parity.rows[..2000 * F].chunks(batch * F).enumerate() {
+            let n = chunk.len() / F;
+            let got = scorer.score(chunk, n, F).unwrap();
+            let start = k * batch;
+            assert_eq!(
+                bits(&got),
+                bits(&whole[start..start + n]),
+                "rows {start}..{} scored in a batch of {n}",
+                start + n
+            );
+        }
+    }
+}
