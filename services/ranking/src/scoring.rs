@@ -289,29 +289,33 @@ mod tests {
         }
     }
 
+    /// `helpers.join` of `there` with a first half that ends only once `there` has started on
+    /// another thread (waiting at most 10 s), so the offer is surely taken; the first half
+    /// gives its thread's name.
+    fn join_taken<B: Send + 'static>(
+        helpers: &Helpers,
+        there: impl FnOnce() -> B + Send + 'static,
+    ) -> (String, B) {
+        until_idle(helpers, 1);
+        let (started, seen) = std::sync::mpsc::channel();
+        helpers.join(
+            move || {
+                seen.recv_timeout(std::time::Duration::from_secs(10))
+                    .expect("the offer was taken");
+                name()
+            },
+            move || {
+                started.send(()).unwrap();
+                there()
+            },
+        )
+    }
+
     #[tokio::test]
     async fn an_idle_thread_takes_the_offered_half() {
         let splits = SplitFamily::default();
         let pool = ScoringPool::new(2, 2, 1, splits.clone()).unwrap();
-        let (here, there) = pool
-            .run(|helpers| {
-                until_idle(helpers, 1);
-                let (started, seen) = std::sync::mpsc::channel();
-                helpers.join(
-                    // Done only once the other half has started elsewhere.
-                    move || {
-                        seen.recv_timeout(std::time::Duration::from_secs(10))
-                            .expect("the offer was taken");
-                        name()
-                    },
-                    move || {
-                        started.send(()).unwrap();
-                        name()
-                    },
-                )
-            })
-            .await
-            .unwrap();
+        let (here, there) = pool.run(|h| join_taken(h, name)).await.unwrap();
         assert_ne!(here, there);
         assert!(there.starts_with("quire-scoring-"));
         assert_eq!(
@@ -347,20 +351,7 @@ mod tests {
         let splits = SplitFamily::default();
         let pool = ScoringPool::new(2, 2, 1, splits.clone()).unwrap();
         let failed = pool
-            .run(|helpers| {
-                until_idle(helpers, 1);
-                let (started, seen) = std::sync::mpsc::channel();
-                helpers.join(
-                    move || {
-                        seen.recv_timeout(std::time::Duration::from_secs(10))
-                            .expect("the offer was taken");
-                    },
-                    move || -> u32 {
-                        started.send(()).unwrap();
-                        panic!("boom")
-                    },
-                )
-            })
+            .run(|h| join_taken(h, || -> u32 { panic!("boom") }))
             .await;
         assert!(failed.is_err());
         assert_eq!(count(&splits, "helped"), 1);
@@ -389,37 +380,27 @@ mod tests {
 
     #[tokio::test]
     async fn batches_are_split_only_when_large_and_a_core_is_free() {
-        let pool = ScoringPool::new(3, 2, 10, SplitFamily::default()).unwrap();
-        let (alone, small) = pool
-            .run(|helpers| {
-                until_idle(helpers, 2);
-                (helpers.should_split(10), helpers.should_split(9))
+        /// `should_split(rows)`, asked by a job once `idle` other threads wait.
+        async fn asked(pool: &ScoringPool, idle: usize, rows: usize) -> bool {
+            pool.run(move |helpers| {
+                until_idle(helpers, idle);
+                helpers.should_split(rows)
             })
             .await
-            .unwrap();
-        assert!(alone && !small);
+            .unwrap()
+        }
+        let pool = ScoringPool::new(3, 2, 10, SplitFamily::default()).unwrap();
+        assert!(asked(&pool, 2, 10).await);
+        assert!(!asked(&pool, 2, 9).await);
         // A second thread busy: two threads scoring on two cores, no room for a helper.
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let busy = pool.run(move |_| hold.recv_timeout(std::time::Duration::from_secs(10)));
-        let crowded = pool
-            .run(|helpers| {
-                until_idle(helpers, 1);
-                helpers.should_split(100)
-            })
-            .await
-            .unwrap();
+        let crowded = asked(&pool, 1, 100).await;
         release.send(()).unwrap();
         busy.await.unwrap().unwrap();
         assert!(!crowded);
         // Splitting turned off.
         let off = ScoringPool::new(3, 2, 0, SplitFamily::default()).unwrap();
-        let split = off
-            .run(|helpers| {
-                until_idle(helpers, 2);
-                helpers.should_split(1000)
-            })
-            .await
-            .unwrap();
-        assert!(!split);
+        assert!(!asked(&off, 2, 1000).await);
     }
 }

@@ -132,10 +132,12 @@ async fn every_bad_request_gets_its_status_and_error_shape() {
     let fx = Fixture::new().await;
     let v1 = fx.register(Variant::A).await;
     fx.promote(v1.version).await;
-    let mut opts = fx.options();
-    opts.max_body_bytes = 64 * 1024;
-    opts.max_candidates = 10;
-    let svc = crate::harness::Service::start(opts).await;
+    let svc = fx
+        .start_with(|o| {
+            o.max_body_bytes = 64 * 1024;
+            o.max_candidates = 10;
+        })
+        .await;
     svc.wait_for_version(v1.version).await;
 
     let cand = |n: usize| {
@@ -246,9 +248,7 @@ async fn a_chunked_body_over_the_limit_is_413() {
     let fx = Fixture::new().await;
     let v1 = fx.register(Variant::A).await;
     fx.promote(v1.version).await;
-    let mut opts = fx.options();
-    opts.max_body_bytes = 4096;
-    let svc = crate::harness::Service::start(opts).await;
+    let svc = fx.start_with(|o| o.max_body_bytes = 4096).await;
     svc.wait_for_version(v1.version).await;
     let addr = svc.addr;
     let response = tokio::task::spawn_blocking(move || {

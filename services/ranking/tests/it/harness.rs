@@ -545,6 +545,13 @@ impl Fixture {
     pub async fn start(&self) -> Service {
         Service::start(self.options()).await
     }
+
+    /// A service with [`Self::options`] changed by `edit`.
+    pub async fn start_with(&self, edit: impl FnOnce(&mut RankingOptions)) -> Service {
+        let mut opts = self.options();
+        edit(&mut opts);
+        Service::start(opts).await
+    }
 }
 
 /// A running service and a client for it.

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-use crate::harness::{Fixture, Req, Service, Variant, local_scorer, metric, score, world};
+use crate::harness::{Fixture, Req, Variant, local_scorer, metric, score, world};
 
 fn feature(row: &[f32], name: &str) -> f32 {
     row[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()]
@@ -191,10 +191,8 @@ async fn a_batch_split_over_two_scoring_threads_scores_as_the_whole() {
     let fx = Fixture::new().await;
     let v1 = fx.register(Variant::A).await;
     fx.promote(v1.version).await;
-    let mut opts = fx.options();
     // Every batch of two rows or more is offered to the idle thread.
-    opts.split_min_rows = 2;
-    let svc = Service::start(opts).await;
+    let svc = fx.start_with(|o| o.split_min_rows = 2).await;
     svc.wait_for_version(v1.version).await;
     let scorer = local_scorer(&v1.onnx);
     let helped = "quire_ranking_split_batches_total{outcome=\"helped\"}";

@@ -32,10 +32,12 @@ fn shared() -> &'static Shared {
             let fx = Fixture::new().await;
             let v1 = fx.register(Variant::A).await;
             fx.promote(v1.version).await;
-            let mut opts = fx.options();
-            opts.max_candidates = 50;
-            opts.max_body_bytes = 16 * 1024;
-            let svc = Service::start(opts).await;
+            let svc = fx
+                .start_with(|o| {
+                    o.max_candidates = 50;
+                    o.max_body_bytes = 16 * 1024;
+                })
+                .await;
             svc.wait_for_version(v1.version).await;
             (fx, svc)
         });
