@@ -194,8 +194,9 @@ pub struct LiveKpis {
     emitted: BTreeMap<i64, HourFigure>,
     /// When the state was seeded from the lake (epoch ms): lake rows ingested before are in it.
     seeded_at_ms: Option<i64>,
-    /// Hours emitted before that have no standing order any more (their only order was placed
-    /// again earlier): the store drops them, as the replay leaves such an hour out.
+    /// Hours without a standing order any more (their only order was placed again earlier)
+    /// that were emitted before, by this process or, for all we know after a start, by an
+    /// earlier one: the store drops them, as the replay leaves such an hour out.
     removed: Vec<i64>,
     /// Closed hours touched since the last [`Self::hourly`], in arrival order:
     /// (hour, reason, event id).
@@ -747,7 +748,10 @@ impl LiveKpis {
                     Some((g + f.gmv, n + f.net_gmv))
                 })
             else {
-                if self.emitted.remove(&h).is_some() {
+                // Dropped from the store if this process emitted it, and on a full
+                // recomputation (the first after a start) whatever this process did: the store
+                // outlives a restart, and an earlier process may have published the hour.
+                if self.emitted.remove(&h).is_some() || dirty.is_none() {
                     self.removed.push(h);
                 }
                 continue;
@@ -808,7 +812,8 @@ impl LiveKpis {
     }
 
     /// The hours [`Self::hourly`] found without a standing order since the last call, that had
-    /// a figure before: to drop from wherever the figures were published.
+    /// a figure before (on its first call: that may have had one, published by an earlier
+    /// process): to drop from wherever the figures were published.
     pub fn take_removed(&mut self) -> Vec<DateTime<Utc>> {
         std::mem::take(&mut self.removed)
             .into_iter()
@@ -1209,6 +1214,34 @@ mod tests {
         s.emitted()
             .map(|f| (hour_key(f.hour), f.gmv, f.net_gmv))
             .collect()
+    }
+
+    /// After a restart the state is seeded anew: an hour an earlier process published, whose
+    /// only order was placed again in another hour since, has no figure in the new state, and
+    /// is dropped from the store all the same.
+    #[test]
+    fn the_first_computation_drops_hours_an_earlier_process_may_have_published() {
+        let mut s = state();
+        s.add(vec![
+            order("b", "2025-10-01T11:05:00Z", 5.0),
+            order("a", "2025-10-01T10:05:00Z", 30.0),
+        ])
+        .unwrap();
+        // Order b placed again, earlier: it belongs to hour 10 now.
+        s.add(vec![ev(
+            r#"{"event_id":"b2","event_type":"order_placed","event_timestamp":"2025-10-01T10:50:00Z","user_id":"u1","device":"mobile","order_id":"o-b","items":[{"book_id":"bk_1","quantity":1,"unit_price":5}],"total_price":5}"#,
+        )])
+        .unwrap();
+        let (hours, _) = s.hourly().unwrap();
+        let keys: Vec<String> = hours.iter().map(|h| hour_key(h.hour)).collect();
+        assert_eq!(keys, ["2025-10-01T10"]);
+        let removed: Vec<String> = s.take_removed().into_iter().map(hour_key).collect();
+        assert_eq!(removed, ["2025-10-01T11"]);
+        // Later computations drop only hours this process emitted.
+        s.add(vec![order("d", "2025-10-01T10:20:00Z", 1.0)])
+            .unwrap();
+        s.hourly().unwrap();
+        assert!(s.take_removed().is_empty());
     }
 
     #[test]
