@@ -111,7 +111,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "scoring_duration",
-            "Time of the ONNX Runtime call of a request",
+            "Time of a /v1/rank request's scoring: its ONNX Runtime call, or both halves of a split batch",
             Unit::Seconds,
             scoring.clone(),
         );
