@@ -1120,9 +1120,22 @@ mod tests {
     }
 
     fn order(id: &str, ts: &str, total: f64) -> Event {
+        placed(id, id, ts, total)
+    }
+
+    /// Event `id` placing order `o-{order}` (again, when `id` is not `order`).
+    fn placed(id: &str, order: &str, ts: &str, total: f64) -> Event {
         ev(&format!(
-            r#"{{"event_id":"{id}","event_type":"order_placed","event_timestamp":"{ts}","user_id":"u1","device":"mobile","order_id":"o-{id}","items":[{{"book_id":"bk_1","quantity":1,"unit_price":{total}}}],"total_price":{total}}}"#
+            r#"{{"event_id":"{id}","event_type":"order_placed","event_timestamp":"{ts}","user_id":"u1","device":"mobile","order_id":"o-{order}","items":[{{"book_id":"bk_1","quantity":1,"unit_price":{total}}}],"total_price":{total}}}"#
         ))
+    }
+
+    fn hour_keys(hours: &[HourFigure]) -> Vec<String> {
+        hours.iter().map(|h| hour_key(h.hour)).collect()
+    }
+
+    fn removed_keys(s: &mut LiveKpis) -> Vec<String> {
+        s.take_removed().into_iter().map(hour_key).collect()
     }
 
     fn view(id: &str, ts: &str) -> Event {
@@ -1228,15 +1241,11 @@ mod tests {
         ])
         .unwrap();
         // Order b placed again, earlier: it belongs to hour 10 now.
-        s.add(vec![ev(
-            r#"{"event_id":"b2","event_type":"order_placed","event_timestamp":"2025-10-01T10:50:00Z","user_id":"u1","device":"mobile","order_id":"o-b","items":[{"book_id":"bk_1","quantity":1,"unit_price":5}],"total_price":5}"#,
-        )])
-        .unwrap();
+        s.add(vec![placed("b2", "b", "2025-10-01T10:50:00Z", 5.0)])
+            .unwrap();
         let (hours, _) = s.hourly().unwrap();
-        let keys: Vec<String> = hours.iter().map(|h| hour_key(h.hour)).collect();
-        assert_eq!(keys, ["2025-10-01T10"]);
-        let removed: Vec<String> = s.take_removed().into_iter().map(hour_key).collect();
-        assert_eq!(removed, ["2025-10-01T11"]);
+        assert_eq!(hour_keys(&hours), ["2025-10-01T10"]);
+        assert_eq!(removed_keys(&mut s), ["2025-10-01T11"]);
         // Later computations drop only hours this process emitted.
         s.add(vec![order("d", "2025-10-01T10:20:00Z", 1.0)])
             .unwrap();
@@ -1276,28 +1285,21 @@ mod tests {
         );
         // A placement of order b earlier than the one held moves b to hour 10 (the replay
         // counts an order in its first placement's hour): both hours change.
-        let b_again = ev(
-            r#"{"event_id":"b2","event_type":"order_placed","event_timestamp":"2025-10-01T10:50:00Z","user_id":"u1","device":"mobile","order_id":"o-b","items":[{"book_id":"bk_1","quantity":1,"unit_price":6}],"total_price":6}"#,
-        );
+        let b_again = placed("b2", "b", "2025-10-01T10:50:00Z", 6.0);
         all.push(b_again.clone());
         s.add(vec![b_again]).unwrap();
         let (hours, _) = s.hourly().unwrap();
-        let keys: Vec<String> = hours.iter().map(|h| hour_key(h.hour)).collect();
-        assert_eq!(keys, ["2025-10-01T10", "2025-10-01T11"]);
+        assert_eq!(hour_keys(&hours), ["2025-10-01T10", "2025-10-01T11"]);
         assert_eq!(emitted(&s), replayed(&all));
         assert!(s.take_removed().is_empty());
         // Hour 11's last order moves to hour 10 too: hour 11 has no order left, and is dropped
         // from what was emitted (the replay leaves it out).
-        let c_again = ev(
-            r#"{"event_id":"c2","event_type":"order_placed","event_timestamp":"2025-10-01T10:55:00Z","user_id":"u1","device":"mobile","order_id":"o-c","items":[{"book_id":"bk_1","quantity":1,"unit_price":10}],"total_price":10}"#,
-        );
+        let c_again = placed("c2", "c", "2025-10-01T10:55:00Z", 10.0);
         all.push(c_again.clone());
         s.add(vec![c_again]).unwrap();
         let (hours, _) = s.hourly().unwrap();
-        let keys: Vec<String> = hours.iter().map(|h| hour_key(h.hour)).collect();
-        assert_eq!(keys, ["2025-10-01T10"]);
-        let removed: Vec<String> = s.take_removed().into_iter().map(hour_key).collect();
-        assert_eq!(removed, ["2025-10-01T11"]);
+        assert_eq!(hour_keys(&hours), ["2025-10-01T10"]);
+        assert_eq!(removed_keys(&mut s), ["2025-10-01T11"]);
         assert_eq!(emitted(&s), replayed(&all));
     }
 
@@ -1370,9 +1372,7 @@ mod tests {
         // moves it to hour 10: the group it leaves and the one it joins, which takes the
         // order's rows (the return's refund with them).
         assert_eq!(apply(vec![ret("r0", "k3000", 0.4)], &[(hour11, 1)]), 1);
-        let moved = ev(
-            r#"{"event_id":"m","event_type":"order_placed","event_timestamp":"2025-10-01T10:30:00Z","user_id":"u1","device":"mobile","order_id":"o-k3000","items":[{"book_id":"bk_1","quantity":1,"unit_price":2.5}],"total_price":2.5}"#,
-        );
+        let moved = placed("m", "k3000", "2025-10-01T10:30:00Z", 2.5);
         assert_eq!(apply(vec![moved], &[(hour11 - HOUR_MS, 0), (hour11, 1)]), 2);
         // A return of the moved order: the group it joined, whose rows now hold the order's.
         assert_eq!(
@@ -1456,9 +1456,7 @@ mod tests {
         let (_dir, mut s) = seeded_from_lake(lake.clone());
         // The same order placed again (another event) on Oct 5: the Oct 1 placement stands,
         // as in the replay; hour Oct 5 12 has no order.
-        let again = ev(
-            r#"{"event_id":"a2","event_type":"order_placed","event_timestamp":"2025-10-05T12:10:00Z","user_id":"u1","device":"mobile","order_id":"o-a","items":[{"book_id":"bk_1","quantity":1,"unit_price":30}],"total_price":30}"#,
-        );
+        let again = placed("a2", "a", "2025-10-05T12:10:00Z", 30.0);
         s.add(vec![again.clone()]).unwrap();
         s.hourly().unwrap();
         // Today (Oct 5) has order b alone, as in the replay.
@@ -1521,9 +1519,7 @@ mod tests {
         let (_dir, mut s) = seeded_from_lake([view("old", "2025-09-20T10:00:00Z")]);
         let a = order("a", "2025-10-01T10:05:00Z", 30.0);
         let b = order("b", "2025-10-03T11:00:00Z", 5.0);
-        let again = ev(
-            r#"{"event_id":"a2","event_type":"order_placed","event_timestamp":"2025-10-03T12:10:00Z","user_id":"u1","device":"mobile","order_id":"o-a","items":[{"book_id":"bk_1","quantity":1,"unit_price":30}],"total_price":30}"#,
-        );
+        let again = placed("a2", "a", "2025-10-03T12:10:00Z", 30.0);
         // Oct 1, then Oct 3: the window moves to Oct 2–3 with order a in no lake yet.
         s.add(vec![a.clone()]).unwrap();
         s.add(vec![b.clone()]).unwrap();
