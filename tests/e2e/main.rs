@@ -299,6 +299,56 @@ fn errors_are_one_line_and_name_the_file() {
         err.contains("quire:***@") && !err.contains("s3cret"),
         "{err}"
     );
+    // Nor does a recommendations publish show its Redis password, whatever fails.
+    let err = one_line_error(
+        tmp.path(),
+        &[
+            "recs",
+            "publish",
+            "--model",
+            "cf@production",
+            "--redis",
+            "redis://:hunter2@127.0.0.1:1/0",
+            "--no-lake",
+        ],
+    );
+    assert!(
+        err.contains("127.0.0.1:1") && !err.contains("hunter2"),
+        "{err}"
+    );
+    // A grace period too short for readers of the previous set is refused.
+    let err = one_line_error(
+        tmp.path(),
+        &[
+            "recs",
+            "publish",
+            "--model",
+            "cf@production",
+            "--redis",
+            "redis://127.0.0.1:1/0",
+            "--grace-seconds",
+            "0",
+            "--no-lake",
+        ],
+    );
+    assert!(err.contains("--grace-seconds"), "{err}");
+    // A file that is no ONNX Runtime library stops the ranking service at its start, named
+    // as the host's fault (not a model version's, refused one after the other).
+    let fake = tmp.path().join("fake-onnxruntime.so");
+    fs::write(&fake, "not a library").expect("write");
+    let out = std::process::Command::new(quire_tests::quire_bin())
+        .current_dir(tmp.path())
+        .env("ORT_DYLIB_PATH", &fake)
+        .args(["serve", "ranking", "--model", "ltr@production"])
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .expect("quire runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("cannot start ONNX Runtime from") && err.contains("fake-onnxruntime.so"),
+        "{err}"
+    );
     // A command that reads the lake does not make one at a mistyped path.
     for args in [
         &["kpis", "--lake", "typo"][..],

@@ -31,7 +31,9 @@ pub struct Customer {
     pub mobile_share: f64,
     /// The BG/NBD summary in days (distinct order days, as Fader & Hardie count purchases).
     pub rfm: Rfm,
-    /// Mean value of the repeat orders (orders after the first order day); NaN if none.
+    /// Mean value of the repeat purchases, a purchase being a distinct order day after the
+    /// first (the unit of `rfm.x`, as the Gamma-Gamma model needs): the repeat days' spend over
+    /// their count; NaN if none.
     pub repeat_mean: f64,
 }
 
@@ -149,11 +151,12 @@ pub fn customers(ds: &Dataset) -> Result<Customers> {
             let mut days: Vec<f64> = os.iter().map(|o| day(o.0)).collect();
             days.dedup();
             let last = os.last().map_or(os[0].0, |o| o.0);
-            let repeat: Vec<f64> = os
+            let repeat_spend: f64 = os
                 .iter()
                 .filter(|o| day(o.0) > first_day)
                 .map(|o| o.1)
-                .collect();
+                .sum();
+            let repeat_days = days.len() - 1;
             let gu = units
                 .get(user_id.as_str())
                 .cloned()
@@ -175,10 +178,10 @@ pub fn customers(ds: &Dataset) -> Result<Customers> {
                     t_cap: (day(end) - first_day)
                         .max(days.last().copied().unwrap_or(first_day) - first_day),
                 },
-                repeat_mean: if repeat.is_empty() {
+                repeat_mean: if repeat_days == 0 {
                     f64::NAN
                 } else {
-                    repeat.iter().sum::<f64>() / repeat.len() as f64
+                    repeat_spend / repeat_days as f64
                 },
                 user_id,
             }

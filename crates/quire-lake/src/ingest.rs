@@ -22,7 +22,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use crate::badrows::{self, BadRow};
 use crate::manifest::{Commit, CommitFile, FileKind, Source};
-use crate::{At, IdSet, Lake, Result, events_frame, tmp_path, write_parquet};
+use crate::{At, IdSet, Lake, Result, events_frame, sync_dir, tmp_path, write_parquet};
 
 /// Tuning of an ingest.
 #[derive(Debug, Clone)]
@@ -335,6 +335,7 @@ impl Batch<'_> {
             self.bad.clear();
         }
         let mut files = Vec::with_capacity(self.written.len());
+        let mut dirs = std::collections::BTreeSet::new();
         for (path, file) in std::mem::take(&mut self.written) {
             let tmp = tmp_path(&path);
             if file.kind == FileKind::BadRows && !keep_bad_rows {
@@ -342,7 +343,20 @@ impl Batch<'_> {
                 continue;
             }
             fs::rename(&tmp, &path).at(|| format!("renaming {} into place", tmp.display()))?;
+            // The hour's directory, and the date's and the table's if this batch made them.
+            let root = self.writer.lake.root();
+            dirs.extend(
+                path.ancestors()
+                    .skip(1)
+                    .take(3)
+                    .filter(|d| d.starts_with(root))
+                    .map(Path::to_path_buf),
+            );
             files.push(file);
+        }
+        // The files' renames reach the disk before the manifest that commits them.
+        for dir in &dirs {
+            sync_dir(dir)?;
         }
         #[cfg(test)]
         if _crash {

@@ -184,7 +184,8 @@ fn scan_files(files: Vec<PathBuf>, schema: Schema) -> Result<LazyFrame> {
         .at(|| "scanning the lake".to_owned())
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
+/// Writes `bytes` to `path` atomically and durably: a temporary file beside it, fsync,
+/// rename, fsync of the directory (so that the rename itself survives a power loss).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
     {
@@ -194,7 +195,32 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .and_then(|()| f.sync_all())
             .at(|| format!("writing {}", tmp.display()))?;
     }
-    fs::rename(&tmp, path).at(|| format!("renaming {} into place", tmp.display()))
+    fs::rename(&tmp, path).at(|| format!("renaming {} into place", tmp.display()))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// Flushes a directory's entries (renames, new files and subdirectories) to disk. A
+/// filesystem that cannot (EINVAL: some network and FUSE mounts) is left as it is.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e)
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported
+            ) =>
+        {
+            Err(e).at(|| format!("syncing directory {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Writes a frame as Parquet to `path` atomically (temporary file, fsync, rename).

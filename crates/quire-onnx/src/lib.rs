@@ -23,4 +23,4 @@ pub use export::{
     ExportError, ExportMeta, INPUT_NAME, META_FEATURE_NAMES, META_MODEL_NAME, META_MODEL_VERSION,
     META_OBJECTIVE, META_QUIRE_VERSION, META_RUN_ID, OUTPUT_NAME, export,
 };
-pub use scorer::{ModelInfo, ORT_DYLIB_VAR, OnnxScorer, Result, ScorerError, runtime_path};
+pub use scorer::{ModelInfo, ORT_DYLIB_VAR, OnnxScorer, Result, ScorerError, start_runtime};

@@ -246,7 +246,7 @@ impl OnnxScorer {
 ///
 /// # Errors
 /// [`ScorerError::RuntimeNotConfigured`] or [`ScorerError::RuntimeMissing`].
-pub fn runtime_path() -> Result<PathBuf> {
+fn runtime_path() -> Result<PathBuf> {
     runtime_path_from(std::env::var_os(ORT_DYLIB_VAR))
 }
 
@@ -260,6 +260,17 @@ fn runtime_path_from(var: Option<OsString>) -> Result<PathBuf> {
     } else {
         Err(ScorerError::RuntimeMissing(path))
     }
+}
+
+/// Starts the process's ONNX Runtime environment now (it is otherwise started by the first
+/// scorer): a server calls it at start, so a missing or broken library is an error of the
+/// process, not of the first model it loads.
+///
+/// # Errors
+/// [`ScorerError::RuntimeNotConfigured`], [`ScorerError::RuntimeMissing`] or
+/// [`ScorerError::Runtime`] (the library cannot be loaded or started).
+pub fn start_runtime() -> Result<()> {
+    environment().map(drop)
 }
 
 /// The process's ONNX Runtime environment, started on first use. Kept for the process's

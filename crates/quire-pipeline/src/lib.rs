@@ -507,7 +507,9 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
         if let Some(r) = &cfg.recs {
             // Always runs: Redis is not the pipeline's to remember (it may have restarted);
             // an unchanged set is detected by the publisher and not rewritten.
-            let fp = format!("{} {} n={}", r.model, r.redis, r.n);
+            // Its password never shown nor saved in the pipeline's state.
+            let redis = quire_registry::redacted_url(&r.redis);
+            let fp = format!("{} {redis} n={}", r.model, r.n);
             runner.step("publish recs", fp, false, |pb| {
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
@@ -540,12 +542,12 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
                     s.users,
                     s.items,
                     if s.unchanged { ", unchanged" } else { "" },
-                    r.redis
+                    redis
                 ))
             })?;
             locations.push((
                 "recommendations in Redis (GET quire:recs:current)".to_owned(),
-                PathBuf::from(&r.redis),
+                PathBuf::from(&redis),
             ));
         }
         locations.push((

@@ -78,7 +78,8 @@
 //! **Cluster.** [`RedisTarget::Cluster`] uses `redis::cluster_async`. Its pipelines must stay
 //! within one hash slot (the crate refuses others with `CrossSlot`), and so must a multi-key
 //! `MSET` or `EXISTS`, so each batch holds keys of one slot; the keys carry no hash tag and
-//! spread over all slots. The pointer still moves last, with one single-key command.
+//! spread over all slots. The pointer still moves last, with one script on the pointer's slot
+//! (the lock and the pointer share a hash tag) that moves it only while the lock is ours.
 //!
 //! A reader: `examples/read_recs.rs`; the `redis-cli` commands: `README.md` beside this crate.
 

@@ -127,13 +127,20 @@ impl ArtifactStore {
         self.put(&bytes).await
     }
 
-    /// Reads an artifact, refusing it when its bytes do not hash to the recorded digest.
+    /// Reads an artifact, refusing it when its bytes do not hash to the recorded digest. The
+    /// hash is computed on a blocking thread (tens of milliseconds for a large artifact), not
+    /// on the async worker: a server loading a version keeps answering meanwhile.
     pub async fn get(&self, artifact: &ArtifactRef) -> Result<Vec<u8>> {
         let path = local_path(&artifact.uri)?;
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(|e| Error::io(&path, e))?;
-        let actual = hex::encode(Sha256::digest(&bytes));
+        let (bytes, actual) = tokio::task::spawn_blocking(move || {
+            let digest = hex::encode(Sha256::digest(&bytes));
+            (bytes, digest)
+        })
+        .await
+        .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
         if !actual.eq_ignore_ascii_case(&artifact.sha256) {
             return Err(Error::ChecksumMismatch {
                 artifact: artifact.uri.clone(),

@@ -17,7 +17,7 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// Serving connections failed.
+    /// The listening socket cannot tell its address.
     #[error("live service: serving failed: {0}")]
     Serve(std::io::Error),
 }

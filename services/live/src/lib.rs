@@ -189,20 +189,25 @@ impl LiveServer {
     }
 
     /// Serves until `shutdown` completes, then stops taking requests, lets those in flight
-    /// finish, stops the archiver and the live KPIs (an archiver batch being written is
-    /// finished and acknowledged, or left pending for the next start) and returns.
+    /// finish (for at most [`quire_http::DEFAULT_DRAIN`]), stops the archiver and the live
+    /// KPIs (an archiver batch being written is finished and acknowledged, or left pending for
+    /// the next start) and returns.
     ///
     /// # Errors
-    /// [`Error::Serve`] when accepting connections fails.
+    /// [`Error::Serve`] if the socket cannot tell its address.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let addr = self.local_addr()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let archiver = self.archiver.map(|a| tokio::spawn(a.run(stopped.clone())));
         let consumer = tokio::spawn(self.consumer.run(stopped));
         info!(%addr, "live service listening: dashboard at http://{addr}/");
-        let served = axum::serve(self.listener, api::router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        quire_http::serve(
+            self.listener,
+            api::router(self.state),
+            shutdown,
+            quire_http::Limits::default(),
+        )
+        .await;
         let _ = stop.send(true);
         if let Some(a) = archiver
             && let Err(e) = a.await
@@ -213,7 +218,7 @@ impl LiveServer {
             tracing::error!(error = %e, "the live KPIs task failed");
         }
         info!(%addr, "live service stopped");
-        served.map_err(Error::Serve)
+        Ok(())
     }
 }
 

@@ -36,8 +36,9 @@ pub struct PublishArgs {
     /// List length (N)
     #[arg(long, default_value_t = 50)]
     n: usize,
-    /// How long the previous set stays readable after the pointer moves, in seconds
-    #[arg(long, default_value_t = 6 * 3600)]
+    /// How long the previous set stays readable after the pointer moves, in seconds (at least
+    /// 60: a reader that has just read the pointer must still find that set's keys)
+    #[arg(long, default_value_t = 6 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
     grace_seconds: u64,
     /// The lake whose purchases are left out of the users' lists, besides those the model was
     /// trained on, so that a publish after training leaves out newer ones too [env:
@@ -97,7 +98,7 @@ pub fn recs(cmd: RecsCommand) -> Result<()> {
         RedisTarget::Single(a.redis.clone())
     };
     let opts = PublishOptions {
-        grace: Duration::from_secs(a.grace_seconds.max(1)),
+        grace: Duration::from_secs(a.grace_seconds),
         ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -135,7 +136,12 @@ pub fn recs(cmd: RecsCommand) -> Result<()> {
                 bar.set_position(p.keys_done);
             },
         ))
-        .with_context(|| format!("publishing recommendations to {}", a.redis))?;
+        .with_context(|| {
+            format!(
+                "publishing recommendations to {}",
+                quire_registry::redacted_url(&a.redis)
+            )
+        })?;
     bar.finish_and_clear();
     if a.json {
         return print_json(&Out {

@@ -202,18 +202,28 @@ fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
     response
 }
 
+/// Most bytes of a request id copied into the `x-request-id` answer header: a longer id (the
+/// body's `request_id` has no limit of its own) would make a header line clients refuse to
+/// read. Such an id is echoed in the body only.
+pub(crate) const MAX_HEADER_ID_BYTES: usize = 256;
+
 fn with_request_id(mut response: Response, id: &str) -> Response {
-    if let Ok(value) = HeaderValue::from_str(id) {
+    // Visible ASCII only: header values are bytes, and clients decode others differently.
+    let visible = id.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    if visible
+        && id.len() <= MAX_HEADER_ID_BYTES
+        && let Ok(value) = HeaderValue::from_str(id)
+    {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
 }
 
-/// The request's `x-request-id` header, if it is text.
+/// The request's `x-request-id` header, if it is UTF-8 text.
 pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         .map(str::to_owned)
 }
 

@@ -9,7 +9,7 @@ pub enum Error {
     /// `--model` is not `NAME@ALIAS`.
     #[error("model {0:?} is not NAME@ALIAS (e.g. ltr@production)")]
     ModelAlias(String),
-    /// ONNX Runtime's library cannot be found.
+    /// ONNX Runtime's library cannot be found or started.
     #[error("ranking service: {0}")]
     Runtime(#[from] quire_onnx::ScorerError),
     /// The registry or the artifact store cannot be opened.
@@ -26,7 +26,7 @@ pub enum Error {
     /// The scoring threads could not be started.
     #[error("ranking service: cannot start the scoring threads: {0}")]
     Threads(std::io::Error),
-    /// Serving connections failed.
+    /// The listening socket cannot tell its address.
     #[error("ranking service: serving failed: {0}")]
     Serve(std::io::Error),
 }

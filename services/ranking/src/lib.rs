@@ -50,8 +50,8 @@
 //! `/v1/…` errors are `{"error": {"code", "message"}}`; the `x-request-id` header of every
 //! `/v1/rank` and `/v1/features` answer carries the request id (the body's `request_id`, else
 //! the request's `x-request-id` header, else a generated UUID, which `/v1/rank` also puts in
-//! its answer; an id that is no valid header value, such as one with non-ASCII characters, is
-//! only in the body). `/v2` answers carry the protocol's own `id`.
+//! its answer; an id with other than visible ASCII characters, or longer than
+//! 256 bytes, is only in the body). `/v2` answers carry the protocol's own `id`.
 //!
 //! | status | code | when |
 //! |---|---|---|
@@ -106,7 +106,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -229,14 +228,15 @@ pub struct RankingService {
 }
 
 impl RankingService {
-    /// Checks that ONNX Runtime can be found, connects to the registry, opens the artifact
-    /// store and binds the address. No version is loaded yet: that starts with [`Self::run`].
+    /// Starts ONNX Runtime, connects to the registry, opens the artifact store and binds the
+    /// address. No version is loaded yet: that starts with [`Self::run`].
     ///
     /// # Errors
-    /// [`Error::Runtime`] when `ORT_DYLIB_PATH` names no library, [`Error::Registry`] when the
+    /// [`Error::Runtime`] when `ORT_DYLIB_PATH` names no library or one ONNX Runtime cannot
+    /// start from (a host's fault, not a model version's), [`Error::Registry`] when the
     /// registry or the store cannot be opened, [`Error::Bind`] when the address is taken.
     pub async fn bind(opts: RankingOptions) -> Result<Self> {
-        quire_onnx::runtime_path()?;
+        quire_onnx::start_runtime()?;
         // A registry that exists: a SQLite path given wrong (or the service started in
         // another directory) is an error naming it, not a new empty registry waited on forever.
         let registry = quire_registry::Registry::connect_existing(&opts.registry_url).await?;
@@ -265,31 +265,30 @@ impl RankingService {
     }
 
     /// Serves until `shutdown` completes, following the alias meanwhile; then stops accepting
-    /// connections, lets the requests in flight finish and returns.
+    /// connections, lets the requests in flight finish (for at most
+    /// [`quire_http::DEFAULT_DRAIN`]) and returns.
     ///
     /// # Errors
-    /// [`Error::Serve`] when accepting connections fails.
+    /// [`Error::Serve`] if the socket cannot tell its address.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let addr = self.local_addr()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let follower = tokio::spawn(self.follower.run(stopped));
         info!(%addr, "ranking service listening");
-        // Answers are small single writes: send them at once (no Nagle delay).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let served = axum::serve(listener, api::router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        quire_http::serve(
+            self.listener,
+            api::router(self.state),
+            shutdown,
+            quire_http::Limits::default(),
+        )
+        .await;
         // The follower may be loading a version: tell it to stop and wait for it.
         let _ = stop.send(true);
         if let Err(e) = follower.await {
             tracing::error!(error = %e, "the alias follower failed");
         }
         info!(%addr, "ranking service stopped");
-        served.map_err(Error::Serve)
+        Ok(())
     }
 }
 

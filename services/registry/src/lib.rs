@@ -158,15 +158,19 @@ impl RegistryServer {
         self.listener.local_addr().map_err(Error::Serve)
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then finishes the requests in flight (for at most
+    /// [`quire_http::DEFAULT_DRAIN`]).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         info!(addr = ?self.listener.local_addr().ok(), "registry server listening");
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(Error::Serve);
+        quire_http::serve(
+            self.listener,
+            self.router,
+            shutdown,
+            quire_http::Limits::default(),
+        )
+        .await;
         self.registry.close().await;
-        served
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! `quire analyze abtest --experiment E --control V`: exactly the definition of
 //! `contracts/cli.md` (user variant from the earliest event carrying E, mixed users left out,
+//! both over the whole history; `--from`/`--to` select the users first exposed in the range,
 //! conversion = an order at or after exposure, unpooled CI, pooled z-test, SRM chi-square), plus
 //! revenue per user with Welch's test, CUPED with the users' pre-exposure spend and a warning
 //! when the test is read before its planned sample size.
@@ -47,13 +48,10 @@ pub fn run(ds: &Dataset, p: &AbParams) -> Result<AnalysisResult> {
         return Err(Error::Invalid(format!("--mde must be > 0, got {}", p.mde)));
     }
     let key = serde_json::to_string(&p.experiment).map_err(|e| Error::Internal(e.to_string()))?;
+    // Every exposure of the history: a user's variant and exposure are those of their
+    // earliest event ever (cli.md), and a later event with another variant makes them mixed.
     let exposures = quire_kpi::stage_events(ds.raw())
-        .filter(
-            col("experiments")
-                .str()
-                .contains_literal(lit(key))
-                .and(in_range(ds.range(), col("event_timestamp").dt().date())),
-        )
+        .filter(col("experiments").str().contains_literal(lit(key)))
         .select([
             col("user_id"),
             col("event_timestamp").cast(DataType::Int64).alias("ts"),
@@ -92,9 +90,12 @@ pub fn run(ds: &Dataset, p: &AbParams) -> Result<AnalysisResult> {
             }
         }
     }
+    // The range picks the users first exposed inside it; their spend before exposure (the
+    // CUPED covariate) is then truly before the test, whatever `--from` is.
+    users.retain(|_, u| super::day_in_range(ds.range(), super::day_of(u.exposure)));
     if users.is_empty() {
         return Err(Error::NoAnswer(format!(
-            "no event in the range carries experiment {}",
+            "no user was first exposed to experiment {} in the range",
             p.experiment
         )));
     }
@@ -296,7 +297,7 @@ fn analyze(users: impl Iterator<Item = User>, p: &AbParams) -> Result<AnalysisRe
     {
         res.warn(
             "no user spent anything before exposure, so CUPED cannot reduce the variance: \
-             analyze a range that starts after the users' history begins (--from)",
+             analyze the users first exposed later, when they have a history (--from)",
         );
     }
     let names: Vec<&String> = variants.keys().collect();

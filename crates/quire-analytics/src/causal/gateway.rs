@@ -456,6 +456,14 @@ pub fn run(ds: &Dataset, p: &GatewayParams) -> Result<AnalysisResult> {
             p.days, p.min_buyers, p.fdr
         )));
     }
+    // Each book's test is its bootstrap: without replicates every p-value would read 1.
+    if p.resampling.replicates < 2 {
+        return Err(Error::Invalid(format!(
+            "gateway tests each book by the bootstrap: --replicates must be at least 2 (100 by \
+             default); got {}",
+            p.resampling.replicates
+        )));
+    }
     let fb = prepare(ds, p.days)?;
     let (books, skipped) = effects(&fb, p)?;
     let mut res = AnalysisResult::new(

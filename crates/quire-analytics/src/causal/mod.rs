@@ -212,6 +212,13 @@ pub(crate) fn day_of(ms: i64) -> i64 {
     ms.div_euclid(86_400_000)
 }
 
+/// Whether day number `day` (days since 1970-01-01, UTC) is inside `range`.
+pub(crate) fn day_in_range(range: crate::DateRange, day: i64) -> bool {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let number = |d: chrono::NaiveDate| (d - epoch).num_days();
+    range.from.is_none_or(|f| day >= number(f)) && range.to.is_none_or(|t| day <= number(t))
+}
+
 /// The date of a day number, for output.
 pub(crate) fn date_of_day(day: i64) -> String {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();

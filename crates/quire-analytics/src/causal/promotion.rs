@@ -1,9 +1,13 @@
 //! `quire analyze promotion --code CODE`: the incremental sales of a promotion by
 //! difference-in-differences, and its cannibalization.
 //!
-//! The promotion's window is the first to the last day with an order using the code. Promoted
-//! books: books with at least 3 code orders whose units in the window were mostly (≥ 50%) sold
-//! in code orders. Comparable books: books of other genres (not a promoted book's genre) that
+//! The promotion's window is the first to the last day with an order using the code (inside
+//! `--from`/`--to` when given: the range picks the campaign; its baseline and after period may
+//! lie outside it). Promoted books: the campaign's books when the analyst names them
+//! (`--books`); otherwise books with at least 3 code orders whose units in the window were
+//! mostly (≥ 50%) sold in code orders — a selection on the window's own sales, so the lift is
+//! biased upwards (a book that happened to sell then is picked), which the result warns about.
+//! Comparable books: books of other genres (not a promoted book's genre) that
 //! sold on some day of the analysed span (before, during or after); the same-genre books too.
 //! Selecting them on one period's sales (say, those that sold before) would bias the DiD: books
 //! picked for selling in that period sell less in the others by chance alone (regression to
@@ -21,7 +25,7 @@ use polars::prelude::*;
 use quire_causal::did::{Did, Panel, did, pre_trend};
 use quire_causal::stats::Welch;
 
-use super::{date_of_day, day_of, f64s, i64s, strs};
+use super::{date_of_day, day_in_range, day_of, f64s, i64s, strs};
 use crate::chart::{Chart, ChartKind, LineSeries};
 use crate::output::{AnalysisResult, Table};
 use crate::{Dataset, Error, Result};
@@ -33,6 +37,8 @@ pub struct PromotionParams {
     pub before_days: u32,
     /// Days after the window examined for a pull-forward dip.
     pub after_days: u32,
+    /// The campaign's books, when known; `None`: chosen by their code orders in the window.
+    pub books: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,22 +72,30 @@ pub fn run(ds: &Dataset, p: &PromotionParams) -> Result<AnalysisResult> {
         strs(&orders, "promo_code")?,
         f64s(&orders, "discount")?,
     );
+    // The code's orders inside the range: they make the window.
+    let range = ds.range();
+    let with_code = |i: usize| o_code[i] == p.code && day_in_range(range, day_of(o_ts[i]));
     let code_orders: HashSet<&str> = (0..orders.height())
-        .filter(|&i| o_code[i] == p.code)
+        .filter(|&i| with_code(i))
         .map(|i| o_id[i].as_str())
         .collect();
     let code_days: Vec<i64> = (0..orders.height())
-        .filter(|&i| o_code[i] == p.code)
+        .filter(|&i| with_code(i))
         .map(|i| day_of(o_ts[i]))
         .collect();
     let (Some(&first), Some(&last)) = (code_days.iter().min(), code_days.iter().max()) else {
         return Err(Error::NoAnswer(format!(
-            "no order used the promo code {}",
-            p.code
+            "no order used the promo code {}{}",
+            p.code,
+            if range.from.is_some() || range.to.is_some() {
+                " in the range"
+            } else {
+                ""
+            }
         )));
     };
     let discount: f64 = (0..orders.height())
-        .filter(|&i| o_code[i] == p.code)
+        .filter(|&i| with_code(i))
         .map(|i| o_disc[i])
         .sum();
     let items = m.fct_order_items.clone().select([
@@ -138,14 +152,48 @@ pub fn run(ds: &Dataset, p: &PromotionParams) -> Result<AnalysisResult> {
             e.2 += 1;
         }
     }
-    let promoted: BTreeSet<&str> = window_units
-        .iter()
-        .filter(|(_, (all, code, n))| *n >= 3 && *code >= 0.5 * *all)
-        .map(|(b, _)| *b)
-        .collect();
+    // Named books that never sold still belong to the campaign (with no units): their genre
+    // comes from the catalogue.
+    let catalogue_genres: Vec<(String, String)> = match (&p.books, ds.books()) {
+        (Some(books), Some(dim)) => {
+            let named = Series::new("named".into(), books.clone());
+            let df = dim
+                .select([col("book_id"), col("genre")])
+                .filter(col("book_id").is_in(lit(named).implode(false), false))
+                .collect()?;
+            let (b, g) = (strs(&df, "book_id")?, strs(&df, "genre")?);
+            b.into_iter().zip(g).collect()
+        }
+        _ => Vec::new(),
+    };
+    for (b, g) in &catalogue_genres {
+        genre_of.entry(b.as_str()).or_insert(g.as_str());
+    }
+    let promoted: BTreeSet<&str> = match &p.books {
+        Some(books) => {
+            let unknown: Vec<&str> = books
+                .iter()
+                .map(String::as_str)
+                .filter(|b| !genre_of.contains_key(b))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "--books: {} not in the books dimension",
+                    unknown.join(", ")
+                )));
+            }
+            books.iter().map(String::as_str).collect()
+        }
+        None => window_units
+            .iter()
+            .filter(|(_, (all, code, n))| *n >= 3 && *code >= 0.5 * *all)
+            .map(|(b, _)| *b)
+            .collect(),
+    };
     if promoted.is_empty() {
         return Err(Error::NoAnswer(format!(
-            "no book was sold mostly with the code {} (>= 3 code orders, >= 50% of its window units)",
+            "no book was sold mostly with the code {} (>= 3 code orders, >= 50% of its window \
+             units): name the campaign's books with --books",
             p.code
         )));
     }
@@ -165,6 +213,10 @@ pub fn run(ds: &Dataset, p: &PromotionParams) -> Result<AnalysisResult> {
             .entry(i_book[i].as_str())
             .or_insert_with(|| vec![0.0; periods])[(d - before_start) as usize] += i_qty[i];
     }
+    // A named book that sold nothing in the span is in the panel with no units.
+    for b in &promoted {
+        units.entry(b).or_insert_with(|| vec![0.0; periods]);
+    }
     let pre = 0..(first - before_start) as usize;
     let during = pre.end..(last - before_start + 1) as usize;
     let after = during.end..periods;
@@ -181,11 +233,6 @@ pub fn run(ds: &Dataset, p: &PromotionParams) -> Result<AnalysisResult> {
     let mut rows: Vec<(&str, Group, &Vec<f64>)> =
         units.iter().map(|(b, s)| (*b, group(b), s)).collect();
     rows.sort_by(|a, b| a.0.cmp(b.0));
-    for b in &promoted {
-        if !units.contains_key(b) {
-            return Err(Error::Internal(format!("promoted book {b} has no units")));
-        }
-    }
     let panel_of = |treated: Group| -> Result<Panel> {
         let sel: Vec<&(&str, Group, &Vec<f64>)> = rows
             .iter()
@@ -280,6 +327,13 @@ pub fn run(ds: &Dataset, p: &PromotionParams) -> Result<AnalysisResult> {
              parallel trends",
             trend.diff, trend.p_value
         ));
+    }
+    if p.books.is_none() {
+        res.warn(
+            "the promoted books were chosen by their code orders in the window, a selection on \
+             the outcome: books that happened to sell then are picked, so the lift is biased \
+             upwards; name the campaign's books with --books for an unbiased estimate",
+        );
     }
     let mut comps: Vec<(&str, &Did)> = vec![("promotion lift (during vs before)", &lift)];
     if let Some(d) = &dip {

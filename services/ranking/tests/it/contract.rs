@@ -125,6 +125,28 @@ async fn top_k_keeps_the_best_k_and_request_ids_are_echoed_or_made() {
         .unwrap()
         .to_owned();
     assert!(first.len() >= 16 && first != second, "{first} {second}");
+
+    // An id that is not visible ASCII, or too long for a header line, is echoed in the body
+    // only: every answer stays readable by HTTP clients.
+    for id in ["livre-\u{e9}t\u{e9}".to_owned(), "x".repeat(200_000)] {
+        req.request_id = Some(id.clone());
+        let a = svc.post_json("/v1/rank", &req.json()).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.body["request_id"], id.as_str());
+        assert!(!a.headers.contains_key("x-request-id"), "{:?}", a.headers);
+    }
+    // A UTF-8 header id is taken as the body's would be.
+    req.request_id = None;
+    let a = svc
+        .client
+        .post(svc.url("/v1/rank"))
+        .header("x-request-id", "r\u{e9}q".as_bytes())
+        .body(req.json().to_string())
+        .send()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&a.text().await.unwrap()).unwrap();
+    assert_eq!(body["request_id"], "r\u{e9}q");
 }
 
 #[tokio::test]

@@ -1,0 +1,274 @@
+//! How Quire's servers (ranking, live, registry) serve HTTP: an axum [`Router`] on a bound
+//! listener, as `axum::serve(..).with_graceful_shutdown(..)` does, plus two limits it lacks.
+//!
+//! - **A deadline on a request's head** ([`Limits::header_read`]): a connection that does not
+//!   finish sending its request line and headers in time, or stays idle longer than that
+//!   between two requests, is closed (hyper's `header_read_timeout`, which needs a timer that
+//!   `axum::serve` does not install). A stalled client no longer holds a connection, and its
+//!   task and file descriptor, for ever.
+//! - **A bounded drain** ([`Limits::drain`]): at shutdown, no new connection is accepted, idle
+//!   ones are closed and requests in flight finish; connections still open when the drain time
+//!   is over (a client that stopped sending in the middle of a body) are abandoned, and
+//!   [`serve`] returns, so a stop never waits on a client.
+//!
+//! Written here rather than taken whole from a crate: axum's `serve` has no option for either
+//! limit, and hyper-util's graceful-shutdown helper needs a feature the build does not otherwise
+//! compile; what is left is the accept loop below.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+/// How long a client may take, and how long a stop may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most time to read a request's line and headers, counted from when the server starts
+    /// reading them (on a keep-alive connection: from the end of the previous answer, so it
+    /// also bounds the idle time between requests). Default: [`DEFAULT_HEADER_READ`].
+    pub header_read: Duration,
+    /// Most time a shutdown waits for the requests in flight. Default: [`DEFAULT_DRAIN`].
+    pub drain: Duration,
+}
+
+/// 75 s: nginx's keep-alive timeout, longer than the idle time of most clients' connection
+/// pools, so a pooled connection is closed by its client first, not between a client's reuse
+/// and the server's close.
+pub const DEFAULT_HEADER_READ: Duration = Duration::from_secs(75);
+
+/// 20 s: inside the 30 s a container orchestrator gives a stopping process before killing it.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(20);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read: DEFAULT_HEADER_READ,
+            drain: DEFAULT_DRAIN,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains (see the module's
+/// comment) and returns. Accepted connections get `TCP_NODELAY` (answers are small single
+/// writes: sent at once, with no Nagle delay).
+///
+/// An error accepting a connection is logged and does not end the loop: a connection reset
+/// before it was accepted is skipped, any other error (such as too many open files) is retried
+/// after a second, as `axum::serve` does.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
+) {
+    // Every connection task holds a receiver: the sender sees them all gone when drained.
+    let (drained_tx, drained_rx) = watch::channel(());
+    // Sent once at shutdown: each connection finishes its request in flight and closes.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if is_connection_error(&e) => {
+                debug!(error = %e, "a connection failed before it was accepted");
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot accept connections; trying again in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let service = TowerToHyperService::new(router.clone());
+        let mut stop = stop_rx.clone();
+        let drained = drained_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    served = conn.as_mut() => {
+                        if let Err(e) = served {
+                            debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stop.changed(), if !stopping => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(drained);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(drained_rx);
+    if tokio::time::timeout(limits.drain, drained_tx.closed())
+        .await
+        .is_err()
+    {
+        warn!(
+            open = drained_tx.receiver_count(),
+            drain_seconds = limits.drain.as_secs_f64(),
+            "connections still open after the drain time: abandoned"
+        );
+    }
+}
+
+/// Errors of one connection that failed between the peer's connect and our accept.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use axum::routing::post;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    async fn echo(body: String) -> String {
+        body
+    }
+
+    /// A server with `limits` on a free port, stopped by the returned sender; its task.
+    async fn start(
+        limits: Limits,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let router = Router::new().route("/echo", post(echo));
+        let task = tokio::spawn(serve(
+            listener,
+            router,
+            async move {
+                let _ = rx.await;
+            },
+            limits,
+        ));
+        (addr, tx, task)
+    }
+
+    #[tokio::test]
+    async fn answers_requests_and_keeps_the_connection() {
+        let (addr, stop, task) = start(Limits::default()).await;
+        let client = reqwest::Client::new();
+        for text in ["a", "bc"] {
+            let got = client
+                .post(format!("http://{addr}/echo"))
+                .body(text)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(got.status(), 200);
+            assert_eq!(got.text().await.unwrap(), text);
+        }
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stalls_in_its_headers_is_disconnected() {
+        let limits = Limits {
+            header_read: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (addr, stop, task) = start(limits).await;
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        // The server closes the connection (after an error answer, or none).
+        tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut rest))
+            .await
+            .expect("the server closes a stalled connection")
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stop_waits_for_a_stalled_body_only_as_long_as_the_drain() {
+        let limits = Limits {
+            drain: Duration::from_millis(500),
+            ..Limits::default()
+        };
+        let (addr, stop, task) = start(limits).await;
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly 13 bytes",
+            )
+            .await
+            .unwrap();
+        // Let the server take the request in before the stop.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the stop ends after the drain time")
+            .unwrap();
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(450), "{took:?}");
+        drop(stalled);
+    }
+
+    #[tokio::test]
+    async fn a_stop_lets_a_request_in_flight_finish() {
+        let (addr, stop, task) = start(Limits::default()).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        slow.write_all(b"cde").await.unwrap();
+        let mut answer = Vec::new();
+        slow.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("abcde"), "{answer}");
+        task.await.unwrap();
+    }
+}
