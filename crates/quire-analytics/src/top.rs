@@ -1,6 +1,8 @@
 //! `quire analyze top-customers --pct P`: the top P% of customers by spend — their share of
-//! revenue (bootstrap 95% interval over customers) and each attribute's mean as a ratio to the
-//! rest's (95% interval by the delta method on the log ratio).
+//! revenue and each attribute's mean as a ratio to the rest's, each with a percentile bootstrap
+//! 95% interval over customers. Each resample chooses its top group again: the group is chosen
+//! by spend, so an interval that took it as fixed (a delta method on the two groups as given)
+//! would not cover — the top group's spend is high partly because it was picked for it.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -8,10 +10,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::chart::{BarSeries, Chart, ChartKind};
 use crate::customers::{Customer, customers};
 use crate::output::{AnalysisResult, Table};
-use crate::stats::Z95;
 use crate::{Dataset, Error, Result};
 
-/// Bootstrap resamples for the revenue share.
+/// Bootstrap resamples for the intervals.
 pub const BOOTSTRAP: usize = 1_000;
 
 /// Number of customers in the top `pct` percent of `n` (at least one).
@@ -49,75 +50,105 @@ pub fn top_share_ci(values: &[f64], pct: f64, seed: u64, reps: usize) -> (f64, f
     (q(0.025), q(0.975))
 }
 
-/// Ratio of means `mean(a) / mean(b)` with a delta-method 95% interval on the log scale.
-pub fn ratio_of_means(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
-    let stats = |x: &[f64]| {
-        let n = x.len() as f64;
-        let m = x.iter().sum::<f64>() / n;
-        let v = if x.len() > 1 {
-            x.iter().map(|y| (y - m).powi(2)).sum::<f64>() / (n - 1.0)
-        } else {
-            f64::NAN
-        };
-        (m, v, n)
-    };
-    if a.is_empty() || b.is_empty() {
-        return (f64::NAN, f64::NAN, f64::NAN);
-    }
-    let (ma, va, na) = stats(a);
-    let (mb, vb, nb) = stats(b);
-    let ratio = ma / mb;
-    if ma <= 0.0 || mb <= 0.0 {
-        return (ratio, f64::NAN, f64::NAN);
-    }
-    let se = (va / (na * ma * ma) + vb / (nb * mb * mb)).sqrt();
-    (ratio, ratio * (-Z95 * se).exp(), ratio * (Z95 * se).exp())
-}
-
 /// One customer attribute compared between a group and the rest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttributeRatio {
     pub attribute: &'static str,
     pub group_mean: f64,
     pub rest_mean: f64,
-    /// `group_mean / rest_mean`, with its 95% interval ([`ratio_of_means`]).
+    /// `group_mean / rest_mean`.
     pub ratio: f64,
+    /// Its 95% interval ([`ratio_intervals`]); NaN when not computed.
     pub ci95: (f64, f64),
 }
 
-/// Each attribute (spend, orders, AOV, units, promo share, mobile share, recency) of `group`
-/// against `rest`: means and ratio of means.
+type Attr = (&'static str, fn(&Customer) -> f64);
+
+/// The attributes compared: spend, orders, AOV, units, promo share, mobile share, recency.
+const ATTRIBUTES: [Attr; 7] = [
+    ("spend", |x| x.spend),
+    ("orders", |x| x.orders as f64),
+    ("aov", |x| x.aov),
+    ("units", |x| x.units),
+    ("promo_share", |x| x.promo_share),
+    ("mobile_share", |x| {
+        if x.mobile_share.is_nan() {
+            0.0
+        } else {
+            x.mobile_share
+        }
+    }),
+    ("recency_days", |x| x.recency_days),
+];
+
+fn mean_of(items: impl ExactSizeIterator<Item = f64>) -> f64 {
+    let n = items.len() as f64;
+    items.sum::<f64>() / n
+}
+
+/// Each attribute of `group` against `rest`: means and ratio of means (no interval).
 pub fn compare(group: &[Customer], rest: &[Customer]) -> Vec<AttributeRatio> {
-    type Attr = (&'static str, fn(&Customer) -> f64);
-    let attrs: [Attr; 7] = [
-        ("spend", |x| x.spend),
-        ("orders", |x| x.orders as f64),
-        ("aov", |x| x.aov),
-        ("units", |x| x.units),
-        ("promo_share", |x| x.promo_share),
-        ("mobile_share", |x| {
-            if x.mobile_share.is_nan() {
-                0.0
-            } else {
-                x.mobile_share
-            }
-        }),
-        ("recency_days", |x| x.recency_days),
-    ];
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    attrs
-        .into_iter()
-        .map(|(attribute, f)| {
-            let a: Vec<f64> = group.iter().map(f).collect();
-            let b: Vec<f64> = rest.iter().map(f).collect();
-            let (ratio, lo, hi) = ratio_of_means(&a, &b);
+    ATTRIBUTES
+        .iter()
+        .map(|&(attribute, f)| {
+            let (g, r) = (mean_of(group.iter().map(f)), mean_of(rest.iter().map(f)));
             AttributeRatio {
                 attribute,
-                group_mean: mean(&a),
-                rest_mean: mean(&b),
-                ratio,
-                ci95: (lo, hi),
+                group_mean: g,
+                rest_mean: r,
+                ratio: g / r,
+                ci95: (f64::NAN, f64::NAN),
             }
+        })
+        .collect()
+}
+
+/// Percentile bootstrap 95% intervals of each attribute's ratio (in [`ATTRIBUTES`] order):
+/// `reps` resamples of the customers with replacement, the top `pct`% by spend chosen again in
+/// each (ties by position), the ratio of the two groups' means.
+pub fn ratio_intervals(
+    customers: &[Customer],
+    pct: f64,
+    seed: u64,
+    reps: usize,
+) -> Vec<(f64, f64)> {
+    let n = customers.len();
+    let k = top_count(n, pct);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::with_capacity(reps); ATTRIBUTES.len()];
+    let mut idx: Vec<usize> = vec![0; n];
+    for _ in 0..reps {
+        for i in idx.iter_mut() {
+            *i = rng.gen_range(0..n);
+        }
+        idx.sort_by(|&a, &b| {
+            customers[b]
+                .spend
+                .total_cmp(&customers[a].spend)
+                .then(a.cmp(&b))
+        });
+        let (top, rest) = idx.split_at(k);
+        if rest.is_empty() {
+            continue;
+        }
+        for (j, &(_, f)) in ATTRIBUTES.iter().enumerate() {
+            let g = mean_of(top.iter().map(|&i| f(&customers[i])));
+            let r = mean_of(rest.iter().map(|&i| f(&customers[i])));
+            let ratio = g / r;
+            if ratio.is_finite() {
+                ratios[j].push(ratio);
+            }
+        }
+    }
+    ratios
+        .into_iter()
+        .map(|mut v| {
+            if v.is_empty() {
+                return (f64::NAN, f64::NAN);
+            }
+            v.sort_by(f64::total_cmp);
+            let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+            (q(0.025), q(0.975))
         })
         .collect()
 }
@@ -152,7 +183,13 @@ pub fn run(ds: &Dataset, pct: f64, seed: u64) -> Result<AnalysisResult> {
     r.fact("revenue_share_ci95", vec![lo, hi]);
     r.fact("seed", seed);
     let (top, rest) = c.split_at(k);
-    let rows = compare(top, rest);
+    let mut rows = compare(top, rest);
+    for (row, ci) in rows
+        .iter_mut()
+        .zip(ratio_intervals(&c, pct, seed, BOOTSTRAP))
+    {
+        row.ci95 = ci;
+    }
     r.tables.push(
         Table::new(
             "attributes",
@@ -180,7 +217,7 @@ pub fn run(ds: &Dataset, pct: f64, seed: u64) -> Result<AnalysisResult> {
         },
     });
     r.note(format!(
-        "revenue share interval: percentile bootstrap over customers, {BOOTSTRAP} resamples, seed {seed}; ratio intervals: delta method on log(mean_top / mean_rest)"
+        "intervals: percentile bootstrap over customers, {BOOTSTRAP} resamples, seed {seed}, the top group chosen again in each resample"
     ));
     Ok(r)
 }
@@ -199,11 +236,5 @@ mod tests {
         assert!((top_share(&v, 10.0) - 0.91).abs() < 1e-12);
         let (lo, hi) = top_share_ci(&v, 10.0, 1, 500);
         assert!(lo <= 0.91 && 0.91 <= hi + 1e-12, "{lo} {hi}");
-        // Ratio of means 4/2 = 2; sample variances 1 and 1: se² = 1/(3·16) + 1/(3·4).
-        let (r, lo, hi) = ratio_of_means(&[3.0, 4.0, 5.0], &[1.0, 2.0, 3.0]);
-        assert!((r - 2.0).abs() < 1e-12);
-        let se = ((1.0 / 48.0) + (1.0 / 12.0f64)).sqrt();
-        assert!((lo - 2.0 * (-Z95 * se).exp()).abs() < 1e-12);
-        assert!((hi - 2.0 * (Z95 * se).exp()).abs() < 1e-12);
     }
 }

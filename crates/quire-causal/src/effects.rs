@@ -27,6 +27,9 @@ pub struct CausalData {
     pub outcome: Vec<f64>,
     pub treated: Vec<bool>,
     pub covariates: Covariates,
+    /// The cluster of each row (e.g. the user of a session), when rows are not independent:
+    /// the bootstrap then resamples whole clusters. `None`: rows are independent.
+    pub clusters: Option<Vec<u32>>,
 }
 
 impl CausalData {
@@ -38,7 +41,15 @@ impl CausalData {
             outcome,
             treated,
             covariates,
+            clusters: None,
         })
+    }
+
+    /// The same data with the cluster of each row (see [`CausalData::clusters`]).
+    pub fn with_clusters(mut self, clusters: Vec<u32>) -> Result<Self> {
+        check_len("clusters", self.outcome.len(), clusters.len())?;
+        self.clusters = Some(clusters);
+        Ok(self)
     }
 
     fn select(&self, idx: &[usize]) -> Self {
@@ -46,6 +57,7 @@ impl CausalData {
             outcome: idx.iter().map(|&i| self.outcome[i]).collect(),
             treated: idx.iter().map(|&i| self.treated[i]).collect(),
             covariates: self.covariates.select(idx),
+            clusters: None,
         }
     }
 
@@ -262,7 +274,8 @@ pub fn point_estimates(data: &CausalData, opts: &Options) -> Result<Point> {
 }
 
 /// Point estimates, bootstrap intervals (rows resampled within each group, so every replicate
-/// has the observed group sizes), balance and overlap.
+/// has the observed group sizes; with [`CausalData::clusters`], whole clusters resampled, so a
+/// cluster's correlated rows count as the one draw they are), balance and overlap.
 pub fn estimate(data: &CausalData, opts: &Options) -> Result<Report> {
     if let Some(a) = opts.trim
         && !(0.0..0.5).contains(&a)
@@ -276,6 +289,17 @@ pub fn estimate(data: &CausalData, opts: &Options) -> Result<Report> {
     let t = &data.treated;
     let treated: Vec<usize> = (0..t.len()).filter(|&i| t[i]).collect();
     let control: Vec<usize> = (0..t.len()).filter(|&i| !t[i]).collect();
+    // The rows of each cluster, in cluster order.
+    let clusters: Vec<Vec<usize>> = match &data.clusters {
+        Some(c) => {
+            let mut by: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+            for (i, &k) in c.iter().enumerate() {
+                by.entry(k).or_default().push(i);
+            }
+            by.into_values().collect()
+        }
+        None => Vec::new(),
+    };
 
     let reps: Vec<Option<Point>> = (0..opts.replicates)
         .into_par_iter()
@@ -283,8 +307,14 @@ pub fn estimate(data: &CausalData, opts: &Options) -> Result<Report> {
             let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
             rng.set_stream(r as u64);
             let mut idx = Vec::with_capacity(t.len());
-            for group in [&treated, &control] {
-                idx.extend((0..group.len()).map(|_| group[rng.gen_range(0..group.len())]));
+            if clusters.is_empty() {
+                for group in [&treated, &control] {
+                    idx.extend((0..group.len()).map(|_| group[rng.gen_range(0..group.len())]));
+                }
+            } else {
+                for _ in 0..clusters.len() {
+                    idx.extend_from_slice(&clusters[rng.gen_range(0..clusters.len())]);
+                }
             }
             fit(&data.select(&idx), opts).ok().map(|f| f.point)
         })
@@ -451,6 +481,43 @@ mod tests {
         assert!((b.smd_before.unwrap() - 0.5 / sd).abs() < 1e-9);
         assert!(b.smd_after.unwrap().abs() < 1e-9);
         assert_eq!((r.treated, r.control), (8, 8));
+    }
+
+    /// 150 clusters of 5 identical rows: the rows carry the information of 150 draws, not
+    /// 750. Resampling rows treats the copies as independent and gives a standard error about
+    /// √5 too small; resampling clusters does not.
+    #[test]
+    fn a_cluster_bootstrap_counts_a_cluster_once() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (mut x, mut t, mut y, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for k in 0..150u32 {
+            let xi: f64 = rng.gen_range(0.0..1.0);
+            let ti = rng.gen_bool(0.5);
+            let yi = xi + if ti { 1.0 } else { 0.0 } + rng.gen_range(-1.0..1.0);
+            for _ in 0..5 {
+                x.push(xi);
+                t.push(ti);
+                y.push(yi);
+                c.push(k);
+            }
+        }
+        let rows =
+            CausalData::new(y, t, Covariates::new(750, vec![("x".into(), x)]).unwrap()).unwrap();
+        let clustered = rows.clone().with_clusters(c).unwrap();
+        let opts = Options {
+            estimand: Estimand::Att,
+            trim: None,
+            ridge: 0.0,
+            replicates: 300,
+            seed: 1,
+        };
+        let se = |d: &CausalData| estimate(d, &opts).unwrap().aipw.se.unwrap();
+        let ratio = se(&clustered) / se(&rows);
+        assert!(
+            (1.7..3.0).contains(&ratio),
+            "cluster / row bootstrap se: {ratio}"
+        );
     }
 
     #[test]

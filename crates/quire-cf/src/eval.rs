@@ -112,8 +112,13 @@ pub struct EvalReport {
     pub recall: f64,
     /// Mean NDCG@k.
     pub ndcg: f64,
-    /// Users with at least one test item (each counts once in the means).
+    /// Users with at least one test item and one training interaction (each counts once in
+    /// the means).
     pub users_evaluated: usize,
+    /// Users with test items but no training interaction, left out: a collaborative model
+    /// knows nothing of them (served, they get the popularity list), so counting them would
+    /// score the fallback, not the model, and differently for each recommender.
+    pub cold_users: usize,
 }
 
 /// Whether `item` is in `relevant`: a binary search when `relevant` is sorted (as CSR rows
@@ -179,9 +184,10 @@ pub fn ndcg_at_k(recommended: &[u32], relevant: &[u32], k: usize) -> f64 {
 /// Users scored per block in [`evaluate`].
 const EVAL_BLOCK_ROWS: usize = 256;
 
-/// Evaluates `recommender` on every user with at least one item in `test`: its top `k` items,
-/// never one stored in the user's `train` row, against the user's `test` row; the metrics are
-/// averaged over those users. Test items the user also has in `train` stay relevant (and can
+/// Evaluates `recommender` on every user with at least one item in `test` and one in `train`
+/// (the others are counted in [`EvalReport::cold_users`]): its top `k` items, never one stored
+/// in the user's `train` row, against the user's `test` row; the metrics are averaged over
+/// those users, the same for every recommender. Test items the user also has in `train` stay relevant (and can
 /// never be hit): drop them from `test` when building the split if that is not wanted.
 pub fn evaluate<R: Recommender + ?Sized>(
     recommender: &R,
@@ -200,9 +206,15 @@ pub fn evaluate<R: Recommender + ?Sized>(
             shape.1
         )));
     }
-    let users: Vec<usize> = (0..test.n_rows())
+    let with_test: Vec<usize> = (0..test.n_rows())
         .filter(|&u| !test.row(u).0.is_empty())
         .collect();
+    let users: Vec<usize> = with_test
+        .iter()
+        .copied()
+        .filter(|&u| !train.row(u).0.is_empty())
+        .collect();
+    let cold_users = with_test.len() - users.len();
     let per_user: Vec<[f64; 3]> = users
         .par_chunks(EVAL_BLOCK_ROWS)
         .map(|block| {
@@ -248,6 +260,7 @@ pub fn evaluate<R: Recommender + ?Sized>(
         recall: mean(sums[1]),
         ndcg: mean(sums[2]),
         users_evaluated: n,
+        cold_users,
     })
 }
 
@@ -310,12 +323,12 @@ mod tests {
             vec![0.1, 0.2, 0.3, 0.4],
             vec![0.5, 0.5, 0.5, 0.5],
         ]);
-        // User 0 bought item 0 (excluded), so the top 2 is [1, 2]; user 1: [3, 2];
-        // user 2 has no test items and is not evaluated.
-        let train = Csr::from_triplets(3, 4, &[(0, 0, 1.0), (2, 1, 1.0)]).unwrap();
+        // User 0 bought item 0 (excluded), so the top 2 is [1, 2]; user 1 bought item 1:
+        // [3, 2]; user 2 has no test items and is not evaluated.
+        let train = Csr::from_triplets(3, 4, &[(0, 0, 1.0), (1, 1, 1.0), (2, 1, 1.0)]).unwrap();
         let test = Csr::from_triplets(3, 4, &[(0, 2, 1.0), (1, 0, 1.0), (1, 2, 1.0)]).unwrap();
         let report = evaluate(&fixed, &train, &test, 2).unwrap();
-        assert_eq!(report.users_evaluated, 2);
+        assert_eq!((report.users_evaluated, report.cold_users), (2, 0));
         // User 0: hit at rank 2 of 1 relevant. User 1: hit at rank 2 of 2 relevant.
         assert!(close(report.precision, (0.5 + 0.5) / 2.0));
         assert!(close(report.recall, (1.0 + 0.5) / 2.0));
@@ -331,6 +344,11 @@ mod tests {
         let empty = Csr::from_triplets(3, 4, &[]).unwrap();
         let none = evaluate(&fixed, &train, &empty, 2).unwrap();
         assert_eq!((none.users_evaluated, none.precision), (0, 0.0));
+        // Without training interactions user 1 is cold: left out, counted; user 0 alone.
+        let train0 = Csr::from_triplets(3, 4, &[(0, 0, 1.0)]).unwrap();
+        let warm = evaluate(&fixed, &train0, &test, 2).unwrap();
+        assert_eq!((warm.users_evaluated, warm.cold_users), (1, 1));
+        assert!(close(warm.ndcg, u0));
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! recommend_all_users(&recommender, n, &exclude, block_rows) -> Vec<Vec<(u32, f32)>>
 //! similar_items(&model, n, block_rows) -> Result<Vec<Vec<(u32, f32)>>>   cosine, never itself
 //! precision_at_k / recall_at_k / ndcg_at_k(&recommended, &relevant, k) -> f64
-//! evaluate(&recommender, &train, &test, k) -> Result<EvalReport { precision, recall, ndcg, users_evaluated, k }>
+//! evaluate(&recommender, &train, &test, k) -> Result<EvalReport { precision, recall, ndcg, users_evaluated, cold_users, k }>
 //! Popularity::fit(&train)   the baseline; implements `Recommender` like `AlsModel`
 //! ```
 //!

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod json;
 mod validate;
 
 pub use validate::{parse_line, parse_value};

@@ -389,3 +389,16 @@ fn array_rules() {
         "search_performed.results[0]: must be a string",
     );
 }
+
+/// A line that repeats a key means different events to different readers: invalid, named.
+#[test]
+fn a_line_with_a_repeated_key_is_invalid() {
+    let line = r#"{"event_id":"k1","event_type":"page_view","event_timestamp":"2025-10-01T07:00:00Z","user_id":"u","device":"mobile","page":"home","event_type":"order_returned","order_id":"o9","refund_amount":5}"#;
+    let e = parse_line(line).expect_err("a repeated key");
+    assert_eq!(e.field, "line");
+    assert!(
+        e.rule.contains("key \"event_type\" appears more than once"),
+        "{}",
+        e.reason()
+    );
+}

@@ -17,7 +17,7 @@ const MAX_ID_CHARS: usize = 128;
 
 /// Parses and validates one JSON Lines line.
 pub fn parse_line(line: &str) -> Result<Event, Invalid> {
-    let value: Value = serde_json::from_str(line)
+    let value = crate::json::from_str(line)
         .map_err(|e| Invalid::new("line", format!("not valid JSON ({e})")))?;
     parse_value(&value)
 }

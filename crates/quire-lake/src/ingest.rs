@@ -222,9 +222,9 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Adds the bad row of a delivery named by `key` (a bus entry), unless a committed batch
-    /// or this one already stored the bad row of that key: a delivery received again stores
-    /// it once. Returns whether it was added. The keys are recorded in a stream commit.
+    /// Adds the bad row of a delivery named by `key` (a bus entry, a file's line), unless a
+    /// committed batch or this one already stored the bad row of that key: a delivery received
+    /// again stores it once. Returns whether it was added. The keys are recorded in the commit.
     pub fn push_invalid_keyed(&mut self, key: String, row: BadRow) -> Result<bool> {
         if self.writer.bad_row_keys.contains(&key) || self.bad_row_keys.contains(&key) {
             return Ok(false);
@@ -323,10 +323,15 @@ impl Batch<'_> {
         keep_bad_rows: bool,
         _crash: bool,
     ) -> Result<IngestReport> {
-        let keys = std::mem::take(&mut self.bad_row_keys);
-        let stream = matches!(source, Source::Stream { .. });
-        if let Source::Stream { bad_row_keys, .. } = &mut source {
-            bad_row_keys.extend(keys.iter().cloned());
+        let keys = if keep_bad_rows {
+            std::mem::take(&mut self.bad_row_keys)
+        } else {
+            Vec::new()
+        };
+        match &mut source {
+            Source::Stream { bad_row_keys, .. } | Source::File { bad_row_keys, .. } => {
+                bad_row_keys.extend(keys.iter().cloned());
+            }
         }
         self.flush_events()?;
         if keep_bad_rows {
@@ -378,9 +383,7 @@ impl Batch<'_> {
         }
         let fresh = std::mem::take(&mut self.fresh);
         self.writer.seen.extend(fresh);
-        if stream {
-            self.writer.bad_row_keys.extend(keys);
-        }
+        self.writer.bad_row_keys.extend(keys);
         self.writer.clean = true;
         Ok(self.counts)
     }
@@ -394,10 +397,22 @@ impl Batch<'_> {
 /// Adds the bad-row keys recorded in `commits` to `keys`.
 fn add_bad_row_keys(commits: &[Commit], keys: &mut HashSet<String>) {
     for c in commits {
-        if let Source::Stream { bad_row_keys, .. } = &c.source {
-            keys.extend(bad_row_keys.iter().cloned());
+        match &c.source {
+            Source::Stream { bad_row_keys, .. } | Source::File { bad_row_keys, .. } => {
+                keys.extend(bad_row_keys.iter().cloned());
+            }
         }
     }
+}
+
+/// The key of the bad row of line `line_number` of file `source` (see [`Source::File`]).
+fn file_bad_row_key(source: &str, line_number: u64, line: &[u8]) -> String {
+    let mut h = Xxh3::new();
+    h.update(source.as_bytes());
+    h.update(&[0]);
+    h.update(&line_number.to_le_bytes());
+    h.update(line);
+    format!("file:{:032x}", h.digest128())
 }
 
 fn id_hash(id: &str) -> u128 {
@@ -489,13 +504,25 @@ impl Lake {
                     Ok(event) => {
                         batch.push_event(event)?;
                     }
-                    Err(reason) => batch.push_invalid(BadRow {
-                        line: String::from_utf8_lossy(line_content(&bytes)).into_owned(),
-                        source: source_name.clone(),
-                        line_number: no as i64,
-                        reason,
-                        rejected_at: now,
-                    })?,
+                    Err(reason) => {
+                        let line = line_content(&bytes);
+                        let stored = batch.push_invalid_keyed(
+                            file_bad_row_key(&source_name, no, line),
+                            BadRow {
+                                line: String::from_utf8_lossy(line).into_owned(),
+                                source: source_name.clone(),
+                                line_number: no as i64,
+                                reason,
+                                rejected_at: now,
+                            },
+                        )?;
+                        if !stored {
+                            // Stored by an earlier ingest of the file: read and invalid all
+                            // the same, as a duplicate event is still valid.
+                            batch.counts.lines += 1;
+                            batch.counts.invalid += 1;
+                        }
+                    }
                 }
             }
             progress(hasher.borrow().1);
@@ -511,6 +538,7 @@ impl Lake {
             path: source_name,
             digest,
             bytes,
+            bad_row_keys: Vec::new(),
         };
         #[cfg(test)]
         let crash = opts.crash_before_manifest;

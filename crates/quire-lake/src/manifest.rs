@@ -38,6 +38,11 @@ pub enum Source {
         path: String,
         digest: String,
         bytes: u64,
+        /// The keys of the bad rows this batch stored (a hash of the file's name, the line's
+        /// number and its bytes): a file ingested again after it grew does not store the bad
+        /// rows of its earlier lines twice.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        bad_row_keys: Vec<String>,
     },
     /// Events that arrived by another way (HTTP intake, event bus), named by the caller.
     Stream {

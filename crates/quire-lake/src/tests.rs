@@ -353,6 +353,39 @@ fn the_same_lines_gzipped_add_no_bad_rows_again() {
     assert_eq!(lake.bad_rows(None, None).expect("bad").len(), bad);
 }
 
+/// A file ingested again after lines were appended (a rolling export) stores the bad rows of
+/// its new lines only; its earlier invalid lines still count as read and invalid.
+#[test]
+fn a_grown_file_stores_only_its_new_bad_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().join("lake")).expect("open");
+    let file = dir.path().join("day.jsonl");
+    let valid = |id: &str| event(id, "2025-10-01T07:00:00Z", "page_view", r#","page":"home""#);
+    fs::write(&file, format!("{}\nnot json\n{{\"x\": 1}}\n", valid("v1"))).expect("write");
+    let first = lake
+        .ingest_file(&file, &IngestOptions::default(), &no_progress)
+        .expect("first");
+    assert_eq!(first.invalid, 2);
+    // Appended: a valid line and the same invalid text again, on a new line.
+    fs::write(
+        &file,
+        format!(
+            "{}\nnot json\n{{\"x\": 1}}\n{}\nnot json\n",
+            valid("v1"),
+            valid("v2")
+        ),
+    )
+    .expect("grow");
+    let again = lake
+        .ingest_file(&file, &IngestOptions::default(), &no_progress)
+        .expect("again");
+    assert_eq!((again.lines, again.invalid, again.duplicates), (5, 3, 1));
+    let rows = lake.bad_rows(None, None).expect("bad rows");
+    let mut lines: Vec<i64> = rows.iter().map(|r| r.line_number).collect();
+    lines.sort_unstable();
+    assert_eq!(lines, [2, 3, 5], "each invalid line of the file once");
+}
+
 /// A byte order mark opening the file does not cost its first event; a bad row keeps its
 /// line as sent, trailing spaces included, without the line's terminator.
 #[test]

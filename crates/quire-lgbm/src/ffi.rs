@@ -53,6 +53,31 @@ fn check(call: &'static str, ret: c_int) -> Result<()> {
     Err(Error::LightGbm { call, message })
 }
 
+/// LightGBM's parameters and their aliases, as JSON (`{"canonical": ["alias", …], …}`).
+pub(crate) fn param_aliases() -> Result<String> {
+    const CALL: &str = "LGBM_DumpParamAliases";
+    let mut len: i64 = 0;
+    let mut probe = [0 as c_char; 1];
+    // SAFETY: buffer_len 0: LightGBM only reports the length (NUL included) and copies nothing
+    // into the 1-byte probe.
+    check(CALL, unsafe {
+        sys::LGBM_DumpParamAliases(0, &mut len, probe.as_mut_ptr())
+    })?;
+    let size = usize::try_from(len).unwrap_or(0);
+    let mut buf = vec![0u8; size.max(1)];
+    let mut len2: i64 = 0;
+    // SAFETY: `buf` has `len` bytes, the size LightGBM asked for; it copies at most that.
+    check(CALL, unsafe {
+        sys::LGBM_DumpParamAliases(len, &mut len2, buf.as_mut_ptr().cast())
+    })?;
+    let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+    buf.truncate(end);
+    String::from_utf8(buf).map_err(|e| Error::LightGbm {
+        call: CALL,
+        message: format!("the aliases are not UTF-8: {e}"),
+    })
+}
+
 /// `value` as one of LightGBM's `int32` counts.
 pub(crate) fn to_i32(what: &'static str, value: usize) -> Result<i32> {
     i32::try_from(value).map_err(|_| Error::TooLarge { what, value })

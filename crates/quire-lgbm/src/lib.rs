@@ -99,4 +99,5 @@ pub use booster::{Booster, Eval, ImportanceType};
 pub use dataset::Dataset;
 pub use error::{Error, Result};
 pub use ffi::FeatureValue;
+pub use params::canonical_param;
 pub use train::{EarlyStopping, IterationReport, TrainOptions, train};

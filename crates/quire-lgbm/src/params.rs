@@ -29,6 +29,34 @@ const MIN_SUM_HESSIAN: &[&str] = &[
     "min_child_weight",
 ];
 
+/// The canonical name of LightGBM parameter `name` (itself, or the parameter it is an alias of),
+/// or `None` when LightGBM has no such parameter. From LightGBM's own table
+/// (`LGBM_DumpParamAliases`), read once.
+///
+/// # Errors
+/// [`Error::LightGbm`] if LightGBM cannot give its table (it always can).
+pub fn canonical_param(name: &str) -> Result<Option<String>> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    if let Some(t) = TABLE.get() {
+        return Ok(t.get(name).cloned());
+    }
+    let json = crate::ffi::param_aliases()?;
+    let parsed: std::collections::BTreeMap<String, Vec<String>> = serde_json::from_str(&json)
+        .map_err(|e| Error::LightGbm {
+            call: "LGBM_DumpParamAliases",
+            message: format!("unexpected table: {e}"),
+        })?;
+    let mut table = std::collections::HashMap::new();
+    for (canonical, aliases) in parsed {
+        for alias in aliases {
+            table.entry(alias).or_insert_with(|| canonical.clone());
+        }
+        table.insert(canonical.clone(), canonical);
+    }
+    Ok(TABLE.get_or_init(|| table).get(name).cloned())
+}
+
 /// A parsed parameter string: `(key, value)` pairs in order.
 #[derive(Debug)]
 pub(crate) struct Params<'a> {

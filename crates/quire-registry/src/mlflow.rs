@@ -166,6 +166,24 @@ impl Registry {
     /// Records (or replaces, as MLflow's proxy does) the file at `path`.
     pub async fn put_artifact_file(&self, path: &str, artifact: &ArtifactRef) -> Result<()> {
         check_artifact_path(path)?;
+        // A file a registered version holds keeps its bytes: the version's recorded digest is
+        // what its downloads are checked against, and a replaced file would pass as the
+        // version's. The same bytes again (a retried upload) are fine.
+        let held: Option<(String, i64)> = sqlx::query_as(
+            "SELECT v.name, v.version FROM artifact_files f \
+             JOIN model_version_artifacts v ON v.sha256 = f.sha256 \
+             WHERE f.path = $1 AND f.sha256 <> $2 ORDER BY v.name, v.version LIMIT 1",
+        )
+        .bind(path)
+        .bind(&artifact.sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some((name, version)) = held {
+            return Err(Error::InvalidParameter(format!(
+                "artifact {path} is a file of model version {name} v{version}: it cannot be \
+                 replaced (log the new file under another path)"
+            )));
+        }
         sqlx::query(
             "INSERT INTO artifact_files (path, uri, sha256, size, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (path) DO UPDATE SET uri = excluded.uri, sha256 = excluded.sha256, \

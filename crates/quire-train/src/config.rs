@@ -306,26 +306,72 @@ impl LtrConfig {
                 return Err(format!("ltr.lightgbm.{k} = {x}: must be in (0, 1]"));
             }
         }
+        // LightGBM keeps the first of a repeated parameter and a canonical name over its
+        // aliases, so an extra key naming a parameter Quire sets would be logged but ignored;
+        // a misspelt one would be ignored with only a warning.
         for k in p.extra.keys() {
-            if RESERVED.contains(&k.as_str()) {
+            let canonical = quire_lgbm::canonical_param(k)
+                .map_err(|e| format!("ltr.lightgbm.extra.{k}: {e}"))?
+                .ok_or_else(|| {
+                    format!(
+                        "ltr.lightgbm.extra.{k}: not a LightGBM parameter (nor an alias of one)"
+                    )
+                })?;
+            let named = if canonical == *k {
+                String::new()
+            } else {
+                format!(" (an alias of {canonical})")
+            };
+            if TYPED.contains(&canonical.as_str()) {
                 return Err(format!(
-                    "ltr.lightgbm.extra.{k}: set by Quire (objective, metric and data come from the config)"
+                    "ltr.lightgbm.extra.{k}{named}: set it as ltr.lightgbm.{canonical}"
                 ));
+            }
+            if let Some((_, how)) = RESERVED.iter().find(|(r, _)| *r == canonical) {
+                return Err(format!("ltr.lightgbm.extra.{k}{named}: {how}"));
             }
         }
         Ok(())
     }
 }
 
-/// LightGBM parameters Quire sets itself.
-const RESERVED: [&str; 7] = [
-    "objective",
-    "metric",
-    "eval_at",
-    "label_gain",
-    "data",
-    "valid",
-    "num_iterations",
+/// LightGBM parameters with a key of their own in `[ltr.lightgbm]`.
+const TYPED: [&str; 10] = [
+    "learning_rate",
+    "num_leaves",
+    "min_data_in_leaf",
+    "feature_fraction",
+    "bagging_fraction",
+    "bagging_freq",
+    "lambda_l2",
+    "max_bin",
+    "seed",
+    "num_threads",
+];
+
+/// LightGBM parameters Quire sets itself, and where they come from.
+const RESERVED: [(&str, &str); 12] = [
+    ("objective", "set by Quire (always lambdarank)"),
+    ("metric", "set by Quire (ndcg at ltr.eval_at)"),
+    ("eval_at", "set it as ltr.eval_at"),
+    (
+        "label_gain",
+        "set by Quire (the labels of docs/features.md)",
+    ),
+    ("data", "set by Quire (the feature job's training set)"),
+    ("valid", "set by Quire (the feature job's validation set)"),
+    ("num_iterations", "set it as ltr.num_boost_round"),
+    (
+        "early_stopping_round",
+        "set it as ltr.early_stopping_rounds",
+    ),
+    (
+        "deterministic",
+        "set by Quire (always true: a run can be reproduced)",
+    ),
+    ("verbosity", "set by Quire"),
+    ("task", "set by Quire (training)"),
+    ("input_model", "set by Quire (a run trains from scratch)"),
 ];
 
 impl CfConfig {
@@ -423,6 +469,28 @@ num_leaves = 31
                 .unwrap_err()
                 .contains("objective")
         );
+        // Extra keys LightGBM would ignore: a typed key again (by an alias too), a key the
+        // training loop sets, a misspelt one.
+        for (line, want) in [
+            (
+                "learning_rate = \"0.9\"",
+                "set it as ltr.lightgbm.learning_rate",
+            ),
+            ("eta = \"0.9\"", "eta (an alias of learning_rate)"),
+            ("min_child_samples = \"1\"", "ltr.lightgbm.min_data_in_leaf"),
+            ("num_trees = \"5\"", "ltr.num_boost_round"),
+            ("early_stopping_rounds = \"5\"", "ltr.early_stopping_rounds"),
+            (
+                "lambdarank_truncaton_level = \"5\"",
+                "not a LightGBM parameter",
+            ),
+        ] {
+            let bad = format!("{LTR}[ltr.lightgbm.extra]\n{line}\n");
+            let e = TrainConfig::parse(&bad).unwrap_err();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+        let fine = format!("{LTR}[ltr.lightgbm.extra]\nlambdarank_truncation_level = \"5\"\n");
+        assert!(TrainConfig::parse(&fine).is_ok());
         let frac = LTR.replace("[ltr]\n", "[ltr]\nvalid_fraction = 1.5\n");
         assert!(
             TrainConfig::parse(&frac)

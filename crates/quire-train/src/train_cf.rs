@@ -75,6 +75,7 @@ pub(crate) fn run(cfg: &TrainConfig, loc: &Locations, progress: &dyn Progress) -
         (format!("popularity_recall_at_{k}"), p.recall),
         (format!("popularity_ndcg_at_{k}"), p.ndcg),
         ("users_evaluated".to_string(), m.users_evaluated as f64),
+        ("cold_users".to_string(), m.cold_users as f64),
     ];
     let summary = vec![
         (
@@ -89,7 +90,10 @@ pub(crate) fn run(cfg: &TrainConfig, loc: &Locations, progress: &dyn Progress) -
             format!("NDCG@{k}: ALS / popularity"),
             format!("{:.4} / {:.4}", m.ndcg, p.ndcg),
         ),
-        ("users evaluated".into(), m.users_evaluated.to_string()),
+        (
+            "users evaluated (cold, left out)".into(),
+            format!("{} ({})", m.users_evaluated, m.cold_users),
+        ),
     ];
     let published: AlsModel = if c.refit_on_all_data {
         progress.stage("refit");

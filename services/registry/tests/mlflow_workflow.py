@@ -159,6 +159,23 @@ def main(workdir):
     check("registered version status", mv1.status, "READY")
     check("registered source", mv1.source, f"mlflow-artifacts:/{exp_id}/{run_id}/artifacts/model")
     check("registered run id", mv1.run_id, run_id)
+    # A file a registered version holds keeps its bytes (its downloads are checked against the
+    # version's digests); the run's other files can still be replaced.
+    tampered = work / "tampered"
+    tampered.mkdir(exist_ok=True)
+    (tampered / "MLmodel").write_text("tampered\n")
+    try:
+        client.log_artifact(run_id, str(tampered / "MLmodel"), artifact_path="model")
+        sys.exit("workflow: FAILED replacing a registered version's file: no error")
+    except Exception as e:  # the artifact proxy's 400 (raised by requests or by mlflow)
+        check("replacing a registered version's file is refused", "cannot be replaced" in str(e)
+              or "400" in str(e), True)
+    for text in ["draft\n", "final\n"]:
+        (tampered / "scratch.txt").write_text(text)
+        client.log_artifact(run_id, str(tampered / "scratch.txt"), artifact_path="scratch")
+    scratch = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="scratch/scratch.txt",
+                                                  dst_path=str(work / "scratch"))
+    check("a run's other file is replaced", pathlib.Path(scratch).read_text(), "final\n")
 
     # ---- create_registered_model + create_model_version ----
     client.create_registered_model("recs-als", tags={"kind": "cf"}, description="ALS recommendations")

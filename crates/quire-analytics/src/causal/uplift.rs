@@ -6,7 +6,8 @@
 //! viewed). Treated: the interaction happened before the session's first `checkout_started`. Outcomes:
 //! the session placed an order; the session's order revenue. Pre-treatment covariates: device,
 //! traffic source, logged in or anonymous, the user's first session or not, weekend, hour of day.
-//! Estimates (ATT): naive, regression adjustment, IPW, AIPW with bootstrap intervals; balance;
+//! Estimates (ATT): naive, regression adjustment, IPW, AIPW with bootstrap intervals (users
+//! resampled with all their sessions: a user's sessions are not independent); balance;
 //! overlap and trimming; a placebo run on an outcome the treatment cannot affect (whether the
 //! user's previous session converted).
 
@@ -79,8 +80,9 @@ pub fn prepare(ds: &Dataset, treatment: Treatment) -> Result<UpliftData> {
     .otherwise(lit(0.0));
     let ts = || col("event_timestamp").cast(DataType::Int64);
     let first_ts = |t: &str| ts().filter(ty().eq(lit(t.to_owned()))).min();
+    // Every session of the history (a user's previous session and first session may lie
+    // before the range); those starting in the range are kept after.
     let df = quire_kpi::sessionize(quire_kpi::stage_events(ds.raw()))
-        .filter(in_range(ds.range(), col("session_start").dt().date()))
         .with_columns([order_total.alias("_order_total")])
         .group_by([col("session_id")])
         .agg([
@@ -111,12 +113,19 @@ pub fn prepare(ds: &Dataset, treatment: Treatment) -> Result<UpliftData> {
                 .shift(lit(1))
                 .over([col("user_id")])?
                 .is_null()
-                .alias("first_in_range"),
+                .alias("first_session"),
         ])
         .filter(
             col("checkout")
                 .is_not_null()
-                .and(col("exposed").lt(col("checkout"))),
+                .and(col("exposed").lt(col("checkout")))
+                .and(in_range(
+                    ds.range(),
+                    col("start")
+                        .cast(DataType::Datetime(TimeUnit::Milliseconds, None))
+                        .dt()
+                        .date(),
+                )),
         )
         .with_columns([col("treat")
             .lt(col("checkout"))
@@ -140,10 +149,7 @@ pub fn prepare(ds: &Dataset, treatment: Treatment) -> Result<UpliftData> {
             .map(|u| f64::from(u8::from(u.starts_with("anon_"))))
             .collect(),
     ));
-    covs.push((
-        "first_session_in_range".into(),
-        f64s(&df, "first_in_range")?,
-    ));
+    covs.push(("first_session".into(), f64s(&df, "first_session")?));
     let hour: Vec<f64> = start
         .iter()
         .map(|ms| (ms.rem_euclid(86_400_000) / 3_600_000) as f64)
@@ -168,10 +174,24 @@ pub fn prepare(ds: &Dataset, treatment: Treatment) -> Result<UpliftData> {
     let x = Covariates::new(n, covs)?;
     Ok(UpliftData {
         sessions: n,
-        conversion: CausalData::new(f64s(&df, "ordered")?, bools(&df, "treated")?, x)?,
+        // A user's sessions are not independent: the bootstrap resamples users.
+        conversion: CausalData::new(f64s(&df, "ordered")?, bools(&df, "treated")?, x)?
+            .with_clusters(user_clusters(&users))?,
         revenue: f64s(&df, "revenue")?,
         placebo: f64s(&df, "prev_ordered")?,
     })
+}
+
+/// Each row's user as a number (the cluster of its sessions).
+fn user_clusters(users: &[String]) -> Vec<u32> {
+    let mut ids: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    users
+        .iter()
+        .map(|u| {
+            let next = ids.len() as u32;
+            *ids.entry(u.as_str()).or_insert(next)
+        })
+        .collect()
 }
 
 /// The three effect reports: conversion, revenue, placebo.
@@ -190,11 +210,15 @@ pub fn estimate_all(d: &UpliftData, p: &UpliftParams) -> Result<UpliftReports> {
         seed: p.resampling.seed,
     };
     let with = |y: &[f64]| {
-        CausalData::new(
+        let data = CausalData::new(
             y.to_vec(),
             d.conversion.treated.clone(),
             d.conversion.covariates.clone(),
-        )
+        )?;
+        match &d.conversion.clusters {
+            Some(c) => data.with_clusters(c.clone()),
+            None => Ok(data),
+        }
     };
     Ok(UpliftReports {
         conversion: estimate(&d.conversion, &opts)?,
