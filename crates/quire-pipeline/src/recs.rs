@@ -46,14 +46,17 @@ pub struct RecsJob<'a> {
     pub lake: Option<&'a std::path::Path>,
 }
 
-/// Loads the CF model version `job.model` (checksums verified), computes its top-N lists and
-/// publishes them to `job.target`. `on_stage` hears `purchases` (with a lake), `compute`, then
+/// Checks that `job.target` answers, loads the CF model version `job.model` (checksums
+/// verified), computes its top-N lists and publishes them to `job.target`. `on_stage` hears `purchases` (with a lake), `compute`, then
 /// `publish`.
 pub async fn publish_recs(
     job: &RecsJob<'_>,
     on_stage: impl Fn(&str),
     progress: impl FnMut(PublishProgress) + Send,
 ) -> Result<(ModelRef, PublishSummary), RecsError> {
+    // An unreachable Redis is said at once, not after the model is loaded and every list
+    // computed.
+    quire_recs::check_reachable(job.target, job.opts).await?;
     let model = job.model;
     let reg = Registry::connect(job.registry).await?;
     let store = ArtifactStore::open(job.artifacts).await?;

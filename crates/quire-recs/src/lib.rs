@@ -96,5 +96,6 @@ pub use compute::{ComputeTimings, RecList, RecSets, RecsConfig, compute_recs};
 pub use error::{Error, Result};
 pub use input::{CoPurchases, RecsInput};
 pub use publish::{
-    ModelRef, PublishOptions, PublishProgress, PublishSummary, RedisTarget, publish,
+    ModelRef, PublishOptions, PublishProgress, PublishSummary, RedisTarget, check_reachable,
+    publish,
 };

@@ -198,6 +198,16 @@ pub async fn publish(
     }
 }
 
+/// Checks that `target` answers (`PING`), so that a job can find an unreachable Redis before
+/// the work of computing what it would publish. The publish connects again.
+pub async fn check_reachable(target: &RedisTarget, opts: &PublishOptions) -> Result<()> {
+    opts.validate()?;
+    match target {
+        RedisTarget::Single(url) => connect_single(url, opts).await.map(drop),
+        RedisTarget::Cluster(nodes) => connect_cluster(nodes, opts).await.map(drop),
+    }
+}
+
 /// Whether the server runs in cluster mode (`cluster_enabled:1` in `INFO cluster`). A server
 /// that refuses `INFO` (an ACL without `@dangerous`, a renamed command, a proxy) is taken as
 /// one server, as before the check: a cluster node would then refuse keys of other nodes' slots
