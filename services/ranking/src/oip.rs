@@ -37,6 +37,66 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v2/models/{name}", get(model_metadata))
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/infer", post(infer))
+        // The protocol's paths naming a version: answered for the version served, 404 else.
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(version_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(version_infer),
+        )
+}
+
+fn version_not_served(version: &str, served: Option<i64>) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "model_not_found",
+        message: match served {
+            Some(v) => format!("version {version:?} is not served here; this service serves {v}"),
+            None => format!("version {version:?} is not served here; no version is loaded yet"),
+        },
+    }
+}
+
+/// `None` when `version` is the one served now, else the protocol's 404.
+fn other_version(state: &AppState, version: &str) -> Option<Response> {
+    let served = state.model.load().as_ref().map(|m| m.version);
+    (served.map(|v| v.to_string()).as_deref() != Some(version))
+        .then(|| OipError(version_not_served(version, served)).into_response())
+}
+
+async fn version_metadata(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    match other_version(&state, &version) {
+        Some(refused) if name == state.name => refused,
+        _ => model_metadata(State(state), Path(name)).await,
+    }
+}
+
+async fn version_ready(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    match other_version(&state, &version) {
+        Some(refused) if name == state.name => refused,
+        _ => model_ready(State(state), Path(name)).await,
+    }
+}
+
+async fn version_infer(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    infer_version(state, name, Some(version), headers, body).await
 }
 
 /// An [`ApiError`] answered in the protocol's shape.
@@ -309,6 +369,18 @@ async fn infer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    infer_version(state, name, None, headers, body).await
+}
+
+/// Scores a request for model `name` (and `version`, when the path names one: checked against
+/// the version that scores it, so a swap in between cannot score with another).
+async fn infer_version(
+    state: Arc<AppState>,
+    name: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
     let outcome = if name != state.name {
         Err(model_not_found(&name, &state.name))
@@ -317,7 +389,15 @@ async fn infer(
             Ok(body) => {
                 let max = state.max_candidates;
                 state
-                    .on_model(move |model| score(model, &body, max))
+                    .on_model(move |scoring| {
+                        let served = scoring.model.version;
+                        match version {
+                            Some(v) if v != served.to_string() => {
+                                Err(version_not_served(&v, Some(served)).into())
+                            }
+                            _ => score(scoring, &body, max),
+                        }
+                    })
                     .await
                     .map_err(|r| r.error)
             }

@@ -55,6 +55,12 @@ async fn infer_scores_raw_tensors_as_the_model_does() {
             .map(|x| x.as_f64().unwrap() as f32)
             .collect();
         assert_eq!(got, expected);
+        // The protocol's path naming the version served gives the same answer.
+        let a = svc
+            .post_json("/v2/models/ltr/versions/1/infer", &body)
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.body["outputs"][0]["data"].as_array().unwrap().len(), n);
     }
 
     // Metadata and readiness.
@@ -120,4 +126,30 @@ async fn infer_scores_raw_tensors_as_the_model_does() {
     assert_eq!(a.status, 400);
     assert_eq!(svc.get("/v2/models/other").await.status, 404);
     assert_eq!(svc.get("/v2/models/other/ready").await.status, 404);
+
+    // Versioned paths: the version served answers, another is the protocol's 404.
+    assert_eq!(
+        svc.get("/v2/models/ltr/versions/1").await.body["versions"],
+        json!(["1"])
+    );
+    assert_eq!(svc.get("/v2/models/ltr/versions/1/ready").await.status, 200);
+    for path in [
+        "/v2/models/ltr/versions/2",
+        "/v2/models/ltr/versions/2/ready",
+    ] {
+        let a = svc.get(path).await;
+        assert_eq!(a.status, 404, "{path}");
+        assert!(
+            a.body["error"].as_str().unwrap().contains("\"2\""),
+            "{}",
+            a.body
+        );
+    }
+    let one: Vec<f32> = vec![1.0; N_FEATURES];
+    let body = json!({"inputs": [{"name": "X", "shape": [1, N_FEATURES], "datatype": "FP32", "data": one}]});
+    let a = svc
+        .post_json("/v2/models/ltr/versions/7/infer", &body)
+        .await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(a.body.as_object().unwrap().len(), 1, "{}", a.body);
 }
