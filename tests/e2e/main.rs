@@ -300,38 +300,20 @@ fn errors_are_one_line_and_name_the_file() {
         "{err}"
     );
     // Nor does a recommendations publish show its Redis password, whatever fails.
-    let err = one_line_error(
-        tmp.path(),
-        &[
-            "recs",
-            "publish",
-            "--model",
-            "cf@production",
-            "--redis",
-            "redis://:hunter2@127.0.0.1:1/0",
-            "--no-lake",
-        ],
-    );
+    let publish_error = |redis: &str, more: &[&str]| {
+        let mut args = vec!["recs", "publish", "--model", "cf@production", "--no-lake"];
+        args.extend(["--redis", redis]);
+        args.extend(more);
+        one_line_error(tmp.path(), &args)
+    };
+    let err = publish_error("redis://:hunter2@127.0.0.1:1/0", &[]);
     // (An unreachable Redis is found first, before the model is looked up.)
     assert!(
         err.contains("cannot connect to redis at 127.0.0.1:1") && !err.contains("hunter2"),
         "{err}"
     );
     // A grace period too short for readers of the previous set is refused.
-    let err = one_line_error(
-        tmp.path(),
-        &[
-            "recs",
-            "publish",
-            "--model",
-            "cf@production",
-            "--redis",
-            "redis://127.0.0.1:1/0",
-            "--grace-seconds",
-            "0",
-            "--no-lake",
-        ],
-    );
+    let err = publish_error("redis://127.0.0.1:1/0", &["--grace-seconds", "0"]);
     assert!(err.contains("--grace-seconds"), "{err}");
     // A file that is no ONNX Runtime library stops the ranking service at its start, named
     // as the host's fault (not a model version's, refused one after the other).

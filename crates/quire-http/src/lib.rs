@@ -1,5 +1,5 @@
-//! How Quire's servers (ranking, live, registry) serve HTTP: an axum [`Router`] on a bound
-//! listener, as `axum::serve(..).with_graceful_shutdown(..)` does, plus two limits it lacks.
+//! How Quire's servers (ranking, live, registry) serve HTTP ([`serve`]): an axum [`Router`] on a
+//! bound listener, as `axum::serve(..).with_graceful_shutdown(..)` does, plus two limits it lacks.
 //!
 //! - **A deadline on a request's head** ([`Limits::header_read`]): a connection that does not
 //!   finish sending its request line and headers in time, or stays idle longer than that
@@ -55,6 +55,15 @@ impl Default for Limits {
     }
 }
 
+/// [`serve_with`] the default [`Limits`].
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    serve_with(listener, router, shutdown, Limits::default()).await;
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains (see the module's
 /// comment) and returns. Accepted connections get `TCP_NODELAY` (answers are small single
 /// writes: sent at once, with no Nagle delay).
@@ -62,7 +71,7 @@ impl Default for Limits {
 /// An error accepting a connection is logged and does not end the loop: a connection reset
 /// before it was accepted is skipped, any other error (such as too many open files) is retried
 /// after a second, as `axum::serve` does.
-pub async fn serve(
+pub async fn serve_with(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -173,7 +182,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = Router::new().route("/echo", post(echo));
-        let task = tokio::spawn(serve(
+        let task = tokio::spawn(serve_with(
             listener,
             router,
             async move {

@@ -201,13 +201,7 @@ impl LiveServer {
         let archiver = self.archiver.map(|a| tokio::spawn(a.run(stopped.clone())));
         let consumer = tokio::spawn(self.consumer.run(stopped));
         info!(%addr, "live service listening: dashboard at http://{addr}/");
-        quire_http::serve(
-            self.listener,
-            api::router(self.state),
-            shutdown,
-            quire_http::Limits::default(),
-        )
-        .await;
+        quire_http::serve(self.listener, api::router(self.state), shutdown).await;
         let _ = stop.send(true);
         if let Some(a) = archiver
             && let Err(e) = a.await

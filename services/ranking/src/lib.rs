@@ -275,13 +275,7 @@ impl RankingService {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let follower = tokio::spawn(self.follower.run(stopped));
         info!(%addr, "ranking service listening");
-        quire_http::serve(
-            self.listener,
-            api::router(self.state),
-            shutdown,
-            quire_http::Limits::default(),
-        )
-        .await;
+        quire_http::serve(self.listener, api::router(self.state), shutdown).await;
         // The follower may be loading a version: tell it to stop and wait for it.
         let _ = stop.send(true);
         if let Err(e) = follower.await {

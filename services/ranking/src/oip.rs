@@ -70,24 +70,31 @@ fn other_version(state: &AppState, version: &str) -> Option<Response> {
         .then(|| OipError(version_not_served(version, served)).into_response())
 }
 
-async fn version_metadata(
-    State(state): State<Arc<AppState>>,
-    Path((name, version)): Path<(String, String)>,
+/// `answer` for model `name` when `version` is the one served (or `name` is not served: its
+/// 404 comes from `answer`), else the protocol's 404.
+async fn for_version<F: Future<Output = Response>>(
+    state: Arc<AppState>,
+    (name, version): (String, String),
+    answer: impl FnOnce(State<Arc<AppState>>, Path<String>) -> F,
 ) -> Response {
     match other_version(&state, &version) {
         Some(refused) if name == state.name => refused,
-        _ => model_metadata(State(state), Path(name)).await,
+        _ => answer(State(state), Path(name)).await,
     }
+}
+
+async fn version_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<(String, String)>,
+) -> Response {
+    for_version(state, path, model_metadata).await
 }
 
 async fn version_ready(
     State(state): State<Arc<AppState>>,
-    Path((name, version)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Response {
-    match other_version(&state, &version) {
-        Some(refused) if name == state.name => refused,
-        _ => model_ready(State(state), Path(name)).await,
-    }
+    for_version(state, path, model_ready).await
 }
 
 async fn version_infer(

@@ -162,13 +162,7 @@ impl RegistryServer {
     /// [`quire_http::DEFAULT_DRAIN`]).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         info!(addr = ?self.listener.local_addr().ok(), "registry server listening");
-        quire_http::serve(
-            self.listener,
-            self.router,
-            shutdown,
-            quire_http::Limits::default(),
-        )
-        .await;
+        quire_http::serve(self.listener, self.router, shutdown).await;
         self.registry.close().await;
         Ok(())
     }
