@@ -131,7 +131,9 @@ impl Group {
         let mut sessions = 0;
         for (u, s) in users.iter().enumerate() {
             let mut counts: HashMap<&str, u64> = HashMap::new();
-            for p in s {
+            // A session that began at checkout has no path: it counts among the user's
+            // sessions, under no path.
+            for p in s.iter().filter(|p| !p.is_empty()) {
                 *counts.entry(*p).or_default() += 1;
             }
             sessions += s.len() as u64;
@@ -386,7 +388,8 @@ mod tests {
     }
 
     /// Support is the mean of the users' shares, by hand: high users A (X, X, Y) and B (X, Y),
-    /// low users C (Y, Y) and D (X, Y, Y, Y), ten of each (X in 30 + 10 sessions).
+    /// low users C (Y, Y) and D (X, Y, Y, and one with no path), ten of each (X in 30 + 10
+    /// sessions).
     #[test]
     fn support_is_the_mean_share_of_a_users_sessions() {
         let user = |paths: &[&'static str]| paths.to_vec();
@@ -394,9 +397,17 @@ mod tests {
             .flat_map(|_| [user(&["X", "X", "Y"]), user(&["X", "Y"])])
             .collect();
         let low: Vec<Vec<&str>> = (0..10)
-            .flat_map(|_| [user(&["Y", "Y"]), user(&["X", "Y", "Y", "Y"])])
+            .flat_map(|_| [user(&["Y", "Y"]), user(&["X", "Y", "Y", ""])])
             .collect();
         let j = compare(&high, &low, 10).unwrap().to_json();
+        // D's fourth session began at checkout: a session of D's, no path.
+        let paths: Vec<&str> = j["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["path"].as_str().unwrap())
+            .collect();
+        assert!(!paths.contains(&""), "{paths:?}");
         let x = j["paths"]
             .as_array()
             .unwrap()

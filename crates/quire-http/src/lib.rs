@@ -2,29 +2,33 @@
 //! bound listener, as `axum::serve(..).with_graceful_shutdown(..)` does, plus two limits it lacks.
 //!
 //! - **A deadline on a request's head** ([`Limits::header_read`]): a connection that does not
-//!   finish sending its request line and headers in time, or stays idle longer than that
-//!   between two requests, is closed (hyper's `header_read_timeout`, which needs a timer that
-//!   `axum::serve` does not install). A stalled client no longer holds a connection, and its
-//!   task and file descriptor, for ever.
+//!   send a complete request line and headers in time — from its opening, or from the end of
+//!   the previous answer on a keep-alive connection — is closed (hyper's `header_read_timeout`,
+//!   which needs a timer that `axum::serve` does not install). A client that connects and says
+//!   nothing, or stalls in its headers, no longer holds a connection (its task and file
+//!   descriptor) for ever. A client that stalls in the middle of a body holds its connection
+//!   until it closes it or the server stops.
 //! - **A bounded drain** ([`Limits::drain`]): at shutdown, no new connection is accepted, idle
 //!   ones are closed and requests in flight finish; connections still open when the drain time
-//!   is over (a client that stopped sending in the middle of a body) are abandoned, and
-//!   [`serve`] returns, so a stop never waits on a client.
+//!   is over are closed (their tasks aborted), and [`serve`] returns, so a stop never waits on a
+//!   client and nothing runs after it.
 //!
+//! HTTP/1.1 only (every client of these servers speaks it): hyper-util's automatic HTTP/1–2
+//! detection reads the connection's first bytes with no deadline, before hyper's timer starts.
 //! Written here rather than taken whole from a crate: axum's `serve` has no option for either
-//! limit, and hyper-util's graceful-shutdown helper needs a feature the build does not otherwise
-//! compile; what is left is the accept loop below.
+//! limit; what is left is the accept loop below.
 
 use std::future::Future;
 use std::io;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 /// How long a client may take, and how long a stop may wait.
@@ -77,12 +81,17 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: Limits,
 ) {
-    // Every connection task holds a receiver: the sender sees them all gone when drained.
-    let (drained_tx, drained_rx) = watch::channel(());
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
     // Sent once at shutdown: each connection finishes its request in flight and closes.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // Finished connections leave the set as they end.
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
@@ -95,23 +104,21 @@ pub async fn serve_with(
             }
             Err(e) => {
                 warn!(error = %e, "cannot accept connections; trying again in a second");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = &mut shutdown => break,
+                }
             }
         };
         if let Err(e) = stream.set_nodelay(true) {
             debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(router.clone());
+        let conn = builder.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
         let mut stop = stop_rx.clone();
-        let drained = drained_rx.clone();
-        tokio::spawn(async move {
-            let mut builder = Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        connections.spawn(async move {
             let mut conn = std::pin::pin!(conn);
             let mut stopping = false;
             loop {
@@ -128,21 +135,18 @@ pub async fn serve_with(
                     }
                 }
             }
-            drop(drained);
         });
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    drop(drained_rx);
-    if tokio::time::timeout(limits.drain, drained_tx.closed())
-        .await
-        .is_err()
-    {
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.drain, drained).await.is_err() {
         warn!(
-            open = drained_tx.receiver_count(),
+            open = connections.len(),
             drain_seconds = limits.drain.as_secs_f64(),
-            "connections still open after the drain time: abandoned"
+            "connections still open after the drain time: closed"
         );
+        connections.shutdown().await;
     }
 }
 
@@ -236,6 +240,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_that_says_nothing_is_disconnected() {
+        let limits = Limits {
+            header_read: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (addr, stop, task) = start(limits).await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest))
+            .await
+            .expect("the server closes a silent connection")
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_stop_waits_for_a_stalled_body_only_as_long_as_the_drain() {
         let limits = Limits {
             drain: Duration::from_millis(500),
@@ -259,7 +282,12 @@ mod tests {
             .unwrap();
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(450), "{took:?}");
-        drop(stalled);
+        // Its connection is closed, not left running after the stop.
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut rest))
+            .await
+            .expect("the abandoned connection is closed")
+            .unwrap();
     }
 
     #[tokio::test]

@@ -405,7 +405,8 @@ fn add_bad_row_keys(commits: &[Commit], keys: &mut HashSet<String>) {
     }
 }
 
-/// The key of the bad row of line `line_number` of file `source` (see [`Source::File`]).
+/// The key of the bad row of line `line_number` of file `source` (its canonical path; see
+/// [`Source::File`]).
 fn file_bad_row_key(source: &str, line_number: u64, line: &[u8]) -> String {
     let mut h = Xxh3::new();
     h.update(source.as_bytes());
@@ -462,6 +463,10 @@ impl Lake {
         let mut writer = Writer::open(self)?;
         let mut batch = writer.batch(opts.flush_rows)?;
         let source_name = path.display().to_string();
+        // The bad-row keys name the file however its path was typed (`day.jsonl`,
+        // `./day.jsonl`, an absolute path).
+        let key_name = std::fs::canonicalize(path)
+            .map_or_else(|_| source_name.clone(), |p| p.display().to_string());
         let (mut reader, hasher) = open_input(path)?;
         let mut line_no: u64 = 0;
         let mut buf = Vec::new();
@@ -507,7 +512,7 @@ impl Lake {
                     Err(reason) => {
                         let line = line_content(&bytes);
                         let stored = batch.push_invalid_keyed(
-                            file_bad_row_key(&source_name, no, line),
+                            file_bad_row_key(&key_name, no, line),
                             BadRow {
                                 line: String::from_utf8_lossy(line).into_owned(),
                                 source: source_name.clone(),

@@ -38,9 +38,9 @@ pub enum Source {
         path: String,
         digest: String,
         bytes: u64,
-        /// The keys of the bad rows this batch stored (a hash of the file's name, the line's
-        /// number and its bytes): a file ingested again after it grew does not store the bad
-        /// rows of its earlier lines twice.
+        /// The keys of the bad rows this batch stored (a hash of the file's canonical path,
+        /// the line's number and its bytes): a file ingested again after it grew does not
+        /// store the bad rows of its earlier lines twice.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         bad_row_keys: Vec<String>,
     },

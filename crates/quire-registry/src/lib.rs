@@ -66,7 +66,7 @@ pub use artifacts::{ArtifactRef, ArtifactStore, NamedArtifact, local_path};
 pub use error::{Error, Result};
 pub use mlflow::{
     ArtifactFile, LOGGED_MODEL_STATUSES, LoggedModel, NewLoggedModel, SearchLoggedModels,
-    check_artifact_path,
+    check_artifact_path, proxy_path,
 };
 pub use model::{
     ACTIVE, AliasMove, DELETED, Experiment, Metric, ModelVersion, NewModelVersion, NewRun,

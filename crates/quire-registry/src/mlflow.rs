@@ -168,17 +168,28 @@ impl Registry {
         check_artifact_path(path)?;
         // A file a registered version holds keeps its bytes: the version's recorded digest is
         // what its downloads are checked against, and a replaced file would pass as the
-        // version's. The same bytes again (a retried upload) are fine.
-        let held: Option<(String, i64)> = sqlx::query_as(
-            "SELECT v.name, v.version FROM artifact_files f \
-             JOIN model_version_artifacts v ON v.sha256 = f.sha256 \
-             WHERE f.path = $1 AND f.sha256 <> $2 ORDER BY v.name, v.version LIMIT 1",
+        // version's. The same bytes again (a retried upload) are fine. Held: the version was
+        // registered from a directory (its source, or its logged model's) that has this file,
+        // with these bytes, among its recorded artifacts.
+        let holders: Vec<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT v.name, v.version, COALESCE(lm.artifact_uri, v.source), a.artifact_name \
+             FROM artifact_files f \
+             JOIN model_version_artifacts a ON a.sha256 = f.sha256 \
+             JOIN model_versions v ON v.name = a.name AND v.version = a.version \
+             LEFT JOIN logged_models lm ON v.source = 'models:/' || lm.model_id \
+             WHERE f.path = $1 AND f.sha256 <> $2 ORDER BY v.name, v.version",
         )
         .bind(path)
         .bind(&artifact.sha256)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        if let Some((name, version)) = held {
+        let held = holders.into_iter().find(|(_, _, root, name)| {
+            proxy_path(root).is_some_and(|root| match root.as_str() {
+                "" => name == path,
+                root => path.strip_prefix(root).and_then(|p| p.strip_prefix('/')) == Some(name),
+            })
+        });
+        if let Some((name, version, _, _)) = held {
             return Err(Error::InvalidParameter(format!(
                 "artifact {path} is a file of model version {name} v{version}: it cannot be \
                  replaced (log the new file under another path)"
@@ -721,6 +732,17 @@ pub(crate) fn parse_offset(token: Option<&str>) -> Result<i64> {
             .filter(|o| *o >= 0)
             .ok_or_else(|| Error::InvalidParameter(format!("invalid page token {t:?}"))),
     }
+}
+
+/// The artifact proxy's path of an `mlflow-artifacts:` URI (`mlflow-artifacts:/1/x` and
+/// `mlflow-artifacts://host/1/x` both give `1/x`); `None` for another scheme.
+pub fn proxy_path(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("mlflow-artifacts:")?;
+    let path = match rest.strip_prefix("//") {
+        Some(host_and_path) => host_and_path.split_once('/').map_or("", |(_, p)| p),
+        None => rest,
+    };
+    Some(path.trim_matches('/').to_owned())
 }
 
 /// A relative path of `/`-separated, non-empty, non-dot parts.

@@ -229,14 +229,22 @@ async fn probe_server(url: &str) -> Result<()> {
     }
 }
 
-/// `url` with its password, if any, replaced by `***`: for messages and logs.
+/// `url` with its password, if any, replaced by `***`: for messages and logs. A URL that does
+/// not parse (a password with an unencoded `#`, `/` or `?`) has everything between `://` and
+/// its last `@` replaced.
 pub fn redacted_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+            }
+            _ => url.to_owned(),
+        },
     }
 }
 
@@ -1641,6 +1649,11 @@ mod url_tests {
         assert_eq!(
             redacted_url("sqlite:///tmp/registry.db"),
             "sqlite:///tmp/registry.db"
+        );
+        // Not a URL the parser takes (an unencoded `#` in the password): still hidden.
+        assert_eq!(
+            redacted_url("redis://:p#ss/w?rd@host:6379/0"),
+            "redis://***@host:6379/0"
         );
     }
 }

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::api::{ApiError, AppState, header_request_id, log_refusal};
 use crate::metrics::EndpointLabels;
-use crate::model::Scoring;
+use crate::model::{Scoring, ServedModel};
 use crate::rank::Refusal;
 
 const ENDPOINT: &str = "infer";
@@ -63,38 +63,35 @@ fn version_not_served(version: &str, served: Option<i64>) -> ApiError {
     }
 }
 
-/// `None` when `version` is the one served now, else the protocol's 404.
-fn other_version(state: &AppState, version: &str) -> Option<Response> {
-    let served = state.model.load().as_ref().map(|m| m.version);
-    (served.map(|v| v.to_string()).as_deref() != Some(version))
-        .then(|| OipError(version_not_served(version, served)).into_response())
-}
-
-/// `answer` for model `name` when `version` is the one served (or `name` is not served: its
-/// 404 comes from `answer`), else the protocol's 404.
-async fn for_version<F: Future<Output = Response>>(
-    state: Arc<AppState>,
+/// `answer` for model `name` and the version served, when the path's `version` is that one
+/// (or `name` is not served: its 404 comes from `answer`), else the protocol's 404. The
+/// version is loaded once, so a swap in between cannot answer for another.
+fn for_version(
+    state: &AppState,
     (name, version): (String, String),
-    answer: impl FnOnce(State<Arc<AppState>>, Path<String>) -> F,
+    answer: fn(&AppState, &str, Option<&ServedModel>) -> Response,
 ) -> Response {
-    match other_version(&state, &version) {
-        Some(refused) if name == state.name => refused,
-        _ => answer(State(state), Path(name)).await,
+    let served = state.model.load();
+    let served = served.as_deref();
+    let current = served.map(|m| m.version);
+    if name == state.name && current.map(|v| v.to_string()).as_deref() != Some(version.as_str()) {
+        return OipError(version_not_served(&version, current)).into_response();
     }
+    answer(state, &name, served)
 }
 
 async fn version_metadata(
     State(state): State<Arc<AppState>>,
     Path(path): Path<(String, String)>,
 ) -> Response {
-    for_version(state, path, model_metadata).await
+    for_version(&state, path, metadata_of)
 }
 
 async fn version_ready(
     State(state): State<Arc<AppState>>,
     Path(path): Path<(String, String)>,
 ) -> Response {
-    for_version(state, path, model_ready).await
+    for_version(&state, path, ready_of)
 }
 
 async fn version_infer(
@@ -454,11 +451,19 @@ async fn server_ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    ready_of(&state, &name, state.model.load().as_deref())
+}
+
+async fn model_metadata(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    metadata_of(&state, &name, state.model.load().as_deref())
+}
+
+/// The protocol's readiness of model `name`, `served` being the version loaded.
+fn ready_of(state: &AppState, name: &str, served: Option<&ServedModel>) -> Response {
     if name != state.name {
-        return OipError(model_not_found(&name, &state.name)).into_response();
+        return OipError(model_not_found(name, &state.name)).into_response();
     }
-    let served = state.model.load();
-    match served.as_ref() {
+    match served {
         Some(m) => json_response(
             StatusCode::OK,
             json!({"name": m.name, "version": m.version.to_string(), "ready": true}).to_string(),
@@ -467,12 +472,12 @@ async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String
     }
 }
 
-async fn model_metadata(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+/// The protocol's metadata of model `name`, `served` being the version loaded.
+fn metadata_of(state: &AppState, name: &str, served: Option<&ServedModel>) -> Response {
     if name != state.name {
-        return OipError(model_not_found(&name, &state.name)).into_response();
+        return OipError(model_not_found(name, &state.name)).into_response();
     }
-    let served = state.model.load();
-    let Some(m) = served.as_ref() else {
+    let Some(m) = served else {
         return OipError(ApiError::not_ready()).into_response();
     };
     json_response(

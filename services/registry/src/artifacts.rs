@@ -33,17 +33,10 @@ pub fn version_uri(name: &str, version: i64) -> String {
     format!("mlflow-artifacts:/{VERSIONS_ROOT}/{name}/{version}")
 }
 
-/// The proxy path of an `mlflow-artifacts:` URI (`mlflow-artifacts:/1/x` and
-/// `mlflow-artifacts://host/1/x` both give `1/x`).
+/// The proxy path of an `mlflow-artifacts:` URI ([`quire_registry::proxy_path`]).
 fn proxy_path(uri: &str) -> Result<String, ApiError> {
-    let rest = uri
-        .strip_prefix("mlflow-artifacts:")
-        .ok_or_else(|| ApiError::invalid(format!("{uri:?} is not an mlflow-artifacts: URI")))?;
-    let path = match rest.strip_prefix("//") {
-        Some(host_and_path) => host_and_path.split_once('/').map_or("", |(_, p)| p),
-        None => rest,
-    };
-    Ok(path.trim_matches('/').to_owned())
+    quire_registry::proxy_path(uri)
+        .ok_or_else(|| ApiError::invalid(format!("{uri:?} is not an mlflow-artifacts: URI")))
 }
 
 /// Every file under an `mlflow-artifacts:` URI, named by its path below it.

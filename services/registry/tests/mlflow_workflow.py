@@ -170,7 +170,8 @@ def main(workdir):
     except Exception as e:  # the artifact proxy's 400 (raised by requests or by mlflow)
         check("replacing a registered version's file is refused", "cannot be replaced" in str(e)
               or "400" in str(e), True)
-    for text in ["draft\n", "final\n"]:
+    # The registered file's bytes under another path are that path's own: replaceable.
+    for text in [(model_dir / "MLmodel").read_text(), "draft\n", "final\n"]:
         (tampered / "scratch.txt").write_text(text)
         client.log_artifact(run_id, str(tampered / "scratch.txt"), artifact_path="scratch")
     scratch = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="scratch/scratch.txt",

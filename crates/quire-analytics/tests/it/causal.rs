@@ -237,7 +237,8 @@ fn promotion_takes_named_books_and_the_range(all: &Dataset, later: &Dataset, tru
     assert!(t["end_date"].as_str().unwrap() < "2025-10-21");
     let err = promotion::run(later, &p).unwrap_err().to_string();
     assert!(err.contains("in the range"), "{err}");
-    // A book that never sold is refused, named.
+    // A book the catalogue does not have is refused, named. (One that never sold is taken,
+    // with no units: the planted list holds such books.)
     p.books = Some(vec!["bk_never_sold".to_owned()]);
     let err = promotion::run(all, &p).unwrap_err().to_string();
     assert!(err.contains("bk_never_sold"), "{err}");
