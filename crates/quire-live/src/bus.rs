@@ -100,9 +100,10 @@ const PACKED_FIELD: &str = "m";
 /// (each hash written to gets `EXPIRE ttl` once); the events whose id is new go into one
 /// stream entry (field `m`: their MessagePack values concatenated, at most
 /// [`EVENTS_PER_ENTRY`] per entry), so a request's events cost Redis one `XADD`, one entry to
-/// deliver and one to acknowledge per consumer group. Redis runs a script
-/// as one unit (and logs it to its AOF as one), so an event is on the bus exactly when its id
-/// is marked seen.
+/// deliver and one to acknowledge per consumer group. A bad row is marked seen in
+/// `seen:bad:<day>` by the hash of its line and goes to the bad-rows stream only when new, so a
+/// retried request does not store its bad rows twice. Redis runs a script as one unit (and
+/// logs it to its AOF as one), so an event is on the bus exactly when its id is marked seen.
 const APPEND_SCRIPT: &str = r"
 local ttl = ARGV[1]
 local prefix = ARGV[2]
@@ -142,11 +143,15 @@ for i = 1, n do
   end
 end
 flush()
+for j = 6 + 3 * n, #ARGV, 3 do
+  local seen = prefix .. ARGV[j]
+  if redis.call('HSETNX', seen, ARGV[j + 1], '1') == 1 then
+    touched[seen] = true
+    redis.call('XADD', KEYS[2], '*', 'r', ARGV[j + 2])
+  end
+end
 for seen in pairs(touched) do
   redis.call('EXPIRE', seen, ttl)
-end
-for j = 6 + 3 * n, #ARGV do
-  redis.call('XADD', KEYS[2], '*', 'r', ARGV[j])
 end
 return out
 ";
@@ -253,8 +258,15 @@ impl Bus {
                 .arg(encode(event));
         }
         for row in bad_rows {
-            // Serializing a struct of strings, an integer and a timestamp cannot fail.
-            inv.arg(serde_json::to_string(row).unwrap_or_default());
+            // A rejected line sent again the same UTC day (a retry after an unknown outcome)
+            // is stored once: marked seen by the hash of its text, as events by their id.
+            inv.arg(format!("bad:{}", row.rejected_at.format("%Y%m%d")))
+                .arg(format!(
+                    "{:032x}",
+                    xxhash_rust::xxh3::xxh3_128(row.line.as_bytes())
+                ))
+                // Serializing a struct of strings, an integer and a timestamp cannot fail.
+                .arg(serde_json::to_string(row).unwrap_or_default());
         }
         let mut con = self.con.clone();
         let ids: Vec<String> = inv

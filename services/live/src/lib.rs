@@ -40,7 +40,8 @@
 //! `batch_too_large`, `invalid_parameter`; 401 `unauthorized`; 413 `payload_too_large`;
 //! 503 `bus_unavailable` (Redis failed or did not answer within 10 s: send the request again;
 //! events that reached the bus before the failure are then answered `duplicate`, so a retry
-//! never duplicates and never loses an event).
+//! never duplicates and never loses an event; a rejected line sent again the same UTC day is
+//! answered `rejected` again but stored in the bad-rows store once).
 
 mod api;
 mod dashboard;

@@ -45,6 +45,14 @@ async fn intake_answers_each_event_and_keeps_bad_rows() {
         "order_placed.items[0].quantity: must be an integer >= 1"
     );
     let rid = answer["request_id"].as_str().unwrap().to_owned();
+    // The same request again (a client's retry after an unknown outcome): the same answer for
+    // the rejected event, whose bad row is stored once (checked below).
+    let (status, retried) = svc.post(&body, Some("s3cret")).await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(
+        (&retried["duplicates"], &retried["rejected"]),
+        (&2.into(), &1.into())
+    );
 
     // The same event again, alone: a duplicate. (The scheme's name in any case.)
     let again = svc
@@ -106,6 +114,14 @@ async fn intake_answers_each_event_and_keeps_bad_rows() {
     })
     .await;
     let bad = lake.bad_rows(None, None).unwrap();
+    let e2_rows = bad
+        .iter()
+        .filter(|r| r.line.contains("\"event_id\":\"e2\""));
+    assert_eq!(
+        e2_rows.count(),
+        1,
+        "the retried request's bad row is stored once"
+    );
     let row = bad
         .iter()
         .find(|r| r.source == format!("http:{rid}"))
@@ -142,9 +158,10 @@ async fn intake_answers_each_event_and_keeps_bad_rows() {
         .unwrap();
     for line in [
         "quire_live_intake_events_total{status=\"accepted\"} 1",
-        "quire_live_intake_events_total{status=\"duplicate\"} 2",
-        // The invalid event and the body that is not JSON.
-        "quire_live_intake_events_total{status=\"rejected\"} 2",
+        // One in the first request, two in its retry, the event sent alone.
+        "quire_live_intake_events_total{status=\"duplicate\"} 4",
+        // The invalid event (twice: its request was retried) and the body that is not JSON.
+        "quire_live_intake_events_total{status=\"rejected\"} 3",
     ] {
         assert!(metrics.contains(line), "{line} not in {metrics}");
     }
