@@ -1267,7 +1267,8 @@ fn serve_live_starts_from_the_lake_and_takes_events() {
     let mut child = std::process::Command::new(quire_tests::quire_bin())
         .current_dir(dir)
         .args(["serve", "live", "--lake", "lake", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
+        // A host name is resolved (localhost: 127.0.0.1).
+        .arg(format!("localhost:{port}"))
         .env("QUIRE_REDIS", redis.url())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -1,6 +1,6 @@
 //! `quire serve …`: the long-running services.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -20,8 +20,8 @@ pub enum ServeCommand {
 
 #[derive(Args)]
 pub struct LiveArgs {
-    /// Address to listen on (intake, JSON API and dashboard)
-    #[arg(long, default_value = quire_live_server::DEFAULT_LISTEN)]
+    /// Address to listen on (intake, JSON API and dashboard): IP:PORT or HOST:PORT
+    #[arg(long, default_value = quire_live_server::DEFAULT_LISTEN, value_parser = listen_addr)]
     listen: SocketAddr,
     #[command(flatten)]
     lake: crate::LakeArg,
@@ -58,8 +58,8 @@ pub struct LiveArgs {
 
 #[derive(Args)]
 pub struct RegistryServerArgs {
-    /// Address to listen on
-    #[arg(long, default_value = quire_registry_server::DEFAULT_LISTEN)]
+    /// Address to listen on: IP:PORT or HOST:PORT
+    #[arg(long, default_value = quire_registry_server::DEFAULT_LISTEN, value_parser = listen_addr)]
     listen: SocketAddr,
     /// Largest request body (one artifact upload), in bytes
     #[arg(long, default_value_t = quire_registry_server::DEFAULT_MAX_BODY_BYTES)]
@@ -73,8 +73,8 @@ pub struct RankingArgs {
     /// The model alias to serve and follow, e.g. ltr@production
     #[arg(long)]
     model: quire_ranking::ModelAlias,
-    /// Address to listen on
-    #[arg(long, default_value = quire_ranking::DEFAULT_LISTEN)]
+    /// Address to listen on: IP:PORT or HOST:PORT
+    #[arg(long, default_value = quire_ranking::DEFAULT_LISTEN, value_parser = listen_addr)]
     listen: SocketAddr,
     /// Seconds between checks of where the alias points
     #[arg(long, default_value_t = quire_ranking::DEFAULT_POLL_INTERVAL.as_secs())]
@@ -190,4 +190,43 @@ fn serve_ranking(a: RankingArgs) -> Result<()> {
     runtime()?
         .block_on(quire_ranking::serve(opts, shutdown_signal()))
         .with_context(|| format!("ranking service for {} on {}", a.model, a.listen))
+}
+
+/// `--listen`: an `IP:PORT`, or a `HOST:PORT` resolved at start (its first IPv4 address if it
+/// has one, so `localhost:8080` is 127.0.0.1, as clients on the same host usually try first).
+fn listen_addr(s: &str) -> std::result::Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("{s} is not IP:PORT nor a HOST:PORT that resolves ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{s} resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_addr;
+
+    #[test]
+    fn listen_takes_an_address_or_a_host() {
+        assert_eq!(
+            listen_addr("127.0.0.1:8391").unwrap().to_string(),
+            "127.0.0.1:8391"
+        );
+        assert_eq!(listen_addr("[::1]:80").unwrap().to_string(), "[::1]:80");
+        assert_eq!(
+            listen_addr("localhost:8391").unwrap().to_string(),
+            "127.0.0.1:8391"
+        );
+        for bad in ["localhost", "localhost:99999", "127.0.0.1:http"] {
+            assert!(listen_addr(bad).is_err(), "{bad}");
+        }
+    }
 }
