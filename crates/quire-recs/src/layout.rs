@@ -137,7 +137,8 @@ pub struct SetMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SetState {
-    /// Being written (or left half-written by a publish that died).
+    /// Being written (or left half-written by a publish that died; once a later publish has
+    /// deleted its lists, `expires_at` is when its index and record go too).
     Building,
     /// The pointer moved to it.
     Published,
@@ -154,7 +155,8 @@ pub struct SetRecord {
     pub digest: String,
     pub index_chunks: u64,
     pub started_at: String,
-    /// Unix seconds after which a retired set's keys are gone.
+    /// Unix seconds after which a retired set's keys are gone, or a deleted half-written
+    /// set's index and record may go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
 }

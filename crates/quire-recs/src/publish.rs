@@ -4,9 +4,10 @@
 //! writing; hash-tagged into the pointer's cluster slot):
 //! 1. read `quire:recs:current` and the publisher's set records (`quire:recs:sets`);
 //! 2. if the current set has the same model, version and digest, stop: nothing to write;
-//! 3. tidy up: delete the keys of half-written sets left by dead publishes (except one with
-//!    the same content, which is reused), retire published sets that are not current, forget
-//!    retired sets whose keys have expired;
+//! 3. tidy up: delete the lists of half-written sets left by dead publishes (except one with
+//!    the same content, which is reused) and, once their grace period is over, their index
+//!    and record; retire published sets that are not current; forget retired sets whose keys
+//!    have expired;
 //! 4. record the new set as `building`, write its index (the list of its keys), then every
 //!    list with pipelines, counting the acknowledgements;
 //! 5. check every key exists, write `meta`;
@@ -151,7 +152,9 @@ pub struct PublishSummary {
     pub unchanged: bool,
     /// The set the pointer left (None when unchanged or on the first publish).
     pub previous: Option<String>,
-    /// Half-written sets of earlier publishes whose keys were deleted.
+    /// Half-written sets of earlier publishes whose lists were deleted (their index and
+    /// record stay for the grace period, and each publish until then deletes their lists
+    /// again: keys a publisher that lost its lock still had in flight).
     pub removed: Vec<String>,
     /// Sets given a TTL of the grace period (the previous set, and any published set left
     /// without one).
@@ -836,9 +839,10 @@ where
         }
     }
 
-    /// Deletes half-written sets (except `keep`), retires published sets that are not
-    /// current, forgets retired sets past their expiry, and marks the current set published
-    /// (a publish that died right after moving the pointer left it `building`).
+    /// Deletes half-written sets (except `keep`; see the `Building` arm), retires published
+    /// sets that are not current, forgets retired sets past their expiry, and marks the
+    /// current set published (a publish that died right after moving the pointer left it
+    /// `building`).
     async fn tidy(
         &mut self,
         records: &HashMap<String, SetRecord>,
@@ -886,10 +890,19 @@ where
             }
             match rec.state {
                 SetState::Building => {
+                    // A half-written set's lists are deleted, but its index and record stay
+                    // for the grace period (`expires_at`), and every publish until then
+                    // deletes its lists again: a publisher that lost its lock may still have
+                    // had pipelines in flight, whose keys land after this deletion. Once the
+                    // grace period is over, the index and the record go too.
                     let keys = self.set_keys(id, rec).await?;
-                    let n = keys.len();
+                    let last = rec.expires_at.is_some_and(|t| t <= now);
+                    let gone = SetKeys {
+                        data: keys.data,
+                        index: if last { keys.index } else { Vec::new() },
+                    };
                     self.on_set_keys(
-                        &keys,
+                        &gone,
                         |pipe, keys, batch| {
                             pipe.cmd("UNLINK");
                             for &k in batch {
@@ -899,13 +912,35 @@ where
                         "deleting a half-written set",
                     )
                     .await?;
-                    self.query::<()>(
-                        redis::cmd("HDEL").arg(SETS_KEY).arg(id),
-                        "forgetting a deleted set",
-                    )
-                    .await?;
-                    tracing::info!(set = %id, keys = n, "deleted a half-written set");
-                    removed.push(id.clone());
+                    match rec.expires_at {
+                        None => {
+                            let grace = self.opts.grace.as_secs();
+                            self.put_record(
+                                id,
+                                &SetRecord {
+                                    expires_at: Some(now + grace as i64),
+                                    ..rec.clone()
+                                },
+                            )
+                            .await?;
+                            tracing::info!(
+                                set = %id,
+                                keys = gone.data.len(),
+                                grace_seconds = grace,
+                                "deleted a half-written set; its index is kept for the grace period"
+                            );
+                            removed.push(id.clone());
+                        }
+                        Some(_) if last => {
+                            self.query::<()>(
+                                redis::cmd("HDEL").arg(SETS_KEY).arg(id),
+                                "forgetting a deleted set",
+                            )
+                            .await?;
+                            tracing::info!(set = %id, "forgot a deleted half-written set");
+                        }
+                        Some(_) => {}
+                    }
                 }
                 SetState::Published => {
                     self.retire(id, rec).await?;

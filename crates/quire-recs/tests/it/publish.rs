@@ -530,25 +530,83 @@ async fn killed_publish_is_removed_by_the_next_publish_of_other_lists() {
         lock_wait: Duration::from_secs(10),
         ..opts()
     };
-    // `UNLINK` fires `del`: the index keys go last, as when retiring.
-    let events = KeyEvents::start(&server, "del");
     let c = publish(&target, &sets_c, &model(9), &opts_wait, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(c.removed, partial);
+    assert_eq!(current(&mut con), Some(c.set.clone()));
+    assert_eq!(c.previous, Some(a.set));
+    check_set(&mut con, &c.set, &input_c, &sets_c);
+    // Its lists are gone; its index and record stay for the grace period.
+    let left = keys_of(&mut con, &partial[0]);
+    assert!(
+        !left.is_empty() && left.iter().all(|k| k.contains(":index:")),
+        "{left:?}"
+    );
+    assert!(
+        left.len() < written,
+        "{} keys left of {written}",
+        left.len()
+    );
+    let rec = record(&mut con, &partial[0]).expect("the record stays");
+    let expires = rec.expires_at.expect("an end to its grace period");
+    let now = chrono::Utc::now().timestamp();
+    assert!((now + 590..=now + 600).contains(&expires), "{expires}");
+
+    // A pipeline the dead publisher still had in flight lands after the deletion: the next
+    // publish (here one that writes nothing) deletes its keys again.
+    let index: String = redis::cmd("GET")
+        .arg(layout::index_key(&partial[0], 0))
+        .query(&mut con)
+        .unwrap();
+    let late = format!(
+        "{}:{}:{}",
+        layout::PREFIX,
+        partial[0],
+        index.lines().next().unwrap()
+    );
+    let _: () = redis::cmd("SET")
+        .arg(&late)
+        .arg("[]")
+        .query(&mut con)
+        .unwrap();
+    let again = publish(&target, &sets_c, &model(9), &opts(), |_| {})
+        .await
+        .unwrap();
+    assert!(again.unchanged && again.removed.is_empty());
+    assert_eq!(keys_of(&mut con, &partial[0]), left);
+    assert_eq!(record(&mut con, &partial[0]), Some(rec.clone()));
+
+    // Once the grace period is over, its lists are deleted a last time, then its index (last,
+    // as when retiring: `UNLINK` fires `del`), and its record is forgotten.
+    let _: () = redis::cmd("SET")
+        .arg(&late)
+        .arg("[]")
+        .query(&mut con)
+        .unwrap();
+    let ended = SetRecord {
+        expires_at: Some(now - 1),
+        ..rec
+    };
+    let _: () = redis::cmd("HSET")
+        .arg(layout::SETS_KEY)
+        .arg(&partial[0])
+        .arg(serde_json::to_string(&ended).unwrap())
+        .query(&mut con)
+        .unwrap();
+    let events = KeyEvents::start(&server, "del");
+    publish(&target, &sets_c, &model(9), &opts(), |_| {})
         .await
         .unwrap();
     let keys = events.finish();
     let ours = index_after_lists(&keys, &partial[0]);
-    // At least what was there: a pipeline already sent when the publish was killed may have
-    // run after the count.
-    assert!(ours.len() >= written, "{} < {written}", ours.len());
+    assert_eq!(ours.first().map(|k| k.as_str()), Some(late.as_str()));
     assert_lists_and_index_keys(&ours);
-    assert_eq!(c.removed, partial);
     assert!(
         keys_of(&mut con, &partial[0]).is_empty(),
         "partial set deleted"
     );
     assert_eq!(record(&mut con, &partial[0]), None);
-    assert_eq!(current(&mut con), Some(c.set.clone()));
-    assert_eq!(c.previous, Some(a.set));
     check_set(&mut con, &c.set, &input_c, &sets_c);
 }
 
