@@ -6,8 +6,12 @@
 //!   the previous answer on a keep-alive connection — is closed (hyper's `header_read_timeout`,
 //!   which needs a timer that `axum::serve` does not install). A client that connects and says
 //!   nothing, or stalls in its headers, no longer holds a connection (its task and file
-//!   descriptor) for ever. A client that stalls in the middle of a body holds its connection
-//!   until it closes it or the server stops.
+//!   descriptor) for ever.
+//! - **A deadline between a body's arrivals** ([`Limits::body_idle`]): a request whose body
+//!   sends nothing for that long fails to read (its handler answers as for a broken-off body)
+//!   and the connection is closed, as nginx's `client_body_timeout` does. A deadline on the
+//!   whole body would cut off a large upload on a slow link (the registry's artifacts); this
+//!   one only cuts off a client that stopped sending.
 //! - **A bounded drain** ([`Limits::drain`]): at shutdown, no new connection is accepted, idle
 //!   ones are closed and requests in flight finish; connections still open when the drain time
 //!   is over are closed (their tasks aborted), and [`serve`] returns, so a stop never waits on a
@@ -15,21 +19,32 @@
 //!
 //! HTTP/1.1 only (every client of these servers speaks it): hyper-util's automatic HTTP/1–2
 //! detection reads the connection's first bytes with no deadline, before hyper's timer starts.
-//! Written here rather than taken whole from a crate: axum's `serve` has no option for either
-//! limit; what is left is the accept loop below.
+//! Written here rather than taken whole from a crate: axum's `serve` has no option for any of
+//! these limits; what is left is the accept loop below and the body wrapper [`IdleBody`]
+//! (tower-http's `TimeoutBody` is the same idea, but its `timeout` feature would rebuild
+//! reqwest and with it Polars, for about 40 lines).
 
+use std::fmt;
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::Request;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
+use tower::ServiceExt;
 use tracing::{debug, warn};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long a client may take, and how long a stop may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +53,9 @@ pub struct Limits {
     /// reading them (on a keep-alive connection: from the end of the previous answer, so it
     /// also bounds the idle time between requests). Default: [`DEFAULT_HEADER_READ`].
     pub header_read: Duration,
+    /// Most time a request's body may send nothing: from its head, then from each arrival of
+    /// data. Default: [`DEFAULT_BODY_IDLE`].
+    pub body_idle: Duration,
     /// Most time a shutdown waits for the requests in flight. Default: [`DEFAULT_DRAIN`].
     pub drain: Duration,
 }
@@ -47,6 +65,9 @@ pub struct Limits {
 /// and the server's close.
 pub const DEFAULT_HEADER_READ: Duration = Duration::from_secs(75);
 
+/// 60 s: nginx's `client_body_timeout`.
+pub const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(60);
+
 /// 20 s: inside the 30 s a container orchestrator gives a stopping process before killing it.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(20);
 
@@ -54,6 +75,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             header_read: DEFAULT_HEADER_READ,
+            body_idle: DEFAULT_BODY_IDLE,
             drain: DEFAULT_DRAIN,
         }
     }
@@ -81,6 +103,10 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: Limits,
 ) {
+    let idle = limits.body_idle;
+    let service = TowerToHyperService::new(
+        router.map_request(move |req: Request<Incoming>| req.map(|body| IdleBody::new(body, idle))),
+    );
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -113,10 +139,7 @@ pub async fn serve_with(
         if let Err(e) = stream.set_nodelay(true) {
             debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let conn = builder.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
+        let conn = builder.serve_connection(TokioIo::new(stream), service.clone());
         let mut stop = stop_rx.clone();
         connections.spawn(async move {
             let mut conn = std::pin::pin!(conn);
@@ -147,6 +170,75 @@ pub async fn serve_with(
             "connections still open after the drain time: closed"
         );
         connections.shutdown().await;
+    }
+}
+
+/// A request body that fails when no data arrives for `idle` (see [`Limits::body_idle`]).
+pub struct IdleBody<B> {
+    inner: B,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<B> IdleBody<B> {
+    /// `inner`, whose first data must come within `idle` from now.
+    pub fn new(inner: B, idle: Duration) -> Self {
+        Self {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+/// What an [`IdleBody`] fails with.
+#[derive(Debug)]
+pub struct BodyIdle(pub Duration);
+
+impl fmt::Display for BodyIdle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no data for {} s in the middle of the request body",
+            self.0.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for BodyIdle {}
+
+impl<B> Body for IdleBody<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.deadline.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(BodyIdle(this.idle).into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -235,6 +327,52 @@ mod tests {
                 .unwrap();
             assert!(started.elapsed() >= Duration::from_millis(250));
         }
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    /// A body that stops arriving fails to read after `body_idle` (the handler answers 400) and
+    /// the connection closes; one that keeps arriving, however slowly, is read whole.
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_is_cut_off() {
+        let limits = Limits {
+            body_idle: Duration::from_millis(400),
+            ..Limits::default()
+        };
+        let (addr, stop, task) = start(limits).await;
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly 13 bytes",
+            )
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut answer))
+            .await
+            .expect("the server answers and closes the connection")
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(350));
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+        // Five bytes 250 ms apart: never 400 ms without data.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        for byte in b"abcde" {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            slow.write_all(&[*byte]).await.unwrap();
+        }
+        let mut answer = Vec::new();
+        slow.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("abcde"), "{answer}");
         stop.send(()).unwrap();
         task.await.unwrap();
     }

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -350,20 +350,28 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn not_found() -> Response {
-    ApiError {
+/// Another path: a `/v2` one in the Open Inference Protocol's shape, as its other errors.
+async fn not_found(uri: Uri) -> Response {
+    let error = ApiError {
         status: StatusCode::NOT_FOUND,
         code: "not_found",
-        message: "no such endpoint; see POST /v1/rank".to_owned(),
-    }
-    .into_response()
+        message: if oip::is_oip_path(uri.path()) {
+            format!(
+                "no such endpoint: {}; see POST /v2/models/{{name}}/infer",
+                uri.path()
+            )
+        } else {
+            "no such endpoint; see POST /v1/rank".to_owned()
+        },
+    };
+    oip::answer_for(&uri, error)
 }
 
-async fn method_not_allowed() -> Response {
-    ApiError {
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let error = ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         code: "method_not_allowed",
-        message: "this endpoint does not take that method".to_owned(),
-    }
-    .into_response()
+        message: format!("{} does not take {method}", uri.path()),
+    };
+    oip::answer_for(&uri, error)
 }

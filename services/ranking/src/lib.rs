@@ -64,7 +64,8 @@
 //! | 404, 405 | `not_found`, `method_not_allowed` | another path or method |
 //!
 //! `/v2/…` errors follow the Open Inference Protocol: `{"error": "message"}` with 400 (bad
-//! tensor: name, datatype, shape, values), 404 (another model name), 413 and 503.
+//! tensor: name, datatype, shape, values), 404 (another model name or version, another `/v2`
+//! path), 405, 413 and 503.
 //! No request can get a 5xx by its content, and a bad request only costs its own parsing.
 //!
 //! # Logs

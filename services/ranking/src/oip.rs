@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use quire_featspec::N_FEATURES;
@@ -101,6 +101,20 @@ async fn version_infer(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     infer_version(state, name, Some(version), headers, body).await
+}
+
+/// True for the protocol's paths (`/v2` and below), whose errors take its shape.
+pub(crate) fn is_oip_path(path: &str) -> bool {
+    path == "/v2" || path.starts_with("/v2/")
+}
+
+/// `error` in the protocol's shape for a `/v2` path, else in the `/v1` shape.
+pub(crate) fn answer_for(uri: &Uri, error: ApiError) -> Response {
+    if is_oip_path(uri.path()) {
+        OipError(error).into_response()
+    } else {
+        error.into_response()
+    }
 }
 
 /// An [`ApiError`] answered in the protocol's shape.
