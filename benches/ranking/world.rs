@@ -511,6 +511,7 @@ pub fn prepare(
                 run_id: Some(run_id.clone()),
                 description: String::new(),
                 artifacts: named,
+                ..Default::default()
             })
             .await?;
         registry

@@ -580,29 +580,6 @@ impl Registry {
 
     // ---- model versions and logged models ----
 
-    /// Links a model version to the logged model it was registered from.
-    pub async fn set_model_version_model_id(
-        &self,
-        name: &str,
-        version: i64,
-        model_id: &str,
-    ) -> Result<()> {
-        let updated =
-            sqlx::query("UPDATE model_versions SET model_id = $1 WHERE name = $2 AND version = $3")
-                .bind(model_id)
-                .bind(name)
-                .bind(version)
-                .execute(&self.pool)
-                .await?;
-        if updated.rows_affected() == 0 {
-            return Err(Error::not_found(
-                "model version",
-                format!("{name}/{version}"),
-            ));
-        }
-        Ok(())
-    }
-
     /// The logged model each version of `name` was registered from (versions without one are
     /// left out).
     pub async fn model_version_model_ids(&self, name: &str) -> Result<HashMap<i64, String>> {

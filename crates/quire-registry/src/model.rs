@@ -187,6 +187,10 @@ pub struct NewModelVersion {
     pub description: String,
     /// Every file of the version, each with its digest.
     pub artifacts: Vec<NamedArtifact>,
+    /// The logged model it was registered from (MLflow 3's `model_id`), if any.
+    pub model_id: Option<String>,
+    /// Its tags (key, value).
+    pub tags: Vec<(String, String)>,
 }
 
 /// MLflow's `ModelVersion`, plus its artifacts.

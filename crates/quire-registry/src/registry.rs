@@ -1116,6 +1116,13 @@ impl Registry {
                 )));
             }
         }
+        for (key, value) in &new.tags {
+            check_key("model version tag", key)?;
+            check_value("model version tag", key, value, MAX_TAG_VALUE_LEN)?;
+        }
+        if let Some(id) = &new.model_id {
+            self.get_logged_model(id).await?;
+        }
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         // The version number comes from a counter on the model row; the update locks it, so
@@ -1130,8 +1137,8 @@ impl Registry {
         .await?
         .ok_or_else(|| Error::not_found("registered model", &new.name))?;
         sqlx::query(
-            "INSERT INTO model_versions (name, version, description, creation_time, last_updated_time, source, run_id, status) \
-             VALUES ($1, $2, $3, $4, $4, $5, $6, 'READY')",
+            "INSERT INTO model_versions (name, version, description, creation_time, last_updated_time, source, run_id, status, model_id) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, 'READY', $7)",
         )
         .bind(&new.name)
         .bind(version)
@@ -1139,8 +1146,22 @@ impl Registry {
         .bind(now)
         .bind(&new.source)
         .bind(new.run_id.as_deref())
+        .bind(new.model_id.as_deref())
         .execute(&mut *tx)
         .await?;
+        // The tags in the same transaction: a version is never seen without them.
+        for (key, value) in &new.tags {
+            sqlx::query(
+                "INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(&new.name)
+            .bind(version)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
         for a in &new.artifacts {
             sqlx::query(
                 "INSERT INTO model_version_artifacts (name, version, artifact_name, uri, sha256, size) \

@@ -831,9 +831,6 @@ async fn create_model_version(State(app): St, f: Fields) -> ApiResult {
             .filter(|id| id.starts_with("m-"))
             .map(str::to_owned);
     }
-    if let Some(id) = &model_id {
-        app.registry.get_logged_model(id).await?;
-    }
     // The version records every file under its source with its digest, so downloads of it
     // are verified like those of Quire's own trainers.
     let artifacts = match resolve_source(&app, source).await? {
@@ -848,18 +845,10 @@ async fn create_model_version(State(app): St, f: Fields) -> ApiResult {
             run_id,
             description: f.str("description")?.unwrap_or("").to_owned(),
             artifacts,
+            model_id,
+            tags: f.pairs("tags")?,
         })
         .await?;
-    if let Some(id) = &model_id {
-        app.registry
-            .set_model_version_model_id(name, mv.version, id)
-            .await?;
-    }
-    for (k, v) in f.pairs("tags")? {
-        app.registry
-            .set_model_version_tag(name, mv.version, &k, &v)
-            .await?;
-    }
     ok(json!({"model_version": version_json(&app, name, mv.version).await?}))
 }
 

@@ -918,6 +918,7 @@ pub async fn model_versions_with_artifacts(t: &TestRegistry) {
             run_id: Some(run_id.clone()),
             description: "first".into(),
             artifacts: artifacts.clone(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -1107,15 +1108,28 @@ pub async fn model_versions_with_artifacts(t: &TestRegistry) {
             ..
         })
     ));
+    // Tags come with the version, in its transaction: a bad one refuses the whole version,
+    // which takes no number.
+    assert!(matches!(
+        reg.create_model_version(&NewModelVersion {
+            name: "ranker".into(),
+            tags: vec![("ok".into(), "1".into()), ("k".repeat(251), "v".into())],
+            ..NewModelVersion::default()
+        })
+        .await,
+        Err(Error::InvalidParameter(_))
+    ));
     let v3 = reg
         .create_model_version(&NewModelVersion {
             name: "ranker".into(),
             source: "file:///third".into(),
+            tags: vec![("dataset".into(), "2026-11".into())],
             ..NewModelVersion::default()
         })
         .await
         .unwrap();
     assert_eq!(v3.version, 3);
+    assert_eq!(v3.tags.get("dataset").map(String::as_str), Some("2026-11"));
 
     reg.set_alias("ranker", "production", 1, "ana")
         .await

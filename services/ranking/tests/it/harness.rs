@@ -510,6 +510,7 @@ impl Fixture {
                 run_id: Some(run_id.to_owned()),
                 description: String::new(),
                 artifacts: named,
+                ..Default::default()
             })
             .await
             .expect("a version");

@@ -124,6 +124,18 @@ async fn infer_scores_raw_tensors_as_the_model_does() {
     }
     let a = svc.post("/v2/models/ltr/infer", "{not json").await;
     assert_eq!(a.status, 400);
+    // Another `/v2` path or method: the protocol's shape too (the `/v1` one elsewhere).
+    for (a, status) in [
+        (svc.get("/v2/models/ltr/explain").await, 404),
+        (svc.get("/v2/repository/index").await, 404),
+        (svc.get("/v2/models/ltr/infer").await, 405),
+        (svc.post("/v2/health/ready", "{}").await, 405),
+    ] {
+        assert_eq!(a.status, status, "{}", a.body);
+        assert!(a.body["error"].is_string(), "{}", a.body);
+        assert_eq!(a.body.as_object().unwrap().len(), 1);
+    }
+    assert_eq!(svc.get("/v2x").await.body["error"]["code"], "not_found");
     assert_eq!(svc.get("/v2/models/other").await.status, 404);
     assert_eq!(svc.get("/v2/models/other/ready").await.status, 404);
 
