@@ -23,8 +23,8 @@ pub fn quire_bin() -> PathBuf {
     bin
 }
 
-/// Runs `quire` with `args` in `cwd`, with no QUIRE_* locations inherited.
-pub fn quire(cwd: &Path, args: &[&str]) -> Output {
+/// `quire` with `args` in `cwd`, with no QUIRE_* locations inherited, to run or spawn.
+pub fn quire_command(cwd: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(quire_bin());
     cmd.current_dir(cwd).args(args);
     for (k, _) in std::env::vars() {
@@ -32,7 +32,12 @@ pub fn quire(cwd: &Path, args: &[&str]) -> Output {
             cmd.env_remove(k);
         }
     }
-    cmd.output().expect("quire runs")
+    cmd
+}
+
+/// Runs [`quire_command`].
+pub fn quire(cwd: &Path, args: &[&str]) -> Output {
+    quire_command(cwd, args).output().expect("quire runs")
 }
 
 /// Runs `quire` and returns its stdout, failing the test with stderr when it fails.

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use quire_tests::{quire, quire_json, quire_ok};
+use quire_tests::{quire, quire_command, quire_json, quire_ok};
 use serde_json::Value;
 
 fn simulate(dir: &Path) -> Value {
@@ -623,6 +623,78 @@ fn pipeline_refuses_to_mix_two_simulated_stores() {
     );
     // The same settings again are fine (the same file, already in the lake).
     quire_ok(dir, &no_train);
+}
+
+/// Interrupted while it trains, `quire train` marks its run KILLED, with an end time, and ends
+/// by the signal, as MLflow's client does for Ctrl-C (the run used to stay RUNNING).
+#[test]
+fn an_interrupted_training_run_is_marked_killed() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (_, cf) = small_configs(dir);
+    quire_ok(dir, &[SMALL_PIPELINE.as_slice(), &["--no-train"]].concat());
+    // Iterations enough to be training still when the signal comes.
+    let long = fs::read_to_string(&cf)
+        .expect("read cf.toml")
+        .replace("iterations = 4", "iterations = 100000000");
+    fs::write(dir.join("cf_long.toml"), long).expect("write");
+    let reg = format!("sqlite://{}", dir.join("reg.db").display());
+    let registry = ["--registry", reg.as_str()];
+    let child = quire_command(
+        dir,
+        &[
+            &["train", "--config", "cf_long.toml", "--lake", "w/lake"],
+            registry.as_slice(),
+            &["--artifacts", "art"],
+        ]
+        .concat(),
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("quire train starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        let listed = quire(
+            dir,
+            &[["runs", "list", "--json"].as_slice(), &registry].concat(),
+        );
+        let running = serde_json::from_slice::<Value>(&listed.stdout)
+            .ok()
+            .and_then(|runs| runs.get(0).cloned())
+            .filter(|r| r["info"]["status"] == "RUNNING");
+        if let Some(r) = running {
+            break r["info"]["run_id"].as_str().expect("run id").to_owned();
+        }
+        assert!(Instant::now() < deadline, "no run started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Past the run's creation, into the features or the iterations.
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("quire train ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(2), "{:?}: {stderr}", out.status);
+    assert!(
+        stderr.contains(&format!("run {run} marked KILLED")),
+        "{stderr}"
+    );
+    let shown = quire_json(
+        dir,
+        &[
+            ["runs", "show", run.as_str(), "--json"].as_slice(),
+            &registry,
+        ]
+        .concat(),
+    );
+    assert_eq!(shown["info"]["status"], "KILLED");
+    assert!(shown["info"]["end_time"].as_i64().is_some(), "{shown}");
 }
 
 /// `quire train --json` prints cli.md's shape; runs are listed, shown and compared; promotion

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use config::{Kind, TrainConfig};
-pub use run::train;
+pub use run::{mark_open_runs_killed, train};
 pub use train_cf::CfIndex;
 
 /// Version of the trainers' code: part of the pipeline's fingerprint of a training step.

@@ -1,7 +1,9 @@
 //! One training run: config → features → trainer → registry.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use quire_registry::{
     ArtifactStore, Metric, NamedArtifact, NewModelVersion, NewRun, Registry, RunStatus,
@@ -27,6 +29,74 @@ pub(crate) struct Trained {
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Runs this process started and has not ended: (registry URL, run id).
+static OPEN_RUNS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Holds a run in [`OPEN_RUNS`] while it trains; a panic's unwinding drops it too.
+struct OpenRun((String, String));
+
+impl OpenRun {
+    fn new(registry: &str, run_id: &str) -> Self {
+        let run = (registry.to_owned(), run_id.to_owned());
+        open_runs().push(run.clone());
+        Self(run)
+    }
+}
+
+impl Drop for OpenRun {
+    fn drop(&mut self) {
+        open_runs().retain(|r| *r != self.0);
+    }
+}
+
+fn open_runs() -> std::sync::MutexGuard<'static, Vec<(String, String)>> {
+    OPEN_RUNS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Marks `KILLED`, with an end time, every run this process started and has not ended, as
+/// MLflow's client does for a run ended by Ctrl-C: for a binary's signal handler, right before
+/// the process ends. Each registry gets at most `timeout`. Returns the runs, each with the
+/// error that kept it from being marked, if any; a second call finds none.
+pub fn mark_open_runs_killed(timeout: Duration) -> Vec<(String, Option<String>)> {
+    let runs = std::mem::take(&mut *open_runs());
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let why = format!("starting the async runtime: {e}");
+            return runs
+                .into_iter()
+                .map(|(_, id)| (id, Some(why.clone())))
+                .collect();
+        }
+    };
+    runs.into_iter()
+        .map(|(url, id)| {
+            let mark = async {
+                let registry = Registry::connect_existing(&url).await?;
+                registry
+                    .update_run(&id, RunStatus::Killed, Some(now_ms()), None)
+                    .await?;
+                registry.close().await;
+                Ok::<(), quire_registry::Error>(())
+            };
+            // The timer needs the runtime: the timeout is made inside it.
+            let marked = rt.block_on(async { tokio::time::timeout(timeout, mark).await });
+            let error = match marked {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("the registry did not answer within {timeout:?}")),
+            };
+            (id, error)
+        })
+        .collect()
 }
 
 /// Flattens a config into dotted `key = value` params (`ltr.lightgbm.num_leaves = 31`).
@@ -130,7 +200,9 @@ pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Re
     flatten("", &value, &mut params);
     params.retain(|(k, _)| k != "description" && !k.starts_with("tags."));
 
-    let outcome = (|| -> Result<TrainReport> {
+    let open = OpenRun::new(&loc.registry, &run_id);
+    // A panic is caught only to mark the run failed; it then goes on unwinding.
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<TrainReport> {
         // The config's params first: a run that fails still shows what it was run with.
         rt.block_on(registry.log_params(&run_id, &params))?;
         let trained = match kind {
@@ -179,8 +251,8 @@ pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Re
             run_id: Some(run_id.clone()),
             description: cfg.description.clone().unwrap_or_default(),
             artifacts,
+            ..Default::default()
         }))?;
-        rt.block_on(registry.update_run(&run_id, RunStatus::Finished, Some(now_ms()), None))?;
         Ok(TrainReport {
             run_id: run_id.clone(),
             model: ModelRef {
@@ -194,13 +266,22 @@ pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Re
             seconds: started.elapsed().as_secs_f64(),
             summary: trained.summary,
         })
-    })();
-    if outcome.is_err() {
-        // Best effort: the run is marked failed; the original error is what the user sees.
-        let _ = rt.block_on(registry.update_run(&run_id, RunStatus::Failed, Some(now_ms()), None));
-    }
+    }));
+    // The run leaves the open runs before its status is written, so that a signal cannot mark
+    // a run that ended KILLED.
+    drop(open);
+    let status = match &outcome {
+        Ok(Ok(_)) => RunStatus::Finished,
+        _ => RunStatus::Failed,
+    };
+    let ended = rt.block_on(registry.update_run(&run_id, status, Some(now_ms()), None));
     rt.block_on(registry.close());
-    outcome
+    match outcome {
+        Ok(Ok(report)) => ended.map(|_| report).map_err(Error::from),
+        // Marking the run failed is best effort: the original error is what the user sees.
+        Ok(Err(e)) => Err(e),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 fn ensure_model(rt: &tokio::runtime::Runtime, registry: &Registry, name: &str) -> Result<()> {

@@ -23,6 +23,7 @@ macro_rules! outln {
 mod analyze;
 mod analyze_causal;
 mod commands;
+mod interrupt;
 mod ml;
 mod output;
 mod recs;
@@ -171,13 +172,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Badrows(a) => commands::badrows(a),
         Command::Warehouse { command } => commands::warehouse(command),
         Command::Simulate(a) => commands::simulate(a),
-        Command::Train(a) => ml::train(a),
+        Command::Train(a) => {
+            interrupt::mark_runs_killed_on_signal()?;
+            ml::train(a)
+        }
         Command::Runs(a) => ml::runs(a),
         Command::Models(a) => ml::models(a),
         Command::Recs { command } => recs::recs(command),
         Command::Serve { command } => serve::serve(command),
         Command::Analyze { command } => analyze::analyze(command),
-        Command::Pipeline { command } => commands::pipeline(command),
+        Command::Pipeline { command } => {
+            interrupt::mark_runs_killed_on_signal()?;
+            commands::pipeline(command)
+        }
     }
 }
 
