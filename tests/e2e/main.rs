@@ -655,6 +655,15 @@ fn an_interrupted_training_run_is_marked_killed() {
     .stderr(std::process::Stdio::piped())
     .spawn()
     .expect("quire train starts");
+    // Killed if the test fails before the signal: it would train for hours.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(120);
     let run = loop {
         let listed = quire(
@@ -671,16 +680,18 @@ fn an_interrupted_training_run_is_marked_killed() {
         assert!(Instant::now() < deadline, "no run started");
         std::thread::sleep(Duration::from_millis(100));
     };
-    // Past the run's creation, into the features or the iterations.
-    std::thread::sleep(Duration::from_millis(300));
+    // A run is recorded as open when it is created (under the lock the signal's handler
+    // takes): no wait is needed for the handler to find it.
     let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(sent.success());
-    let out = child.wait_with_output().expect("quire train ends");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.signal(), Some(2), "{:?}: {stderr}", out.status);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().expect("piped stderr"), &mut stderr)
+        .expect("read stderr");
+    let status = child.0.wait().expect("quire train ends");
+    assert_eq!(status.signal(), Some(2), "{status:?}: {stderr}");
     assert!(
         stderr.contains(&format!("run {run} marked KILLED")),
         "{stderr}"

@@ -53,8 +53,8 @@ pub struct Limits {
     /// reading them (on a keep-alive connection: from the end of the previous answer, so it
     /// also bounds the idle time between requests). Default: [`DEFAULT_HEADER_READ`].
     pub header_read: Duration,
-    /// Most time a request's body may send nothing: from its head, then from each arrival of
-    /// data. Default: [`DEFAULT_BODY_IDLE`].
+    /// Most time a request's body may send nothing while its handler reads it: from when a
+    /// read finds no data. Default: [`DEFAULT_BODY_IDLE`].
     pub body_idle: Duration,
     /// Most time a shutdown waits for the requests in flight. Default: [`DEFAULT_DRAIN`].
     pub drain: Duration,
@@ -173,20 +173,22 @@ pub async fn serve_with(
     }
 }
 
-/// A request body that fails when no data arrives for `idle` (see [`Limits::body_idle`]).
+/// A request body that fails when no data arrives for `idle` (see [`Limits::body_idle`]) while
+/// its reader waits for it: the time counts from when a read finds nothing yet, so a handler
+/// that reads late is not cut off, and a body that arrives with its head costs no timer.
 pub struct IdleBody<B> {
     inner: B,
     idle: Duration,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> IdleBody<B> {
-    /// `inner`, whose first data must come within `idle` from now.
+    /// `inner`, cut off after `idle` without data while it is read.
     pub fn new(inner: B, idle: Duration) -> Self {
         Self {
             inner,
             idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            deadline: None,
         }
     }
 }
@@ -222,14 +224,19 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let next = tokio::time::Instant::now() + this.idle;
-                this.deadline.as_mut().reset(next);
+                this.deadline = None;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(BodyIdle(this.idle).into()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let idle = this.idle;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyIdle(idle).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -336,7 +343,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_stops_arriving_is_cut_off() {
         let limits = Limits {
-            body_idle: Duration::from_millis(400),
+            body_idle: Duration::from_millis(1500),
             ..Limits::default()
         };
         let (addr, stop, task) = start(limits).await;
@@ -353,26 +360,26 @@ mod tests {
             .await
             .expect("the server answers and closes the connection")
             .unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(350));
+        assert!(started.elapsed() >= Duration::from_millis(1400));
         let answer = String::from_utf8(answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 
-        // Five bytes 250 ms apart: never 400 ms without data.
+        // Ten bytes 200 ms apart: never 1.5 s without data, but 2 s in all.
         let mut slow = TcpStream::connect(addr).await.unwrap();
         slow.write_all(
-            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n",
         )
         .await
         .unwrap();
-        for byte in b"abcde" {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        for byte in b"abcdefghij" {
+            tokio::time::sleep(Duration::from_millis(200)).await;
             slow.write_all(&[*byte]).await.unwrap();
         }
         let mut answer = Vec::new();
         slow.read_to_end(&mut answer).await.unwrap();
         let answer = String::from_utf8(answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(answer.ends_with("abcde"), "{answer}");
+        assert!(answer.ends_with("abcdefghij"), "{answer}");
         stop.send(()).unwrap();
         task.await.unwrap();
     }

@@ -153,8 +153,8 @@ pub struct PublishSummary {
     /// The set the pointer left (None when unchanged or on the first publish).
     pub previous: Option<String>,
     /// Half-written sets of earlier publishes whose lists were deleted (their index and
-    /// record stay for the grace period, and each publish until then deletes their lists
-    /// again: keys a publisher that lost its lock still had in flight).
+    /// record stay for the grace period; the first publish after it deletes their lists again,
+    /// keys a publisher that lost its lock still had in flight, then their index).
     pub removed: Vec<String>,
     /// Sets given a TTL of the grace period (the previous set, and any published set left
     /// without one).
@@ -891,12 +891,16 @@ where
             match rec.state {
                 SetState::Building => {
                     // A half-written set's lists are deleted, but its index and record stay
-                    // for the grace period (`expires_at`), and every publish until then
-                    // deletes its lists again: a publisher that lost its lock may still have
-                    // had pipelines in flight, whose keys land after this deletion. Once the
-                    // grace period is over, the index and the record go too.
+                    // for the grace period (`expires_at`): a publisher that lost its lock may
+                    // still have had pipelines in flight, whose keys land after this deletion.
+                    // The first publish after the grace period deletes its lists again, then
+                    // its index, and forgets it.
+                    let last = match rec.expires_at {
+                        None => false,
+                        Some(t) if t <= now => true,
+                        Some(_) => continue,
+                    };
                     let keys = self.set_keys(id, rec).await?;
-                    let last = rec.expires_at.is_some_and(|t| t <= now);
                     let gone = SetKeys {
                         data: keys.data,
                         index: if last { keys.index } else { Vec::new() },
@@ -912,34 +916,30 @@ where
                         "deleting a half-written set",
                     )
                     .await?;
-                    match rec.expires_at {
-                        None => {
-                            let grace = self.opts.grace.as_secs();
-                            self.put_record(
-                                id,
-                                &SetRecord {
-                                    expires_at: Some(now + grace as i64),
-                                    ..rec.clone()
-                                },
-                            )
-                            .await?;
-                            tracing::info!(
-                                set = %id,
-                                keys = gone.data.len(),
-                                grace_seconds = grace,
-                                "deleted a half-written set; its index is kept for the grace period"
-                            );
-                            removed.push(id.clone());
-                        }
-                        Some(_) if last => {
-                            self.query::<()>(
-                                redis::cmd("HDEL").arg(SETS_KEY).arg(id),
-                                "forgetting a deleted set",
-                            )
-                            .await?;
-                            tracing::info!(set = %id, "forgot a deleted half-written set");
-                        }
-                        Some(_) => {}
+                    if last {
+                        self.query::<()>(
+                            redis::cmd("HDEL").arg(SETS_KEY).arg(id),
+                            "forgetting a deleted set",
+                        )
+                        .await?;
+                        tracing::info!(set = %id, "forgot a deleted half-written set");
+                    } else {
+                        let grace = self.opts.grace.as_secs();
+                        self.put_record(
+                            id,
+                            &SetRecord {
+                                expires_at: Some(now + grace as i64),
+                                ..rec.clone()
+                            },
+                        )
+                        .await?;
+                        tracing::info!(
+                            set = %id,
+                            keys = gone.data.len(),
+                            grace_seconds = grace,
+                            "deleted a half-written set; its index is kept for the grace period"
+                        );
+                        removed.push(id.clone());
                     }
                 }
                 SetState::Published => {

@@ -31,17 +31,38 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Runs this process started and has not ended: (registry URL, run id).
+/// Runs this process started and has not ended: (registry URL, run id). A run's creation and
+/// its final status are written with this lock held, and a signal handler's
+/// [`mark_open_runs_killed`] keeps it until the process ends: so the handler sees every run
+/// that exists, never overwrites a final status, and no run starts after it.
 static OPEN_RUNS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
-/// Holds a run in [`OPEN_RUNS`] while it trains; a panic's unwinding drops it too.
+/// A run in [`OPEN_RUNS`] while it trains; a panic's unwinding removes it too.
 struct OpenRun((String, String));
 
 impl OpenRun {
-    fn new(registry: &str, run_id: &str) -> Self {
-        let run = (registry.to_owned(), run_id.to_owned());
-        open_runs().push(run.clone());
-        Self(run)
+    /// Creates a run with `create` (returning its id) and records it as open, both under the
+    /// lock.
+    fn create<T>(
+        registry: &str,
+        create: impl FnOnce() -> Result<T>,
+        id: impl Fn(&T) -> String,
+    ) -> Result<(Self, T)> {
+        let mut runs = open_runs();
+        let created = create()?;
+        let run = (registry.to_owned(), id(&created));
+        runs.push(run.clone());
+        Ok((Self(run), created))
+    }
+
+    /// Writes the run's final status with `end` and removes it from the open runs, both under
+    /// the lock.
+    fn end<T>(self, end: impl FnOnce() -> T) -> T {
+        let mut runs = open_runs();
+        let ended = end();
+        runs.retain(|r| *r != self.0);
+        drop(runs);
+        ended
     }
 }
 
@@ -56,11 +77,15 @@ fn open_runs() -> std::sync::MutexGuard<'static, Vec<(String, String)>> {
 }
 
 /// Marks `KILLED`, with an end time, every run this process started and has not ended, as
-/// MLflow's client does for a run ended by Ctrl-C: for a binary's signal handler, right before
-/// the process ends. Each registry gets at most `timeout`. Returns the runs, each with the
-/// error that kept it from being marked, if any; a second call finds none.
+/// MLflow's client does for a run ended by Ctrl-C. For a binary's signal handler, right before
+/// the process ends: the open runs stay locked afterwards, so a run being created or ended
+/// waits for it and no run starts after it. Each registry gets at most `timeout`. Returns the
+/// runs, each with the error that kept it from being marked, if any.
 pub fn mark_open_runs_killed(timeout: Duration) -> Vec<(String, Option<String>)> {
-    let runs = std::mem::take(&mut *open_runs());
+    let mut open = open_runs();
+    let runs = std::mem::take(&mut *open);
+    // Held until the process ends (see above).
+    std::mem::forget(open);
     if runs.is_empty() {
         return Vec::new();
     }
@@ -185,22 +210,29 @@ pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Re
     if let Some(d) = &cfg.description {
         tags.push(("mlflow.note.content".into(), d.clone()));
     }
-    let run = rt.block_on(registry.create_run(NewRun {
-        experiment_id: experiment,
-        run_name: cfg.run_name.clone().unwrap_or_default(),
-        user_id: std::env::var("USER").unwrap_or_default(),
-        start_time: None,
-        tags,
-        source_config: Some(text),
-        git_commit: git_commit(config_path),
-    }))?;
-    let run_id = run.info.run_id.clone();
     let mut params = Vec::new();
     let value = serde_json::to_value(&cfg).map_err(|e| Error::Data(e.to_string()))?;
     flatten("", &value, &mut params);
     params.retain(|(k, _)| k != "description" && !k.starts_with("tags."));
+    let git_commit = git_commit(config_path);
 
-    let open = OpenRun::new(&loc.registry, &run_id);
+    // From its creation on, the run ends FINISHED, FAILED or, interrupted, KILLED.
+    let (open, run) = OpenRun::create(
+        &loc.registry,
+        || {
+            Ok(rt.block_on(registry.create_run(NewRun {
+                experiment_id: experiment,
+                run_name: cfg.run_name.clone().unwrap_or_default(),
+                user_id: std::env::var("USER").unwrap_or_default(),
+                start_time: None,
+                tags,
+                source_config: Some(text),
+                git_commit,
+            }))?)
+        },
+        |run| run.info.run_id.clone(),
+    )?;
+    let run_id = run.info.run_id.clone();
     // A panic is caught only to mark the run failed; it then goes on unwinding.
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<TrainReport> {
         // The config's params first: a run that fails still shows what it was run with.
@@ -267,14 +299,12 @@ pub fn train(config_path: &Path, loc: &Locations, progress: &dyn Progress) -> Re
             summary: trained.summary,
         })
     }));
-    // The run leaves the open runs before its status is written, so that a signal cannot mark
-    // a run that ended KILLED.
-    drop(open);
     let status = match &outcome {
         Ok(Ok(_)) => RunStatus::Finished,
         _ => RunStatus::Failed,
     };
-    let ended = rt.block_on(registry.update_run(&run_id, status, Some(now_ms()), None));
+    let ended =
+        open.end(|| rt.block_on(registry.update_run(&run_id, status, Some(now_ms()), None)));
     rt.block_on(registry.close());
     match outcome {
         Ok(Ok(report)) => ended.map(|_| report).map_err(Error::from),

@@ -14,9 +14,14 @@ const MARK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Handles the signals above for the rest of the process, on a thread of its own: the first
 /// one marks the open runs killed (`quire_train::mark_open_runs_killed`) and ends the process.
+/// A signal the process was started ignoring (`nohup` ignores SIGHUP; a shell's background
+/// job, SIGINT) stays ignored.
 pub fn mark_runs_killed_on_signal() -> Result<()> {
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing the signal handlers")?;
+    let handled: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|&s| !ignored(s))
+        .collect();
+    let mut signals = Signals::new(handled).context("installing the signal handlers")?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -44,4 +49,35 @@ pub fn mark_runs_killed_on_signal() -> Result<()> {
         })
         .context("starting the signal thread")?;
     Ok(())
+}
+
+/// Whether `signal`'s action is to be ignored (as inherited across `exec`): its bit in the
+/// `SigIgn` mask of `/proc/self/status` (Linux; elsewhere, or unreadable: not ignored).
+fn ignored(signal: i32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| ignored_in(&status, signal))
+        .unwrap_or(false)
+}
+
+fn ignored_in(status: &str, signal: i32) -> Option<bool> {
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+    let mask = u64::from_str_radix(mask.trim(), 16).ok()?;
+    let bit = u32::try_from(signal - 1).ok()?;
+    Some(mask.checked_shr(bit)? & 1 == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_ignored_signals_mask() {
+        // SIGHUP (1) and SIGINT (2) ignored, as under `nohup` in a shell's background job.
+        let status = "Name:\tquire\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000003\n";
+        assert_eq!(ignored_in(status, SIGHUP), Some(true));
+        assert_eq!(ignored_in(status, SIGINT), Some(true));
+        assert_eq!(ignored_in(status, SIGTERM), Some(false));
+        assert_eq!(ignored_in("Name:\tquire\n", SIGINT), None);
+    }
 }
