@@ -296,6 +296,28 @@ mod tests {
         (addr, tx, task)
     }
 
+    /// A connection that sent a request announcing 100 bytes of body and only 13 of them.
+    async fn stalled_body(addr: std::net::SocketAddr) -> TcpStream {
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly 13 bytes",
+            )
+            .await
+            .unwrap();
+        stalled
+    }
+
+    /// What the server sends until it closes the connection (within 10 s).
+    async fn until_closed(stream: &mut TcpStream) -> String {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        String::from_utf8(answer).unwrap()
+    }
+
     #[tokio::test]
     async fn answers_requests_and_keeps_the_connection() {
         let (addr, stop, task) = start(Limits::default()).await;
@@ -347,21 +369,10 @@ mod tests {
             ..Limits::default()
         };
         let (addr, stop, task) = start(limits).await;
-        let mut stalled = TcpStream::connect(addr).await.unwrap();
-        stalled
-            .write_all(
-                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly 13 bytes",
-            )
-            .await
-            .unwrap();
+        let mut stalled = stalled_body(addr).await;
         let started = Instant::now();
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut answer))
-            .await
-            .expect("the server answers and closes the connection")
-            .unwrap();
+        let answer = until_closed(&mut stalled).await;
         assert!(started.elapsed() >= Duration::from_millis(1400));
-        let answer = String::from_utf8(answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 
         // Ten bytes 200 ms apart: never 1.5 s without data, but 2 s in all.
@@ -391,13 +402,7 @@ mod tests {
             ..Limits::default()
         };
         let (addr, stop, task) = start(limits).await;
-        let mut stalled = TcpStream::connect(addr).await.unwrap();
-        stalled
-            .write_all(
-                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly 13 bytes",
-            )
-            .await
-            .unwrap();
+        let mut stalled = stalled_body(addr).await;
         // Let the server take the request in before the stop.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let started = Instant::now();
@@ -409,11 +414,7 @@ mod tests {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(450), "{took:?}");
         // Its connection is closed, not left running after the stop.
-        let mut rest = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut rest))
-            .await
-            .expect("the abandoned connection is closed")
-            .unwrap();
+        until_closed(&mut stalled).await;
     }
 
     #[tokio::test]
