@@ -60,6 +60,10 @@ pub(crate) fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Sets a model version's tag (name, version, key, value), replacing its value.
+const SET_VERSION_TAG: &str = "INSERT INTO model_version_tags (name, version, key, value) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value";
+
 pub(crate) fn check_key(what: &str, key: &str) -> Result<()> {
     if key.is_empty() || key.len() > 250 {
         return Err(Error::InvalidParameter(format!(
@@ -1151,16 +1155,13 @@ impl Registry {
         .await?;
         // The tags in the same transaction: a version is never seen without them.
         for (key, value) in &new.tags {
-            sqlx::query(
-                "INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(&new.name)
-            .bind(version)
-            .bind(key)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(SET_VERSION_TAG)
+                .bind(&new.name)
+                .bind(version)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
         }
         for a in &new.artifacts {
             sqlx::query(
@@ -1296,23 +1297,20 @@ impl Registry {
     ) -> Result<()> {
         check_key("model version tag", key)?;
         check_value("model version tag", key, value, MAX_TAG_VALUE_LEN)?;
-        sqlx::query(
-            "INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(name)
-        .bind(version)
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            classify(
-                e,
-                ("model version tag", key),
-                ("model version", &format!("{name}/{version}")),
-            )
-        })?;
+        sqlx::query(SET_VERSION_TAG)
+            .bind(name)
+            .bind(version)
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                classify(
+                    e,
+                    ("model version tag", key),
+                    ("model version", &format!("{name}/{version}")),
+                )
+            })?;
         Ok(())
     }
 
