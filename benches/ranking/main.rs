@@ -14,7 +14,9 @@
 //!   other work (HTTP alone).
 //! - `load --url URL --bodies FILE …`: the load generator (closed loop, or open loop at a fixed
 //!   rate) printing throughput and latency percentiles as JSON.
+//! - `hiccups --seconds S --threads N`: the machine's own stalls, with N cores kept busy.
 
+mod hiccups;
 mod load;
 mod world;
 
@@ -106,6 +108,16 @@ enum Command {
     },
     /// Sends requests and reports throughput and latency.
     Load(load::LoadArgs),
+    /// The machine's own stalls: threads that only read the clock, each reporting the gaps in
+    /// which it did not run.
+    Hiccups {
+        /// Seconds measured.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Spinning threads (cores kept busy).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -145,6 +157,7 @@ fn main() -> Result<()> {
             let report = load::run(&args)?;
             println!("{report}");
         }
+        Command::Hiccups { seconds, threads } => println!("{}", hiccups::run(seconds, threads)),
     }
     Ok(())
 }

@@ -47,6 +47,7 @@ REPO = HERE.parent.parent
 CHECKED = 50  # requests whose answers are compared between the peers
 SCORE_TOL = 1e-5
 FLOOR_GAP_US = 2000  # idle time between the spaced floor's calls
+HICCUP_SECONDS = 10  # each measurement of the machine's own stalls
 SPLIT_MIN_ROWS = 32  # quire_ranking::DEFAULT_SPLIT_MIN_ROWS, the service's default
 
 
@@ -71,6 +72,7 @@ def histograms(base: str) -> dict[str, dict[float, float]]:
     wanted = {
         'quire_ranking_request_duration_seconds_bucket': 'endpoint="rank"',
         'quire_ranking_scoring_duration_seconds_bucket': "",
+        'quire_ranking_queue_duration_seconds_bucket': "",
     }
     out: dict[str, dict[float, float]] = {}
     for line in text.decode().splitlines():
@@ -217,7 +219,8 @@ def measure(peer: str, args, port: int, bodies: list[bytes]) -> dict:
                 what: {f"p{q:g}": quantile(before.get(name, {}), after[name], q / 100)
                        for q in (50, 99)}
                 for what, name in (("request", "quire_ranking_request_duration_seconds"),
-                                   ("onnx", "quire_ranking_scoring_duration_seconds"))
+                                   ("onnx", "quire_ranking_scoring_duration_seconds"),
+                                   ("queue", "quire_ranking_queue_duration_seconds"))
             }
         rss = tree_rss_kib(proc.pid)
     finally:
@@ -308,6 +311,7 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
     h50, h99 = (med(floor["http_alone"], "latency_ms", "p50"),
                 med(floor["http_alone"], "latency_ms", "p99"))
     sf50 = floor["split_us"]["p50"] / 1000
+    hic = lambda *path: med(floor["hiccups"], *path)
     loads = ", ".join(f"{r['loadavg_1min_before']:.1f}" for r in q + p)
     info = machine_info()
     lines = [
@@ -369,6 +373,9 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"{of50:.3f} | {of99:.3f} |",
         f"| HTTP and the load generator alone at that rate (`ranking-bench echo`: a fixed answer "
         f"of Quire's size, no other work) | {h50:.3f} | {h99:.3f} |",
+        f"| wait for a scoring thread inside the service (hand-off included) | "
+        f"{med(q, 'half', 'inside_ms', 'queue', 'p50'):.3f} | "
+        f"{med(q, 'half', 'inside_ms', 'queue', 'p99'):.3f} |",
         f"| ONNX call inside the service | {med(q, 'half', 'inside_ms', 'onnx', 'p50'):.3f} | "
         f"{med(q, 'half', 'inside_ms', 'onnx', 'p99'):.3f} |",
         f"| request inside the service (body read → answer ready) | "
@@ -398,6 +405,16 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"{q50 / of50:.2f}× that floor's. The two references' p50s (measured apart, so an "
         f"estimate: medians do not add exactly) come to {(of50 + h50) / floor_ms:.2f}× the "
         f"back-to-back floor: about what a server doing nothing but the scoring would take here.",
+        "",
+        f"The machine's own stalls (`ranking-bench hiccups`: threads that only read the clock, "
+        f"{HICCUP_SECONDS} s before each repetition; medians): with both cores kept busy, "
+        f"{hic('busy_2', 'per_core_per_s', 'over_1ms'):.2f} gaps longer than 1 ms a second per "
+        f"core ({hic('busy_2', 'per_core_per_s', 'over_2ms'):.2f} longer than 2 ms; the longest "
+        f"{max(h['busy_2']['max_ms'] for h in floor['hiccups']):.1f} ms; "
+        f"{hic('busy_2', 'lost_fraction') * 100:.2f} % of the time lost); with one core busy, "
+        f"{hic('busy_1', 'per_core_per_s', 'over_1ms'):.2f} a second (the longest "
+        f"{max(h['busy_1']['max_ms'] for h in floor['hiccups']):.1f} ms, "
+        f"{hic('busy_1', 'lost_fraction') * 100:.2f} % lost).",
         "",
         f"Agreement: the first {CHECKED} requests' rankings "
         + ("are identical (same order, scores within 1e-5)." if not diffs
@@ -452,7 +469,12 @@ def main() -> int:
     runs: dict[str, list[dict]] = {"quire": [], "python": []}
     open_floors: list[dict] = []
     http_alones: list[dict] = []
+    hiccups: list[dict] = []
     for rep in range(args.reps):
+        # The machine's own stalls, with both cores and with one core kept busy.
+        hiccups.append({f"busy_{n}": run_json([args.bin, "hiccups", "--seconds", str(HICCUP_SECONDS),
+                                               "--threads", str(n)])
+                        for n in (2, 1)})
         floors.append(run_json([args.bin, "floor", "--dir", str(args.dir)]))
         order = ["quire", "python"] if rep % 2 == 0 else ["python", "quire"]
         for peer in order:
@@ -470,6 +492,7 @@ def main() -> int:
     floor["p50_us_each"] = [f["score_us"]["p50"] for f in floors]
     floor["open_loop"] = open_floors
     floor["http_alone"] = http_alones
+    floor["hiccups"] = hiccups
     diffs = compare(runs["quire"][0]["answers"], runs["python"][0]["answers"])
     md, data = report(prep, floor, runs, diffs, args)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,7 @@ impl AppState {
                 opts.session_pool,
                 std::thread::available_parallelism().map_or(1, usize::from),
                 opts.split_min_rows,
-                metrics.splits.clone(),
+                &metrics,
             )?,
             metrics,
         })

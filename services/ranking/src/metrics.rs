@@ -15,6 +15,12 @@ const LATENCY_BUCKETS: [f64; 27] = [
     0.00175, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5,
 ];
+/// Queue-wait buckets, seconds: a request waits tens of microseconds for an idle scoring
+/// thread, a request's time for a busy one.
+const QUEUE_BUCKETS: [f64; 15] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 1.0,
+];
 /// Candidates (or rows) per request.
 const CANDIDATE_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
 
@@ -70,6 +76,7 @@ pub(crate) struct Metrics {
     pub latency: HistogramFamily,
     pub candidates: HistogramFamily,
     pub scoring: Histogram,
+    pub queue: Histogram,
     pub requests: Family<StatusLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub model_info: Family<ModelLabels, Gauge>,
@@ -89,6 +96,7 @@ impl Metrics {
         let candidates: HistogramFamily =
             Family::new_with_constructor(|| Histogram::new(CANDIDATE_BUCKETS));
         let scoring = Histogram::new(LATENCY_BUCKETS);
+        let queue = Histogram::new(QUEUE_BUCKETS);
         let requests = Family::<StatusLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let model_info = Family::<ModelLabels, Gauge>::default();
@@ -114,6 +122,12 @@ impl Metrics {
             "Time of a /v1/rank request's scoring: its ONNX Runtime call, or both halves of a split batch",
             Unit::Seconds,
             scoring.clone(),
+        );
+        registry.register_with_unit(
+            "queue_duration",
+            "Time a request's job waited for a scoring thread: from its hand-off by the async side to its start",
+            Unit::Seconds,
+            queue.clone(),
         );
         registry.register(
             "requests",
@@ -161,6 +175,7 @@ impl Metrics {
             latency,
             candidates,
             scoring,
+            queue,
             requests,
             errors,
             model_info,

@@ -24,10 +24,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 use tracing::error;
 
-use crate::metrics::{SplitFamily, SplitLabels};
+use crate::metrics::{Metrics, SplitLabels};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -37,6 +38,8 @@ type Job = Box<dyn FnOnce() + Send>;
 pub(crate) struct ScoringPool {
     jobs: Sender<Job>,
     helpers: Helpers,
+    /// Each job's wait for a thread.
+    queue: Histogram,
 }
 
 /// The work panicked (its thread lives on).
@@ -45,22 +48,25 @@ pub(crate) struct Panicked;
 
 impl ScoringPool {
     /// `threads` scoring threads (at least one). A batch of at least `split_min_rows` rows (0:
-    /// never) is split while fewer than `cores` threads score (see [`Helpers::join`]).
+    /// never) is split while fewer than `cores` threads score (see [`Helpers::join`]). Counts
+    /// into `metrics`' queue wait and split batches.
     pub fn new(
         threads: usize,
         cores: usize,
         split_min_rows: usize,
-        splits: SplitFamily,
+        metrics: &Metrics,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         let (offers, offered) = crossbeam_channel::unbounded::<Job>();
         let threads = threads.max(1);
         // One statement each: `get_or_create` holds the family's lock until the statement
         // ends, and creating the second counter needs it for writing.
-        let helped = splits
+        let helped = metrics
+            .splits
             .get_or_create(&SplitLabels { outcome: "helped" })
             .clone();
-        let withdrawn = splits
+        let withdrawn = metrics
+            .splits
             .get_or_create(&SplitLabels {
                 outcome: "withdrawn",
             })
@@ -81,7 +87,11 @@ impl ScoringPool {
                 .name(format!("quire-scoring-{i}"))
                 .spawn(move || serve_jobs(&queue, &offered, &idle))?;
         }
-        Ok(Self { jobs, helpers })
+        Ok(Self {
+            jobs,
+            helpers,
+            queue: metrics.queue.clone(),
+        })
     }
 
     /// Queues `work` for a scoring thread now; the future gives its result. `work` gets the
@@ -93,12 +103,14 @@ impl ScoringPool {
     {
         let (tx, rx) = oneshot::channel();
         let helpers = self.helpers.clone();
+        let (queue, queued) = (self.queue.clone(), std::time::Instant::now());
         let job: Job = Box::new(move || {
             // A caller that has gone (the client hung up or timed out while the job waited)
             // wants no answer: skip its work, which would only delay the requests behind it.
             if tx.is_closed() {
                 return;
             }
+            queue.observe(queued.elapsed().as_secs_f64());
             let _ = tx.send(work(&helpers));
         });
         // The receiving threads live as long as the pool, so sending cannot fail; if it did,
@@ -225,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_work_off_the_runtime_and_survives_a_panic() {
-        let pool = ScoringPool::new(2, 2, 0, SplitFamily::default()).unwrap();
+        let pool = ScoringPool::new(2, 2, 0, &Metrics::new()).unwrap();
         let name = pool
             .run(|_| std::thread::current().name().map(str::to_owned))
             .await
@@ -252,7 +264,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_work_of_a_caller_that_has_gone_is_skipped() {
-        let pool = ScoringPool::new(1, 1, 0, SplitFamily::default()).unwrap();
+        let metrics = Metrics::new();
+        let pool = ScoringPool::new(1, 1, 0, &metrics).unwrap();
         let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         // The one thread is busy while the next job waits; its caller gives up meanwhile.
         let busy = pool.run(|_| std::thread::sleep(std::time::Duration::from_millis(50)));
@@ -267,14 +280,44 @@ mod tests {
             .await
             .unwrap();
         assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+        // The skipped job waited for no answer: only the three that ran count their wait.
+        assert_eq!(queue_wait(&metrics).0, 3.0);
+    }
+
+    /// The queue-wait histogram's count and sum (seconds).
+    fn queue_wait(metrics: &Metrics) -> (f64, f64) {
+        let text = metrics.encode().unwrap();
+        let value = |series: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        };
+        (
+            value("quire_ranking_queue_duration_seconds_count"),
+            value("quire_ranking_queue_duration_seconds_sum"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_job_counts_its_wait_for_a_thread() {
+        let metrics = Metrics::new();
+        let pool = ScoringPool::new(1, 1, 0, &metrics).unwrap();
+        let busy = pool.run(|_| std::thread::sleep(std::time::Duration::from_millis(50)));
+        let behind = pool.run(|_| ());
+        busy.await.unwrap();
+        behind.await.unwrap();
+        let (count, sum) = queue_wait(&metrics);
+        assert_eq!(count, 2.0);
+        // The second job waited for the first one's 50 ms.
+        assert!(sum >= 0.05, "{sum}");
     }
 
     fn name() -> String {
         std::thread::current().name().unwrap_or_default().to_owned()
     }
 
-    fn count(splits: &SplitFamily, outcome: &'static str) -> u64 {
-        splits.get_or_create(&SplitLabels { outcome }).get()
+    fn count(metrics: &Metrics, outcome: &'static str) -> u64 {
+        metrics.splits.get_or_create(&SplitLabels { outcome }).get()
     }
 
     /// Waits (at most 10 s) until `n` of the pool's threads wait for work.
@@ -313,22 +356,22 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_thread_takes_the_offered_half() {
-        let splits = SplitFamily::default();
-        let pool = ScoringPool::new(2, 2, 1, splits.clone()).unwrap();
+        let metrics = Metrics::new();
+        let pool = ScoringPool::new(2, 2, 1, &metrics).unwrap();
         let (here, there) = pool.run(|h| join_taken(h, name)).await.unwrap();
         assert_ne!(here, there);
         assert!(there.starts_with("quire-scoring-"));
         assert_eq!(
-            (count(&splits, "helped"), count(&splits, "withdrawn")),
+            (count(&metrics, "helped"), count(&metrics, "withdrawn")),
             (1, 0)
         );
     }
 
     #[tokio::test]
     async fn an_offer_no_thread_takes_is_run_by_its_own_thread() {
-        let splits = SplitFamily::default();
+        let metrics = Metrics::new();
         // One thread: the caller's own, so nobody else can take the offer.
-        let pool = ScoringPool::new(1, 2, 1, splits.clone()).unwrap();
+        let pool = ScoringPool::new(1, 2, 1, &metrics).unwrap();
         let (here, there) = pool
             .run(|helpers| {
                 assert!(!helpers.should_split(100), "no thread is idle");
@@ -339,7 +382,7 @@ mod tests {
         assert_eq!(here.0, there.0);
         assert_eq!((here.1, there.1), (1, 2));
         assert_eq!(
-            (count(&splits, "helped"), count(&splits, "withdrawn")),
+            (count(&metrics, "helped"), count(&metrics, "withdrawn")),
             (0, 1)
         );
         // The withdrawn offer, still queued, finds its work gone: the thread serves on.
@@ -348,20 +391,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_half_that_panics_on_the_helper_fails_its_request_alone() {
-        let splits = SplitFamily::default();
-        let pool = ScoringPool::new(2, 2, 1, splits.clone()).unwrap();
+        let metrics = Metrics::new();
+        let pool = ScoringPool::new(2, 2, 1, &metrics).unwrap();
         let failed = pool
             .run(|h| join_taken(h, || -> u32 { panic!("boom") }))
             .await;
         assert!(failed.is_err());
-        assert_eq!(count(&splits, "helped"), 1);
+        assert_eq!(count(&metrics, "helped"), 1);
         assert_eq!(pool.run(|_| 7).await.unwrap(), 7);
     }
 
     #[tokio::test]
     async fn a_first_half_that_panics_withdraws_the_second() {
         // One thread: the offer stays queued until the failed job is over.
-        let pool = ScoringPool::new(1, 2, 1, SplitFamily::default()).unwrap();
+        let pool = ScoringPool::new(1, 2, 1, &Metrics::new()).unwrap();
         let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = ran.clone();
         let failed = pool
@@ -389,7 +432,7 @@ mod tests {
             .await
             .unwrap()
         }
-        let pool = ScoringPool::new(3, 2, 10, SplitFamily::default()).unwrap();
+        let pool = ScoringPool::new(3, 2, 10, &Metrics::new()).unwrap();
         assert!(asked(&pool, 2, 10).await);
         assert!(!asked(&pool, 2, 9).await);
         // A second thread busy: two threads scoring on two cores, no room for a helper.
@@ -400,7 +443,7 @@ mod tests {
         busy.await.unwrap().unwrap();
         assert!(!crowded);
         // Splitting turned off.
-        let off = ScoringPool::new(3, 2, 0, SplitFamily::default()).unwrap();
+        let off = ScoringPool::new(3, 2, 0, &Metrics::new()).unwrap();
         assert!(!asked(&off, 2, 1000).await);
     }
 }

@@ -395,6 +395,8 @@ async fn metrics_count_requests_candidates_and_the_served_version() {
         total as f64
     );
     assert_eq!(m("quire_ranking_scoring_duration_seconds_count"), 7.0);
+    // Every request that reached a scoring thread, the malformed ones too (parsed there).
+    assert_eq!(m("quire_ranking_queue_duration_seconds_count"), 9.0);
     assert_eq!(m("quire_ranking_model_version"), 1.0);
     assert_eq!(m("quire_ranking_ready"), 1.0);
     assert_eq!(m("quire_ranking_model_swaps_total"), 0.0);
