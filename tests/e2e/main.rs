@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use quire_tests::{quire, quire_command, quire_json, quire_ok};
 use serde_json::Value;
@@ -625,29 +626,36 @@ fn pipeline_refuses_to_mix_two_simulated_stores() {
     quire_ok(dir, &no_train);
 }
 
-/// Interrupted while it trains, `quire train` marks its run KILLED, with an end time, and ends
-/// by the signal, as MLflow's client does for Ctrl-C (the run used to stay RUNNING).
-#[test]
-fn an_interrupted_training_run_is_marked_killed() {
-    use std::os::unix::process::ExitStatusExt;
-    use std::time::{Duration, Instant};
+/// A child process, killed if the test fails while it runs (a `quire train` of
+/// [`long_training`] would train for hours).
+struct KillOnDrop(std::process::Child);
 
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `quire train` of a CF config with iterations enough to be training still when the
+/// test signals it (stderr piped), in `dir`, on the registry `dir/reg.db`, and waits until its
+/// run is RUNNING. Returns the child, the run's id and the registry flags.
+fn long_training(dir: &Path) -> (KillOnDrop, String, [String; 2]) {
     let (_, cf) = small_configs(dir);
     quire_ok(dir, &[SMALL_PIPELINE.as_slice(), &["--no-train"]].concat());
-    // Iterations enough to be training still when the signal comes.
     let long = fs::read_to_string(&cf)
         .expect("read cf.toml")
         .replace("iterations = 4", "iterations = 100000000");
     fs::write(dir.join("cf_long.toml"), long).expect("write");
-    let reg = format!("sqlite://{}", dir.join("reg.db").display());
-    let registry = ["--registry", reg.as_str()];
+    let registry = [
+        "--registry".to_owned(),
+        format!("sqlite://{}", dir.join("reg.db").display()),
+    ];
     let child = quire_command(
         dir,
         &[
             &["train", "--config", "cf_long.toml", "--lake", "w/lake"],
-            registry.as_slice(),
+            &[registry[0].as_str(), registry[1].as_str()][..],
             &["--artifacts", "art"],
         ]
         .concat(),
@@ -655,20 +663,18 @@ fn an_interrupted_training_run_is_marked_killed() {
     .stderr(std::process::Stdio::piped())
     .spawn()
     .expect("quire train starts");
-    // Killed if the test fails before the signal: it would train for hours.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = KillOnDrop(child);
+    let child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(120);
     let run = loop {
         let listed = quire(
             dir,
-            &[["runs", "list", "--json"].as_slice(), &registry].concat(),
+            &[
+                "runs",
+                "list",
+                "--json",
+                registry[0].as_str(),
+                registry[1].as_str(),
+            ],
         );
         let running = serde_json::from_slice::<Value>(&listed.stdout)
             .ok()
@@ -680,17 +686,39 @@ fn an_interrupted_training_run_is_marked_killed() {
         assert!(Instant::now() < deadline, "no run started");
         std::thread::sleep(Duration::from_millis(100));
     };
-    // A run is recorded as open when it is created (under the lock the signal's handler
-    // takes): no wait is needed for the handler to find it.
+    (child, run, registry)
+}
+
+/// Sends SIGINT to `child`.
+fn interrupt(child: &KillOnDrop) {
     let sent = std::process::Command::new("kill")
         .args(["-INT", &child.0.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(sent.success());
+}
+
+/// Waits for `child` to end: its exit status and its stderr.
+fn ended(child: &mut KillOnDrop) -> (std::process::ExitStatus, String) {
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.0.stderr.as_mut().expect("piped stderr"), &mut stderr)
         .expect("read stderr");
-    let status = child.0.wait().expect("quire train ends");
+    (child.0.wait().expect("the child ends"), stderr)
+}
+
+/// Interrupted while it trains, `quire train` marks its run KILLED, with an end time, and ends
+/// by the signal, as MLflow's client does for Ctrl-C (the run used to stay RUNNING).
+#[test]
+fn an_interrupted_training_run_is_marked_killed() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (mut child, run, registry) = long_training(dir);
+    // A run is recorded as open when it is created (under the lock the signal's handler
+    // takes): no wait is needed for the handler to find it.
+    interrupt(&child);
+    let (status, stderr) = ended(&mut child);
     assert_eq!(status.signal(), Some(2), "{status:?}: {stderr}");
     assert!(
         stderr.contains(&format!("run {run} marked KILLED")),
@@ -699,13 +727,61 @@ fn an_interrupted_training_run_is_marked_killed() {
     let shown = quire_json(
         dir,
         &[
-            ["runs", "show", run.as_str(), "--json"].as_slice(),
-            &registry,
-        ]
-        .concat(),
+            "runs",
+            "show",
+            run.as_str(),
+            "--json",
+            registry[0].as_str(),
+            registry[1].as_str(),
+        ],
     );
     assert_eq!(shown["info"]["status"], "KILLED");
     assert!(shown["info"]["end_time"].as_i64().is_some(), "{shown}");
+}
+
+/// A second interrupt while the run is being marked ends `quire train` at once. Here another
+/// process holds the registry's write lock, so the marking alone would wait its 5 s.
+#[test]
+fn a_second_interrupt_ends_training_without_waiting_for_the_registry() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (mut child, _, _) = long_training(dir);
+    let locker = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(120)",
+        ])
+        .arg(dir.join("reg.db"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    let mut locker = KillOnDrop(locker);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(locker.0.stdout.as_mut().expect("piped stdout")),
+        &mut line,
+    )
+    .expect("read the locker's line");
+    assert_eq!(line.trim(), "locked");
+    interrupt(&child);
+    std::thread::sleep(Duration::from_millis(500));
+    let again = Instant::now();
+    interrupt(&child);
+    let (status, stderr) = ended(&mut child);
+    assert_eq!(status.signal(), Some(2), "{status:?}: {stderr}");
+    assert!(stderr.contains("interrupted again"), "{stderr}");
+    assert!(
+        again.elapsed() < Duration::from_secs(4),
+        "ended {:?} after the second signal: {stderr}",
+        again.elapsed()
+    );
+    drop(locker);
 }
 
 /// `quire train --json` prints cli.md's shape; runs are listed, shown and compared; promotion
@@ -1442,7 +1518,6 @@ fn serve_live_starts_from_the_lake_and_takes_events() {
 fn serve_registry_answers_mlflow_rest_and_ui() {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use std::time::{Duration, Instant};
 
     fn get(port: u16, path: &str) -> Option<(u16, String)> {
         let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;

@@ -13,9 +13,10 @@ use signal_hook::iterator::Signals;
 const MARK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Handles the signals above for the rest of the process, on a thread of its own: the first
-/// one marks the open runs killed (`quire_train::mark_open_runs_killed`) and ends the process.
-/// A signal the process was started ignoring (`nohup` ignores SIGHUP; a shell's background
-/// job, SIGINT) stays ignored.
+/// one marks the open runs killed (`quire_train::mark_open_runs_killed`, on another thread) and
+/// ends the process; a second one while the registry is still being written ends it at once,
+/// as a second Ctrl-C does in most tools. A signal the process was started ignoring (`nohup`
+/// ignores SIGHUP; a shell's background job, SIGINT) stays ignored.
 pub fn mark_runs_killed_on_signal() -> Result<()> {
     let handled: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
         .into_iter()
@@ -25,30 +26,45 @@ pub fn mark_runs_killed_on_signal() -> Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                // The process ends below whatever happens here, a panic included.
-                let marked =
-                    std::panic::catch_unwind(|| quire_train::mark_open_runs_killed(MARK_TIMEOUT))
-                        .unwrap_or_default();
-                for (run, error) in marked {
-                    match error {
-                        None => eprintln!("quire: interrupted: run {run} marked KILLED"),
-                        Some(e) => {
-                            eprintln!(
+            let mut signals = signals.forever();
+            let Some(signal) = signals.next() else { return };
+            let marking = std::thread::Builder::new()
+                .name("mark-killed".into())
+                .spawn(move || {
+                    // The process ends below whatever happens here, a panic included.
+                    let marked = std::panic::catch_unwind(|| {
+                        quire_train::mark_open_runs_killed(MARK_TIMEOUT)
+                    })
+                    .unwrap_or_default();
+                    for (run, error) in marked {
+                        match error {
+                            None => eprintln!("quire: interrupted: run {run} marked KILLED"),
+                            Some(e) => eprintln!(
                                 "quire: interrupted: run {run} could not be marked KILLED: {e}"
-                            )
+                            ),
                         }
                     }
-                }
-                // Ends the process as the signal would have (its exit status says so).
-                if let Err(e) = signal_hook::low_level::emulate_default_handler(signal) {
-                    eprintln!("quire: interrupted: {e}");
-                }
-                std::process::exit(128 + signal);
+                    end_by(signal);
+                });
+            if marking.is_err() {
+                eprintln!("quire: interrupted: the runs in progress could not be marked KILLED");
+                end_by(signal);
+            }
+            if let Some(again) = signals.next() {
+                eprintln!("quire: interrupted again: ending without waiting for the registry");
+                end_by(again);
             }
         })
         .context("starting the signal thread")?;
     Ok(())
+}
+
+/// Ends the process as `signal` would have (its exit status says so).
+fn end_by(signal: i32) -> ! {
+    if let Err(e) = signal_hook::low_level::emulate_default_handler(signal) {
+        eprintln!("quire: interrupted: {e}");
+    }
+    std::process::exit(128 + signal)
 }
 
 /// Whether `signal`'s action is to be ignored (as inherited across `exec`): its bit in the
