@@ -130,17 +130,27 @@ impl ArtifactStore {
     /// Reads an artifact, refusing it when its bytes do not hash to the recorded digest. The
     /// hash is computed on a blocking thread (tens of milliseconds for a large artifact), not
     /// on the async worker: a server loading a version keeps answering meanwhile.
+    ///
+    /// A file missing where its URI says is read from this store's copy of the same digest, if
+    /// it has one: the store was moved, or is mounted elsewhere on this machine (a team's
+    /// shared store), and the digest check below makes any copy as good as the recorded one.
     pub async fn get(&self, artifact: &ArtifactRef) -> Result<Vec<u8>> {
-        let path = local_path(&artifact.uri)?;
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| Error::io(&path, e))?;
+        let recorded = local_path(&artifact.uri)?;
+        let bytes = match tokio::fs::read(&recorded).await {
+            Ok(bytes) => bytes,
+            // Neither here nor in this store: the error names where the registry says it is.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self
+                .own_copy(&artifact.sha256)
+                .await
+                .ok_or_else(|| Error::io(&recorded, e))?,
+            Err(e) => return Err(Error::io(&recorded, e)),
+        };
         let (bytes, actual) = tokio::task::spawn_blocking(move || {
             let digest = hex::encode(Sha256::digest(&bytes));
             (bytes, digest)
         })
         .await
-        .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
+        .map_err(|e| Error::io(&recorded, std::io::Error::other(e)))?;
         if !actual.eq_ignore_ascii_case(&artifact.sha256) {
             return Err(Error::ChecksumMismatch {
                 artifact: artifact.uri.clone(),
@@ -149,6 +159,11 @@ impl ArtifactStore {
             });
         }
         Ok(bytes)
+    }
+
+    /// This store's file of the digest `sha256`, if it has one.
+    async fn own_copy(&self, sha256: &str) -> Option<Vec<u8>> {
+        tokio::fs::read(self.path_for(sha256).ok()?).await.ok()
     }
 
     fn path_for(&self, sha256: &str) -> Result<PathBuf> {
@@ -241,6 +256,31 @@ mod tests {
             let again = store.put(b"model bytes").await.unwrap();
             assert_eq!(again, first);
             assert_eq!(store.get(&again).await.unwrap(), b"model bytes");
+        });
+    }
+
+    #[test]
+    fn a_moved_store_reads_its_artifacts_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let first = ArtifactStore::open(dir.path().join("a")).await.unwrap();
+            let stored = first.put(b"model bytes").await.unwrap();
+            std::fs::rename(dir.path().join("a"), dir.path().join("b")).unwrap();
+            // The URI still names `a/`; the store now at `b/` has the same digest.
+            let moved = ArtifactStore::open(dir.path().join("b")).await.unwrap();
+            assert_eq!(moved.get(&stored).await.unwrap(), b"model bytes");
+            // A store without that digest: the error names the recorded path.
+            let other = ArtifactStore::open(dir.path().join("c")).await.unwrap();
+            let err = other.get(&stored).await.unwrap_err();
+            let recorded = local_path(&stored.uri).unwrap();
+            assert!(
+                matches!(&err, Error::Io { path, .. } if *path == recorded),
+                "{err:?}"
+            );
         });
     }
 
