@@ -44,12 +44,6 @@ impl Batch {
     ) -> Result<Self> {
         for m in metrics {
             check_key("metric", &m.key)?;
-            if m.value.is_nan() {
-                return Err(Error::InvalidParameter(format!(
-                    "metric {:?} of run {run_id} is NaN; NaN values are not stored",
-                    m.key
-                )));
-            }
         }
         for (k, v) in params {
             check_key("param", k)?;
@@ -118,10 +112,17 @@ impl Batch {
         // same order as the stored one: step, then timestamp, then value.
         let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
         for m in &self.metrics {
+            // As the upsert below decides: a NaN (NULL) value neither wins nor loses a tie
+            // of step and timestamp, so the one already there stays.
             let newer = |cur: &Metric| {
+                let value = if m.value.is_nan() || cur.value.is_nan() {
+                    std::cmp::Ordering::Equal
+                } else {
+                    m.value.total_cmp(&cur.value)
+                };
                 (m.step, m.timestamp)
                     .cmp(&(cur.step, cur.timestamp))
-                    .then(m.value.total_cmp(&cur.value))
+                    .then(value)
                     .is_gt()
             };
             match latest.get(m.key.as_str()) {
@@ -188,10 +189,15 @@ fn metric_rows(q: &mut SqlBuilder, insert: &str, tail: &str, run_id: &str, rows:
     let values: Vec<String> = rows
         .iter()
         .map(|m| {
+            // NaN is stored as NULL on both backends (SQLite has no NaN; see the migration).
+            let value = if m.value.is_nan() {
+                "NULL".to_owned()
+            } else {
+                q.bind(Bind::Float(m.value))
+            };
             format!(
-                "({run}, {}, {}, {}, {})",
+                "({run}, {}, {value}, {}, {})",
                 q.bind(Bind::Text(m.key.clone())),
-                q.bind(Bind::Float(m.value)),
                 q.bind(Bind::Int(m.timestamp)),
                 q.bind(Bind::Int(m.step))
             )

@@ -20,7 +20,7 @@
 //! | `experiment_tags` | ExperimentTag | |
 //! | `runs` | Run / RunInfo | `run_uuid` (32 hex), status, start/end time, `artifact_uri`, `lifecycle_stage`; plus the training config text and git commit |
 //! | `params` | Param | immutable: the same value again is a no-op, another value [`Error::InvalidParameter`] |
-//! | `metrics`, `latest_metrics` | Metric, GetMetricHistory | append-only history with step and timestamp; the latest value per key is the highest step, then newest timestamp |
+//! | `metrics`, `latest_metrics` | Metric, GetMetricHistory | append-only history with step and timestamp; the latest value per key is the highest step, then newest timestamp; NaN is stored as `NULL` (it passes no filter and sorts last, with the runs that lack the metric) |
 //! | `tags` | RunTag | `mlflow.runName`, `mlflow.user`, `mlflow.source.git.commit` are set on creation |
 //! | `registered_models` | RegisteredModel | `latest_version` is the version counter |
 //! | `registered_model_tags` | RegisteredModelTag | |

@@ -665,7 +665,8 @@ impl Registry {
                 if let Some(run) = by_id.get_mut(&id) {
                     run.data.metrics.push(Metric {
                         key: row.try_get("key")?,
-                        value: row.try_get("value")?,
+                        // NULL: NaN (see the `nan_metrics` migration).
+                        value: row.try_get::<Option<f64>, _>("value")?.unwrap_or(f64::NAN),
                         timestamp: row.try_get("timestamp")?,
                         step: row.try_get("step")?,
                     });

@@ -143,7 +143,8 @@ impl RunRow {
 #[derive(FromRow)]
 struct MetricRow {
     key: String,
-    value: f64,
+    /// `NULL`: NaN (see the `nan_metrics` migration).
+    value: Option<f64>,
     timestamp: i64,
     step: i64,
 }
@@ -152,7 +153,7 @@ impl From<MetricRow> for Metric {
     fn from(r: MetricRow) -> Self {
         Metric {
             key: r.key,
-            value: r.value,
+            value: r.value.unwrap_or(f64::NAN),
             timestamp: r.timestamp,
             step: r.step,
         }
@@ -896,7 +897,8 @@ impl Registry {
     /// in the order asked and stops after the page (≈ 1 ms), leaving SQLite to sort only runs
     /// tied on the value. SQLite's planner does not choose that plan itself (its cost model
     /// cannot see the `LIMIT`), hence `INDEXED BY` and `CROSS JOIN`, which fix the loop order.
-    /// Runs without the metric come last, as in the general query: a second query fills the
+    /// Runs without the metric, or whose value is NaN (stored as NULL), come last, as in the
+    /// general query (`NULLS LAST`): a second query fills the
     /// page with them once the runs with it run out.
     async fn run_ids_by_metric(
         &self,
@@ -908,7 +910,7 @@ impl Registry {
     ) -> Result<Vec<String>> {
         const WITH_METRIC: &str = " FROM latest_metrics o \
              INDEXED BY latest_metrics_key_value_run CROSS JOIN runs r ON r.run_uuid = o.run_uuid \
-             WHERE o.key = $1";
+             WHERE o.key = $1 AND o.value IS NOT NULL";
         let with_metric = |select: &str| -> Result<SqlBuilder> {
             let mut q = SqlBuilder {
                 sql: format!("{select}{WITH_METRIC}"),
@@ -937,7 +939,8 @@ impl Registry {
         };
         let mut q = SqlBuilder {
             sql: "SELECT r.run_uuid FROM runs r WHERE NOT EXISTS \
-                  (SELECT 1 FROM latest_metrics o WHERE o.run_uuid = r.run_uuid AND o.key = $1)"
+                  (SELECT 1 FROM latest_metrics o WHERE o.run_uuid = r.run_uuid AND o.key = $1 \
+                   AND o.value IS NOT NULL)"
                 .into(),
             binds: vec![Bind::Text(key.to_owned())],
         };

@@ -8,6 +8,7 @@ failure, naming it.
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 import sys
@@ -85,6 +86,8 @@ def main(workdir):
         for step, ndcg in enumerate([0.61, 0.66, 0.70, 0.72]):
             mlflow.log_metric("ndcg_5", ndcg, step=step)
         mlflow.log_metrics({"auc": 0.81, "loss": 0.42}, step=3)
+        # A diverged training logs NaN and infinities: stored as logged, as MLflow's servers do.
+        mlflow.log_metrics({"diverged": float("nan"), "grad_norm": float("inf")}, step=3)
         mlflow.set_tags({"stage": "baseline", "owner": "ds-team"})
         mlflow.set_tag("mlflow.note.content", "first try")
         mlflow.log_artifact(str(work / "notes.txt"))
@@ -101,7 +104,9 @@ def main(workdir):
     check("run experiment", got.info.experiment_id, exp_id)
     check("params", got.data.params,
           {"objective": "lambdarank", "num_leaves": "31", "learning_rate": "0.05"})
-    check("latest metrics", got.data.metrics, {"ndcg_5": 0.72, "auc": 0.81, "loss": 0.42})
+    check("latest metrics", {k: got.data.metrics[k] for k in ["ndcg_5", "auc", "loss", "grad_norm"]},
+          {"ndcg_5": 0.72, "auc": 0.81, "loss": 0.42, "grad_norm": float("inf")})
+    check("NaN metric", math.isnan(got.data.metrics["diverged"]), True)
     check("tags", {k: got.data.tags.get(k) for k in ["stage", "owner", "mlflow.note.content"]},
           {"stage": "baseline", "owner": "ds-team", "mlflow.note.content": "first try"})
     check("client tags arrive", "mlflow.user" in got.data.tags and "mlflow.source.name" in got.data.tags, True)

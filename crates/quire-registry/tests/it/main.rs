@@ -34,6 +34,7 @@ backend_suite!(
     runs_carry_info_tags_and_status,
     params_are_immutable,
     metric_history_and_latest,
+    non_finite_metrics_are_kept,
     log_batch_is_all_or_nothing,
     log_batch_checks_whatever_its_size,
     log_batch_keeps_history_and_latest,

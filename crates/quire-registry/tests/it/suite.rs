@@ -352,10 +352,106 @@ pub async fn metric_history_and_latest(t: &TestRegistry) {
             metric("ndcg_5", 0.62, 2, 1002)
         ]
     );
-    assert!(matches!(
-        reg.log_metric(&id, &metric("bad", f64::NAN, 0, 0)).await,
-        Err(Error::InvalidParameter(_))
-    ));
+}
+
+/// NaN and infinite values are stored as logged (MLflow stores them; a training that diverges
+/// logs a NaN loss). A NaN passes no filter and sorts last, with the runs that lack the metric;
+/// in a tie of step and timestamp, a NaN neither replaces nor is replaced by a number.
+pub async fn non_finite_metrics_are_kept(t: &TestRegistry) {
+    async fn search(
+        reg: &Registry,
+        exp: i64,
+        filter: &str,
+        order: &[&str],
+    ) -> Vec<quire_registry::Run> {
+        reg.search_runs(&SearchRuns {
+            experiment_ids: vec![exp],
+            filter: filter.into(),
+            order_by: order.iter().map(|o| (*o).to_owned()).collect(),
+            ..SearchRuns::default()
+        })
+        .await
+        .unwrap()
+        .runs
+    }
+    let reg = &t.registry;
+    let exp = experiment(reg, "e").await;
+    let diverged = run(reg, exp, "diverged").await;
+    let fine = run(reg, exp, "fine").await;
+    let none = run(reg, exp, "none").await;
+    reg.log_metric(&diverged, &metric("loss", 0.9, 0, 1000))
+        .await
+        .unwrap();
+    reg.log_metric(&diverged, &metric("loss", f64::NAN, 1, 1001))
+        .await
+        .unwrap();
+    reg.log_metric(&diverged, &metric("grad", f64::INFINITY, 1, 1001))
+        .await
+        .unwrap();
+    // The same step and timestamp, one batch and then another: the first value stays.
+    reg.log_batch(
+        &diverged,
+        &[metric("tie", f64::NAN, 0, 5), metric("tie", 2.0, 0, 5)],
+        &[],
+        &[],
+    )
+    .await
+    .unwrap();
+    reg.log_metric(&diverged, &metric("tie", 3.0, 0, 5))
+        .await
+        .unwrap();
+    reg.log_metric(&fine, &metric("loss", 0.5, 1, 1001))
+        .await
+        .unwrap();
+    reg.log_metric(&none, &metric("other", 1.0, 0, 1000))
+        .await
+        .unwrap();
+
+    let history = reg.get_metric_history(&diverged, "loss").await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].value, 0.9);
+    assert!(history[1].value.is_nan(), "{history:?}");
+    let latest = reg.get_run(&diverged).await.unwrap().data.metrics;
+    let value = |key: &str| latest.iter().find(|m| m.key == key).unwrap().value;
+    assert!(value("loss").is_nan());
+    assert_eq!(value("grad"), f64::INFINITY);
+    assert!(value("tie").is_nan(), "{latest:?}");
+    // Searches read the values as they are.
+    let found = search(reg, exp, "", &[]).await;
+    let found = found.iter().find(|r| r.info.run_id == diverged).unwrap();
+    let loss = found.data.metrics.iter().find(|m| m.key == "loss").unwrap();
+    assert!(loss.value.is_nan());
+
+    // No comparison holds for NaN.
+    for filter in [
+        "metrics.loss < 1",
+        "metrics.loss >= 0",
+        "metrics.loss != 0.5",
+    ] {
+        let ids: Vec<String> = search(reg, exp, filter, &[])
+            .await
+            .into_iter()
+            .map(|r| r.info.run_id)
+            .collect();
+        assert!(!ids.contains(&diverged), "{filter}: {ids:?}");
+    }
+    // Last in either direction, with the run that lacks the metric (by name here), both on
+    // SQLite's walk of the metric's index and on the general query.
+    for order in [
+        ["metrics.loss ASC", "attributes.run_name DESC"],
+        ["metrics.loss DESC", "attributes.run_name DESC"],
+    ] {
+        let ids: Vec<String> = search(reg, exp, "", &order)
+            .await
+            .into_iter()
+            .map(|r| r.info.run_id)
+            .collect();
+        assert_eq!(
+            ids,
+            [fine.clone(), none.clone(), diverged.clone()],
+            "{order:?}"
+        );
+    }
 }
 
 pub async fn log_batch_is_all_or_nothing(t: &TestRegistry) {
