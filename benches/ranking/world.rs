@@ -17,7 +17,7 @@ use quire_featspec::{
     Request, ServingTables, UserProfile, assemble, bm25_feature,
 };
 use quire_lgbm::{Dataset, TrainOptions, train};
-use quire_registry::{ArtifactStore, NamedArtifact, NewModelVersion, NewRun, Registry};
+use quire_registry::{ArtifactStore, NamedArtifact, NewModelVersion, NewRun, Registry, RunStatus};
 use rand::distributions::WeightedIndex;
 use rand::prelude::*;
 use rand_chacha::ChaCha8Rng;
@@ -516,6 +516,17 @@ pub fn prepare(
             .await?;
         registry
             .set_alias("ltr", "production", mv.version, "bench")
+            .await?;
+        let ended = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis();
+        registry
+            .update_run(
+                &run_id,
+                RunStatus::Finished,
+                Some(i64::try_from(ended)?),
+                None,
+            )
             .await?;
         registry.close().await;
         anyhow::Ok((mv.version, run_id, onnx))
