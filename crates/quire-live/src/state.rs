@@ -170,6 +170,12 @@ pub struct LiveKpis {
     /// Hashed ids of the events held: the window's (lake and bus) and the bus events taken
     /// since the window last moved (see `index_seen`).
     seen: IdSet,
+    /// Hashed ids of the history's events (the lake's and [`Self::unarchived`]'s before the
+    /// window), rebuilt when the window loads: a bus event with one of them is a copy of an
+    /// event already counted (a sender's resend, maybe with another time, days later), which
+    /// the lake's dedup drops from the replay too. 16 bytes per event, as the archiver's own id
+    /// index.
+    history_ids: IdSet,
     /// Where every held order counts, by `order_id`: the hour (epoch ms) of its first
     /// `order_placed` and its group in that hour.
     order_slots: HashMap<String, Slot>,
@@ -192,8 +198,6 @@ pub struct LiveKpis {
     /// added to the history rows of `base`.
     history_orders: HashSet<String>,
     emitted: BTreeMap<i64, HourFigure>,
-    /// When the state was seeded from the lake (epoch ms): lake rows ingested before are in it.
-    seeded_at_ms: Option<i64>,
     /// Hours without a standing order any more (their only order was placed again earlier)
     /// that were emitted before, by this process or, for all we know after a start, by an
     /// earlier one: the store drops them, as the replay leaves such an hour out.
@@ -225,6 +229,7 @@ impl LiveKpis {
             unsorted: Vec::new(),
             moved: Vec::new(),
             seen: IdSet::new(),
+            history_ids: IdSet::new(),
             order_slots: HashMap::new(),
             hour_orders: HashMap::new(),
             group_figures: HashMap::new(),
@@ -233,7 +238,6 @@ impl LiveKpis {
             placed_before: IdSet::new(),
             history_orders: HashSet::new(),
             emitted: BTreeMap::new(),
-            seeded_at_ms: None,
             removed: Vec::new(),
             touched: Vec::new(),
             reemissions: Vec::new(),
@@ -248,7 +252,6 @@ impl LiveKpis {
         let Some(lake) = self.lake.clone() else {
             return Ok(());
         };
-        self.seeded_at_ms = Some(Utc::now().timestamp_millis());
         let max = lake
             .scan_events()?
             .filter(not_test())
@@ -260,44 +263,6 @@ impl LiveKpis {
         };
         self.max_event_ms = Some(self.max_event_ms.map_or(max, |m| m.max(max)));
         self.load_window(&lake)
-    }
-
-    /// Leaves out events from before the window that the lake already held when the state was
-    /// seeded: a restart re-reads the bus, and those are in the history already (taken again,
-    /// each order's closed hour was re-emitted as late, with no change). Only such events cost
-    /// a lake lookup; an event the archiver commits after the seed is taken.
-    fn without_seeded_history(&self, events: Vec<Event>) -> Result<Vec<Event>> {
-        let (Some(lake), Some(start), Some(seeded)) =
-            (&self.lake, self.window_start_ms, self.seeded_at_ms)
-        else {
-            return Ok(events);
-        };
-        let old: Vec<&str> = events
-            .iter()
-            .filter(|e| e.event_timestamp.timestamp_millis() < start)
-            .map(|e| e.event_id.as_str())
-            .collect();
-        if old.is_empty() {
-            return Ok(events);
-        }
-        let ids = Series::new("ids".into(), old);
-        let known = lake
-            .scan_events()?
-            .filter(
-                col("event_id")
-                    .is_in(lit(ids).implode(false), false)
-                    .and(col("ingested_at").cast(DataType::Int64).lt_eq(lit(seeded))),
-            )
-            .select([col("event_id")])
-            .collect()?;
-        let known: HashSet<&str> = known.column("event_id")?.str()?.iter().flatten().collect();
-        if known.is_empty() {
-            return Ok(events);
-        }
-        Ok(events
-            .into_iter()
-            .filter(|e| !known.contains(e.event_id.as_str()))
-            .collect())
     }
 
     /// The watermark: the newest event time seen minus the allowed lateness. Test events are
@@ -322,14 +287,17 @@ impl LiveKpis {
             .is_some_and(|w| hour_ms + HOUR_MS <= w.timestamp_millis())
     }
 
-    /// Adds events from the bus (repeats of an event already added are ignored; repeats of
-    /// lake rows are removed by the staging's dedup, as in the replay).
+    /// Adds events from the bus. Repeats of an event already added, or of one of the history
+    /// (before the window), are ignored, as the lake's dedup drops them from the replay; a
+    /// repeat of a lake row of the window is removed by the staging's dedup, as in the replay.
     pub fn add(&mut self, events: Vec<Event>) -> Result<()> {
         let events: Vec<Event> = events
             .into_iter()
-            .filter(|e| self.seen.insert(xxh3_128(e.event_id.as_bytes())))
+            .filter(|e| {
+                let id = xxh3_128(e.event_id.as_bytes());
+                !self.history_ids.contains(id) && self.seen.insert(id)
+            })
             .collect();
-        let events = self.without_seeded_history(events)?;
         if events.is_empty() {
             return Ok(());
         }
@@ -586,8 +554,7 @@ impl LiveKpis {
     /// window's, from the lake and from the bus. So a copy of a lake event that reaches the bus
     /// again (a sender's resend with another time, read after a restart) is not taken twice,
     /// and the set forgets the ids of the days the window left instead of growing with every
-    /// day. (A copy of an event older than the window is taken; staging keeps the lake's copy,
-    /// ingested first, wherever both meet.)
+    /// day: with a lake, those are in [`Self::history_ids`].
     fn index_seen(&mut self) -> Result<()> {
         let mut seen = IdSet::new();
         seen.reserve(
@@ -656,6 +623,20 @@ impl LiveKpis {
         let history = concat([first_events, first_orders], UnionArgs::default())?
             .select(names)
             .collect()?;
+        let history_ids = all
+            .clone()
+            .filter(col("event_timestamp").cast(DataType::Int64).lt(lit(start)))
+            .select([col("event_id")])
+            .collect()?;
+        let history_ids = history_ids.column("event_id")?.str()?;
+        self.history_ids = IdSet::new();
+        self.history_ids.reserve(history_ids.len());
+        self.history_ids.extend(
+            history_ids
+                .iter()
+                .flatten()
+                .map(|id| xxh3_128(id.as_bytes())),
+        );
         let placed_before = all
             .clone()
             .filter(placements().and(col("event_timestamp").cast(DataType::Int64).lt(lit(start))))
@@ -1470,6 +1451,39 @@ mod tests {
         s.hourly().unwrap();
         assert_eq!(emitted(&s), replayed(&first));
         assert_eq!(s.events_seen(), 0);
+    }
+
+    /// A lake event from before the window, sent again days later with a time in the open
+    /// hour, is not taken, after a restart or after the window moved past it: the lake's dedup
+    /// drops it from the replay too. (Here a page view of u2, whose first event is older: the
+    /// state's history rows do not hold it.)
+    #[test]
+    fn a_lake_event_from_before_the_window_sent_again_now_is_not_taken() {
+        // Today's one session (u2's view v), with one event: a bounce, as in the replay.
+        let today = |s: &mut LiveKpis| {
+            let k = s.today_input().unwrap().compute().unwrap().kpis.unwrap();
+            (k.sessions, k.bounce_rate)
+        };
+        let resent = || view("p", "2025-10-05T10:20:00Z");
+        // After a restart: the window is Oct 4–5, view p of Oct 1 is history.
+        let (_dir, mut s) = seeded_from_lake([
+            view("first", "2025-09-20T10:00:00Z"),
+            view("p", "2025-10-01T10:00:00Z"),
+            view("v", "2025-10-05T10:00:00Z"),
+        ]);
+        s.add(vec![resent()]).unwrap();
+        assert_eq!(s.events_seen(), 0);
+        assert_eq!(today(&mut s), (1, Some(1.0)));
+        // The same process: view p was in the window (Oct 1–2) until view v moved it.
+        let (_dir, mut s) = seeded_from_lake([
+            view("first", "2025-09-20T10:00:00Z"),
+            view("p", "2025-10-01T10:00:00Z"),
+            view("w", "2025-10-02T10:00:00Z"),
+        ]);
+        s.add(vec![view("v", "2025-10-05T10:00:00Z")]).unwrap();
+        s.add(vec![resent()]).unwrap();
+        assert_eq!(s.events_seen(), 1);
+        assert_eq!(today(&mut s), (1, Some(1.0)));
     }
 
     #[test]
