@@ -157,7 +157,7 @@ fn main() -> Result<()> {
             let report = load::run(&args)?;
             println!("{report}");
         }
-        Command::Hiccups { seconds, threads } => println!("{}", hiccups::run(seconds, threads)),
+        Command::Hiccups { seconds, threads } => println!("{}", hiccups::run(seconds, threads)?),
     }
     Ok(())
 }

@@ -12,7 +12,8 @@ One run does, in order:
      repetition of step 3 and after the last (the goal takes the fastest), and after each
      repetition in an open loop at Quire's half-saturation rate (one thread and session per
      core; for reference), and at that rate HTTP alone (`ranking-bench echo`, the load
-     generator against a server answering a fixed answer with no other work);
+     generator against a server answering a fixed answer with no other work), then the
+     machine's own stalls (`ranking-bench hiccups`, with both cores and with one kept busy);
   3. for each peer in turn (Quire: `ranking-bench serve`, the library entry point `quire serve
      ranking` runs; Python: `uvicorn python_peer:app --workers 2`), alternating which goes
      first on each repetition: start it, wait until ready, send the first requests and keep the
@@ -406,13 +407,13 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"estimate: medians do not add exactly) come to {(of50 + h50) / floor_ms:.2f}× the "
         f"back-to-back floor: about what a server doing nothing but the scoring would take here.",
         "",
-        f"The machine's own stalls (`ranking-bench hiccups`: threads that only read the clock, "
-        f"{HICCUP_SECONDS} s before each repetition; medians): with both cores kept busy, "
-        f"{hic('busy_2', 'per_core_per_s', 'over_1ms'):.2f} gaps longer than 1 ms a second per "
-        f"core ({hic('busy_2', 'per_core_per_s', 'over_2ms'):.2f} longer than 2 ms; the longest "
+        f"The machine's own stalls (`ranking-bench hiccups`: a thread per busy core that only "
+        f"reads the clock, {HICCUP_SECONDS} s after each repetition; medians): with both cores "
+        f"kept busy, {hic('busy_2', 'per_thread_per_s', 'over_1ms'):.2f} gaps longer than 1 ms a "
+        f"second per thread ({hic('busy_2', 'per_thread_per_s', 'over_2ms'):.2f} longer than 2 ms; the longest "
         f"{max(h['busy_2']['max_ms'] for h in floor['hiccups']):.1f} ms; "
         f"{hic('busy_2', 'lost_fraction') * 100:.2f} % of the time lost); with one core busy, "
-        f"{hic('busy_1', 'per_core_per_s', 'over_1ms'):.2f} a second (the longest "
+        f"{hic('busy_1', 'per_thread_per_s', 'over_1ms'):.2f} a second (the longest "
         f"{max(h['busy_1']['max_ms'] for h in floor['hiccups']):.1f} ms, "
         f"{hic('busy_1', 'lost_fraction') * 100:.2f} % lost).",
         "",
@@ -471,10 +472,6 @@ def main() -> int:
     http_alones: list[dict] = []
     hiccups: list[dict] = []
     for rep in range(args.reps):
-        # The machine's own stalls, with both cores and with one core kept busy.
-        hiccups.append({f"busy_{n}": run_json([args.bin, "hiccups", "--seconds", str(HICCUP_SECONDS),
-                                               "--threads", str(n)])
-                        for n in (2, 1)})
         floors.append(run_json([args.bin, "floor", "--dir", str(args.dir)]))
         order = ["quire", "python"] if rep % 2 == 0 else ["python", "quire"]
         for peer in order:
@@ -486,6 +483,11 @@ def main() -> int:
         # HTTP and the load generator alone, at that rate, with answers of Quire's size.
         answer_bytes = len(json.dumps(runs["quire"][-1]["answers"][0], separators=(",", ":")))
         http_alones.append(http_alone(args, args.port, rate, answer_bytes))
+        # The machine's own stalls, with both cores and with one core kept busy (last: the
+        # spinning must not warm or slow the machine before the floor).
+        hiccups.append({f"busy_{n}": run_json([args.bin, "hiccups", "--seconds", str(HICCUP_SECONDS),
+                                               "--threads", str(n)])
+                        for n in (2, 1)})
     floors.append(run_json([args.bin, "floor", "--dir", str(args.dir)]))
     floor = min(floors, key=lambda f: f["score_us"]["p50"])
     floor["spaced"] = spaced

@@ -623,35 +623,10 @@ impl LiveKpis {
         let history = concat([first_events, first_orders], UnionArgs::default())?
             .select(names)
             .collect()?;
-        let history_ids = all
-            .clone()
-            .filter(col("event_timestamp").cast(DataType::Int64).lt(lit(start)))
-            .select([col("event_id")])
-            .collect()?;
-        let history_ids = history_ids.column("event_id")?.str()?;
-        self.history_ids = IdSet::new();
-        self.history_ids.reserve(history_ids.len());
-        self.history_ids.extend(
-            history_ids
-                .iter()
-                .flatten()
-                .map(|id| xxh3_128(id.as_bytes())),
-        );
-        let placed_before = all
-            .clone()
-            .filter(placements().and(col("event_timestamp").cast(DataType::Int64).lt(lit(start))))
-            .select([col("order_id")])
-            .collect()?;
-        let placed_before = placed_before.column("order_id")?.str()?;
-        self.placed_before = IdSet::new();
+        let before_window = col("event_timestamp").cast(DataType::Int64).lt(lit(start));
+        self.history_ids = hashed(&all, before_window.clone(), "event_id")?;
+        self.placed_before = hashed(&all, placements().and(before_window), "order_id")?;
         self.history_orders.clear();
-        self.placed_before.reserve(placed_before.len());
-        self.placed_before.extend(
-            placed_before
-                .iter()
-                .flatten()
-                .map(|id| xxh3_128(id.as_bytes())),
-        );
         self.window_start_ms = Some(start);
         self.base = vec![window.clone(), history];
         // Orders: the window's, then those older hours already loaded stay loaded.
@@ -1077,6 +1052,20 @@ fn not_in_lake(lake: &Lake, frames: Vec<DataFrame>) -> Result<Vec<DataFrame>> {
 }
 
 /// Keeps the rows of each frame that satisfy `pred`.
+/// The hashed values of column `column` of the rows of `frame` that pass `filter`.
+fn hashed(frame: &LazyFrame, filter: Expr, column: &str) -> Result<IdSet> {
+    let df = frame
+        .clone()
+        .filter(filter)
+        .select([col(column)])
+        .collect()?;
+    let values = df.column(column)?.str()?;
+    let mut set = IdSet::new();
+    set.reserve(values.len());
+    set.extend(values.iter().flatten().map(|v| xxh3_128(v.as_bytes())));
+    Ok(set)
+}
+
 fn retain(chunks: Vec<DataFrame>, pred: Expr) -> Result<Vec<DataFrame>> {
     chunks
         .into_iter()

@@ -136,13 +136,21 @@ impl ArtifactStore {
     /// shared store), and the digest check below makes any copy as good as the recorded one.
     pub async fn get(&self, artifact: &ArtifactRef) -> Result<Vec<u8>> {
         let recorded = local_path(&artifact.uri)?;
-        let bytes = match tokio::fs::read(&recorded).await {
-            Ok(bytes) => bytes,
+        let (bytes, read) = match tokio::fs::read(&recorded).await {
+            Ok(bytes) => (bytes, None),
             // Neither here nor in this store: the error names where the registry says it is.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self
-                .own_copy(&artifact.sha256)
-                .await
-                .ok_or_else(|| Error::io(&recorded, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (bytes, own) = self
+                    .own_copy(&artifact.sha256)
+                    .await
+                    .ok_or_else(|| Error::io(&recorded, e))?;
+                tracing::warn!(
+                    recorded = %recorded.display(),
+                    read = %own.display(),
+                    "an artifact is missing where the registry records it: read from this store's copy"
+                );
+                (bytes, Some(own))
+            }
             Err(e) => return Err(Error::io(&recorded, e)),
         };
         let (bytes, actual) = tokio::task::spawn_blocking(move || {
@@ -153,7 +161,8 @@ impl ArtifactStore {
         .map_err(|e| Error::io(&recorded, std::io::Error::other(e)))?;
         if !actual.eq_ignore_ascii_case(&artifact.sha256) {
             return Err(Error::ChecksumMismatch {
-                artifact: artifact.uri.clone(),
+                // The file read: the store's copy, when that was read.
+                artifact: read.map_or_else(|| artifact.uri.clone(), |own| file_uri(&own)),
                 expected: artifact.sha256.clone(),
                 actual,
             });
@@ -161,9 +170,10 @@ impl ArtifactStore {
         Ok(bytes)
     }
 
-    /// This store's file of the digest `sha256`, if it has one.
-    async fn own_copy(&self, sha256: &str) -> Option<Vec<u8>> {
-        tokio::fs::read(self.path_for(sha256).ok()?).await.ok()
+    /// This store's file of the digest `sha256` and its path, if it has one.
+    async fn own_copy(&self, sha256: &str) -> Option<(Vec<u8>, PathBuf)> {
+        let path = self.path_for(sha256).ok()?;
+        Some((tokio::fs::read(&path).await.ok()?, path))
     }
 
     fn path_for(&self, sha256: &str) -> Result<PathBuf> {
@@ -239,49 +249,44 @@ pub fn local_path(uri: &str) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_damaged_stored_copy_is_written_again_not_reused() {
+    #[tokio::test]
+    async fn a_damaged_stored_copy_is_written_again_not_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let store = ArtifactStore::open(dir.path()).await.unwrap();
-            let first = store.put(b"model bytes").await.unwrap();
-            // A crash left the stored file truncated.
-            let path = local_path(&first.uri).unwrap();
-            std::fs::write(&path, b"model").unwrap();
-            assert!(store.get(&first).await.is_err());
-            let again = store.put(b"model bytes").await.unwrap();
-            assert_eq!(again, first);
-            assert_eq!(store.get(&again).await.unwrap(), b"model bytes");
-        });
+        let store = ArtifactStore::open(dir.path()).await.unwrap();
+        let first = store.put(b"model bytes").await.unwrap();
+        // A crash left the stored file truncated.
+        let path = local_path(&first.uri).unwrap();
+        std::fs::write(&path, b"model").unwrap();
+        assert!(store.get(&first).await.is_err());
+        let again = store.put(b"model bytes").await.unwrap();
+        assert_eq!(again, first);
+        assert_eq!(store.get(&again).await.unwrap(), b"model bytes");
     }
 
-    #[test]
-    fn a_moved_store_reads_its_artifacts_by_digest() {
+    #[tokio::test]
+    async fn a_moved_store_reads_its_artifacts_by_digest() {
         let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let first = ArtifactStore::open(dir.path().join("a")).await.unwrap();
-            let stored = first.put(b"model bytes").await.unwrap();
-            std::fs::rename(dir.path().join("a"), dir.path().join("b")).unwrap();
-            // The URI still names `a/`; the store now at `b/` has the same digest.
-            let moved = ArtifactStore::open(dir.path().join("b")).await.unwrap();
-            assert_eq!(moved.get(&stored).await.unwrap(), b"model bytes");
-            // A store without that digest: the error names the recorded path.
-            let other = ArtifactStore::open(dir.path().join("c")).await.unwrap();
-            let err = other.get(&stored).await.unwrap_err();
-            let recorded = local_path(&stored.uri).unwrap();
-            assert!(
-                matches!(&err, Error::Io { path, .. } if *path == recorded),
-                "{err:?}"
-            );
-        });
+        let first = ArtifactStore::open(dir.path().join("a")).await.unwrap();
+        let stored = first.put(b"model bytes").await.unwrap();
+        std::fs::rename(dir.path().join("a"), dir.path().join("b")).unwrap();
+        // The URI still names `a/`; the store now at `b/` has the same digest.
+        let moved = ArtifactStore::open(dir.path().join("b")).await.unwrap();
+        assert_eq!(moved.get(&stored).await.unwrap(), b"model bytes");
+        // A damaged copy is refused, naming the file read.
+        let own = moved.path_for(&stored.sha256).unwrap();
+        std::fs::write(&own, b"damaged").unwrap();
+        match moved.get(&stored).await {
+            Err(Error::ChecksumMismatch { artifact, .. }) => assert_eq!(artifact, file_uri(&own)),
+            other => panic!("expected a checksum mismatch, got {other:?}"),
+        }
+        // A store without that digest: the error names the recorded path.
+        let other = ArtifactStore::open(dir.path().join("c")).await.unwrap();
+        let err = other.get(&stored).await.unwrap_err();
+        let recorded = local_path(&stored.uri).unwrap();
+        assert!(
+            matches!(&err, Error::Io { path, .. } if *path == recorded),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -112,13 +112,14 @@ impl Batch {
         // same order as the stored one: step, then timestamp, then value.
         let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
         for m in &self.metrics {
-            // As the upsert below decides: a NaN (NULL) value neither wins nor loses a tie
-            // of step and timestamp, so the one already there stays.
+            // As the upsert below decides: in a tie of step and timestamp a NaN (NULL) value
+            // loses to any number.
             let newer = |cur: &Metric| {
-                let value = if m.value.is_nan() || cur.value.is_nan() {
-                    std::cmp::Ordering::Equal
-                } else {
-                    m.value.total_cmp(&cur.value)
+                let value = match (m.value.is_nan(), cur.value.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Less,
+                    (false, true) => std::cmp::Ordering::Greater,
+                    (false, false) => m.value.total_cmp(&cur.value),
                 };
                 (m.step, m.timestamp)
                     .cmp(&(cur.step, cur.timestamp))
@@ -146,7 +147,8 @@ impl Batch {
                  WHERE excluded.step > latest_metrics.step \
                     OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
                     OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
-                        AND excluded.value > latest_metrics.value)",
+                        AND (excluded.value > latest_metrics.value \
+                             OR (latest_metrics.value IS NULL AND excluded.value IS NOT NULL)))",
                 run_id,
                 chunk,
             );

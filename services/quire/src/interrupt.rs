@@ -3,20 +3,26 @@
 //! ended by Ctrl-C (without it they would stay `RUNNING` for ever), then ends as the signal's
 //! default action would have.
 
-use std::time::Duration;
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// How long the registry gets to record a killed run before the process ends anyway.
+/// How long the registry gets to record each killed run before the process ends anyway.
 const MARK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A second signal this soon after the first is the same interrupt delivered twice (the
+/// terminal signals the whole process group, and a wrapper may forward it again): ignored.
+const REPEAT: Duration = Duration::from_millis(250);
 
 /// Handles the signals above for the rest of the process, on a thread of its own: the first
 /// one marks the open runs killed (`quire_train::mark_open_runs_killed`, on another thread) and
 /// ends the process; a second one while the registry is still being written ends it at once,
 /// as a second Ctrl-C does in most tools. A signal the process was started ignoring (`nohup`
-/// ignores SIGHUP; a shell's background job, SIGINT) stays ignored.
+/// ignores SIGHUP; a shell's background job, SIGINT) stays ignored. Messages go to stderr and
+/// are dropped if it is gone (after a SIGHUP the terminal may be): the process still ends.
 pub fn mark_runs_killed_on_signal() -> Result<()> {
     let handled: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
         .into_iter()
@@ -28,6 +34,8 @@ pub fn mark_runs_killed_on_signal() -> Result<()> {
         .spawn(move || {
             let mut signals = signals.forever();
             let Some(signal) = signals.next() else { return };
+            let first = Instant::now();
+            say("interrupted: marking the runs in progress KILLED (interrupt again to quit at once)");
             let marking = std::thread::Builder::new()
                 .name("mark-killed".into())
                 .spawn(move || {
@@ -38,32 +46,40 @@ pub fn mark_runs_killed_on_signal() -> Result<()> {
                     .unwrap_or_default();
                     for (run, error) in marked {
                         match error {
-                            None => eprintln!("quire: interrupted: run {run} marked KILLED"),
-                            Some(e) => eprintln!(
-                                "quire: interrupted: run {run} could not be marked KILLED: {e}"
-                            ),
+                            None => say(&format!("interrupted: run {run} marked KILLED")),
+                            Some(e) => say(&format!(
+                                "interrupted: run {run} could not be marked KILLED: {e}"
+                            )),
                         }
                     }
                     end_by(signal);
                 });
             if marking.is_err() {
-                eprintln!("quire: interrupted: the runs in progress could not be marked KILLED");
+                say("interrupted: the runs in progress could not be marked KILLED");
                 end_by(signal);
             }
-            if let Some(again) = signals.next() {
-                eprintln!("quire: interrupted again: ending without waiting for the registry");
-                end_by(again);
+            for again in signals {
+                if first.elapsed() >= REPEAT {
+                    say("interrupted again: ending without waiting for the registry");
+                    end_by(again);
+                }
             }
         })
         .context("starting the signal thread")?;
     Ok(())
 }
 
+/// Writes `message` to stderr, or nothing if stderr is gone (`eprintln!` would panic).
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "quire: {message}");
+}
+
 /// Ends the process as `signal` would have (its exit status says so).
 fn end_by(signal: i32) -> ! {
     if let Err(e) = signal_hook::low_level::emulate_default_handler(signal) {
-        eprintln!("quire: interrupted: {e}");
+        say(&format!("interrupted: {e}"));
     }
+    // Only if the signal's default action did not end the process.
     std::process::exit(128 + signal)
 }
 

@@ -125,7 +125,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "queue_duration",
-            "Time a request's job waited for a scoring thread: from its hand-off by the async side to its start",
+            "Time a request's job waited for a scoring thread: from its hand-off by the async side to its start (a job whose caller had gone included)",
             Unit::Seconds,
             queue.clone(),
         );

@@ -105,12 +105,13 @@ impl ScoringPool {
         let helpers = self.helpers.clone();
         let (queue, queued) = (self.queue.clone(), std::time::Instant::now());
         let job: Job = Box::new(move || {
+            // Every wait counts, a caller's that has gone too: the longest are theirs.
+            queue.observe(queued.elapsed().as_secs_f64());
             // A caller that has gone (the client hung up or timed out while the job waited)
             // wants no answer: skip its work, which would only delay the requests behind it.
             if tx.is_closed() {
                 return;
             }
-            queue.observe(queued.elapsed().as_secs_f64());
             let _ = tx.send(work(&helpers));
         });
         // The receiving threads live as long as the pool, so sending cannot fail; if it did,
@@ -280,8 +281,8 @@ mod tests {
             .await
             .unwrap();
         assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
-        // The skipped job waited for no answer: only the three that ran count their wait.
-        assert_eq!(queue_wait(&metrics).0, 3.0);
+        // The skipped job's wait counts too.
+        assert_eq!(queue_wait(&metrics).0, 4.0);
     }
 
     /// The queue-wait histogram's count and sum (seconds).
@@ -302,13 +303,16 @@ mod tests {
     async fn a_job_counts_its_wait_for_a_thread() {
         let metrics = Metrics::new();
         let pool = ScoringPool::new(1, 1, 0, &metrics).unwrap();
-        let busy = pool.run(|_| std::thread::sleep(std::time::Duration::from_millis(50)));
+        // The one thread is held until the second job has waited 50 ms behind it.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = pool.run(move |_| held.recv().unwrap());
         let behind = pool.run(|_| ());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        release.send(()).unwrap();
         busy.await.unwrap();
         behind.await.unwrap();
         let (count, sum) = queue_wait(&metrics);
         assert_eq!(count, 2.0);
-        // The second job waited for the first one's 50 ms.
         assert!(sum >= 0.05, "{sum}");
     }
 

@@ -1,6 +1,7 @@
--- A NaN metric value is stored, as MLflow stores it, as NULL: SQLite has no NaN (it binds one as
--- NULL). NULL compares false with every value, so a NaN passes no metric filter, and it sorts
--- with the runs that lack the metric, last. SQLite cannot drop a NOT NULL constraint: both
+-- NaN metric values are stored (MLflow stores them: its SQL store as 0 with an `is_nan` flag),
+-- here as NULL: SQLite has no NaN (it binds one as NULL). NULL compares false with every value,
+-- so a NaN passes no metric filter, and it sorts last with the runs that lack the metric (MLflow
+-- sorts NaN between the numbers and those runs). SQLite cannot drop a NOT NULL constraint: both
 -- tables are rebuilt with their rows (and `metrics` with its ids and AUTOINCREMENT sequence).
 
 CREATE TABLE metrics_nullable (

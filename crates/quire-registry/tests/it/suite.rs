@@ -356,7 +356,7 @@ pub async fn metric_history_and_latest(t: &TestRegistry) {
 
 /// NaN and infinite values are stored as logged (MLflow stores them; a training that diverges
 /// logs a NaN loss). A NaN passes no filter and sorts last, with the runs that lack the metric;
-/// in a tie of step and timestamp, a NaN neither replaces nor is replaced by a number.
+/// in a tie of step and timestamp, a NaN loses to a number.
 pub async fn non_finite_metrics_are_kept(t: &TestRegistry) {
     async fn search(
         reg: &Registry,
@@ -388,16 +388,20 @@ pub async fn non_finite_metrics_are_kept(t: &TestRegistry) {
     reg.log_metric(&diverged, &metric("grad", f64::INFINITY, 1, 1001))
         .await
         .unwrap();
-    // The same step and timestamp, one batch and then another: the first value stays.
+    // In a tie of step and timestamp a NaN loses to any number, within a batch and against
+    // the stored value, in either order.
+    reg.log_metric(&diverged, &metric("tie", f64::NAN, 0, 5))
+        .await
+        .unwrap();
     reg.log_batch(
         &diverged,
-        &[metric("tie", f64::NAN, 0, 5), metric("tie", 2.0, 0, 5)],
+        &[metric("tie", 2.0, 0, 5), metric("tie", f64::NAN, 0, 5)],
         &[],
         &[],
     )
     .await
     .unwrap();
-    reg.log_metric(&diverged, &metric("tie", 3.0, 0, 5))
+    reg.log_metric(&diverged, &metric("tie", f64::NAN, 0, 5))
         .await
         .unwrap();
     reg.log_metric(&fine, &metric("loss", 0.5, 1, 1001))
@@ -415,7 +419,14 @@ pub async fn non_finite_metrics_are_kept(t: &TestRegistry) {
     let value = |key: &str| latest.iter().find(|m| m.key == key).unwrap().value;
     assert!(value("loss").is_nan());
     assert_eq!(value("grad"), f64::INFINITY);
-    assert!(value("tie").is_nan(), "{latest:?}");
+    assert_eq!(value("tie"), 2.0, "{latest:?}");
+    assert_eq!(
+        reg.get_metric_history(&diverged, "tie")
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
     // Searches read the values as they are.
     let found = search(reg, exp, "", &[]).await;
     let found = found.iter().find(|r| r.info.run_id == diverged).unwrap();
@@ -423,17 +434,17 @@ pub async fn non_finite_metrics_are_kept(t: &TestRegistry) {
     assert!(loss.value.is_nan());
 
     // No comparison holds for NaN.
-    for filter in [
-        "metrics.loss < 1",
-        "metrics.loss >= 0",
-        "metrics.loss != 0.5",
+    for (filter, want) in [
+        ("metrics.loss < 1", vec![fine.clone()]),
+        ("metrics.loss >= 0", vec![fine.clone()]),
+        ("metrics.loss != 0.5", vec![]),
     ] {
         let ids: Vec<String> = search(reg, exp, filter, &[])
             .await
             .into_iter()
             .map(|r| r.info.run_id)
             .collect();
-        assert!(!ids.contains(&diverged), "{filter}: {ids:?}");
+        assert_eq!(ids, want, "{filter}");
     }
     // Last in either direction, with the run that lacks the metric (by name here), both on
     // SQLite's walk of the metric's index and on the general query.
