@@ -2,7 +2,7 @@
 //! harness `benches/ranking/run.py`).
 //!
 //! - `prepare --dir D`: a bookstore from the real goodbooks-10k catalog (synthetic activity and
-//!   users), a 300-tree, 31-leaf LightGBM lambdarank model over the 29 features of
+//!   users), a 300-tree, 31-leaf LightGBM lambdarank model over the 28 features of
 //!   `quire_featspec` trained on BM25 searches of it, exported to ONNX and registered as
 //!   `ltr@production` in a SQLite registry under D, and D/requests.jsonl: request bodies of 100
 //!   BM25 candidates each. Also D/model.onnx and D/feature_snapshot.json for the Python peer.

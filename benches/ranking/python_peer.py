@@ -2,7 +2,7 @@
 
 Run by the harness as `uvicorn python_peer:app --workers 2` (one worker per core) with
 PEER_MODEL (the same model.onnx Quire serves) and PEER_SNAPSHOT (the same
-feature_snapshot.json). It computes the same 29 features as quire_featspec::assemble (a line
+feature_snapshot.json). It computes the same 28 features as quire_featspec::assemble (a line
 by line port, with float32 arithmetic where the Rust code uses f32), scores all candidates in
 one onnxruntime call (one single-threaded session per worker, as Quire's sessions) and answers
 the same JSON.
@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 
-N_FEATURES = 29
+N_FEATURES = 28
 CONVERSION_PRIOR_VIEWS = np.float32(10.0)
 CTR_PRIOR_IMPRESSIONS = np.float32(20.0)
 NAN = float("nan")
@@ -210,7 +210,7 @@ def features(req):
         rows[i] = [
             bm25[i], float(ranks[i]),
             float(F32(bm25[i]) / F32(max_bm25)) if max_bm25 > 0 else NAN,
-            float(n), device, title, author, genre,
+            device, title, author, genre,
         ] + b.fixed + user_head + pair
     return rows
 

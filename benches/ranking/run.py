@@ -3,7 +3,7 @@
 
 One run does, in order:
   1. `ranking-bench prepare` (once per work dir): the goodbooks-10k bookstore, a 300-tree,
-     31-leaf lambdarank model over the 29 features, registered as ltr@production, and
+     31-leaf lambdarank model over the 28 features, registered as ltr@production, and
      requests.jsonl (100 BM25 candidates per request);
   2. `ranking-bench floor`: ONNX Runtime scoring the same 100-row matrices in process, one
      single-threaded session, no HTTP (and, for reference, each batch split in two halves
@@ -322,7 +322,7 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"({info['cpu']}), 1-minute load average before each run: {loads}.",
         "",
         f"Model: {prep['trees']} trees, {prep['mean_leaves']:.1f} leaves on average (at most "
-        f"{prep['max_leaves']}), 29 features; requests of {prep['candidates']} BM25 candidates "
+        f"{prep['max_leaves']}), 28 features; requests of {prep['candidates']} BM25 candidates "
         f"from the goodbooks-10k catalog ({prep['books']} books, {prep['users']} users in the "
         f"snapshot). Load: `ranking-bench load` on loopback, one thread; saturated = closed loop, "
         f"{args.connections} connections; half = open loop at half of that peer's saturated "

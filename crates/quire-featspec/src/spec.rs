@@ -6,15 +6,14 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the feature definitions; part of every feature set's and snapshot's version, so
 /// a model is never served with features computed by other code.
-pub const FEATURES_VERSION: &str = "ltr-features.1";
+pub const FEATURES_VERSION: &str = "ltr-features.2";
 
 /// The features, in the order of the model's input columns.
-pub const FEATURE_NAMES: [&str; 29] = [
+pub const FEATURE_NAMES: [&str; 28] = [
     // The request
     "bm25",
     "bm25_rank",
     "bm25_ratio",
-    "n_candidates",
     "device_code",
     // The query–book pair
     "title_overlap",
@@ -533,7 +532,6 @@ pub fn assemble_parts(
         } else {
             f32::NAN
         },
-        req.len() as f32,
         req.device_code,
         overlaps[0],
         overlaps[1],
@@ -666,7 +664,6 @@ mod tests {
         assert_eq!(feature(&v, "bm25"), 4.0);
         assert_eq!(feature(&v, "bm25_rank"), 2.0);
         assert_eq!(feature(&v, "bm25_ratio"), 0.5);
-        assert_eq!(feature(&v, "n_candidates"), 2.0);
         assert_eq!(feature(&v, "device_code"), 2.0);
         assert_eq!(feature(&v, "title_overlap"), 0.25); // dragon
         assert_eq!(feature(&v, "author_overlap"), 0.25); // abraham

@@ -43,7 +43,7 @@
 //! | `GET /health/live` | `200 {"status": "live"}` while the process runs |
 //! | `GET /health/ready` | `200 {"status": "ready", "model": …}` once a version is loaded, else `503` |
 //! | `GET /metrics` | Prometheus (OpenMetrics text): `quire_ranking_request_duration_seconds{endpoint}`, `quire_ranking_candidates{endpoint}` (per request), `quire_ranking_scoring_duration_seconds`, `quire_ranking_queue_duration_seconds` (a request's wait for a scoring thread), `quire_ranking_requests_total{endpoint,status}`, `quire_ranking_errors_total{endpoint,code}`, `quire_ranking_model_info{name,version,run_id}`, `quire_ranking_model_version`, `quire_ranking_ready`, `quire_ranking_model_swaps_total`, `quire_ranking_model_load_failures_total{reason}`, `quire_ranking_registry_errors_total`, `quire_ranking_split_batches_total{outcome}` (batches split over two scoring threads: `helped`, or `withdrawn` when no thread took the half in time) |
-//! | `POST /v2/models/{name}/infer`, `POST /v2/models/{name}/versions/{v}/infer` | Open Inference Protocol (KServe v2 JSON): input `X`, `FP32`, shape `[N, 29]` (row-major, flat or nested; `null` for a missing value) → output `Y`, `FP32`, `[N, 1]`; a path naming a version answers for the version served (404 for another) |
+//! | `POST /v2/models/{name}/infer`, `POST /v2/models/{name}/versions/{v}/infer` | Open Inference Protocol (KServe v2 JSON): input `X`, `FP32`, shape `[N, 28]` (row-major, flat or nested; `null` for a missing value) → output `Y`, `FP32`, `[N, 1]`; a path naming a version answers for the version served (404 for another) |
 //! | `GET /v2/models/{name}`, `GET /v2/models/{name}/ready` (also under `/versions/{v}`), `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2` | the protocol's model metadata, readiness (`200`, or `400` while no version is loaded: the protocol's 4xx for false) and server metadata |
 //!
 //! # Errors
@@ -153,7 +153,7 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Default [`RankingOptions::retry_interval`].
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 /// Default [`RankingOptions::max_body_bytes`]: 1 MiB (1,000 candidates take about 60 kB; a
-/// `[1000, 29]` tensor about 400 kB).
+/// `[1000, 28]` tensor about 400 kB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 /// Default [`RankingOptions::max_candidates`] (the contract's limit).
 pub const DEFAULT_MAX_CANDIDATES: usize = 1000;

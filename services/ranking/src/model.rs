@@ -474,7 +474,7 @@ mod tests {
         i.feature_names.pop();
         let err = check_model(&i, &mv, &snap).unwrap_err();
         assert!(
-            err.contains("it has 28 columns, this code computes 29"),
+            err.contains("it has 27 columns, this code computes 28"),
             "{err}"
         );
         let err = check_model(&info(), &version(Some("run2")), &snap).unwrap_err();

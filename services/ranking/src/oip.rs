@@ -1,7 +1,7 @@
 //! The Open Inference Protocol (KServe v2, JSON over HTTP) for raw feature tensors, so standard
 //! clients and load tools can score rows the service did not assemble.
 //!
-//! Only the model's own tensors exist: input `X` (`FP32`, `[N, 29]`, row-major, given flat or
+//! Only the model's own tensors exist: input `X` (`FP32`, `[N, 28]`, row-major, given flat or
 //! nested; `null` stands for a missing value, which JSON cannot write as NaN) and output `Y`
 //! (`FP32`, `[N, 1]`). Errors are the protocol's `{"error": "message"}`.
 
@@ -293,7 +293,7 @@ impl<'de> Visitor<'de> for Flatten<'_> {
     }
 }
 
-/// Parses and checks an inference request: one `X` of `[N, 29]` FP32 values, `Y` asked for.
+/// Parses and checks an inference request: one `X` of `[N, 28]` FP32 values, `Y` asked for.
 fn parse(body: &[u8], max_rows: usize) -> Result<(Option<String>, usize, Vec<f32>), ApiError> {
     let req: InferRequest = serde_json::from_slice(body).map_err(ApiError::from_json)?;
     let [input] = <[InferInput; 1]>::try_from(req.inputs).map_err(|inputs| {
@@ -561,11 +561,11 @@ mod tests {
         );
         assert!(
             msg(body("X", "FP32", &format!("[2, {N_FEATURES}]"), &good, ""))
-                .contains("has 29 values, not 58")
+                .contains("has 28 values, not 56")
         );
         assert!(msg(body("X", "FP32", &shape, "[1e39]", "")).contains("data[0] = 1e39"));
         assert!(msg(body("X", "FP32", &shape, "[\"1\"]", "")).contains("numbers, nulls or arrays"));
-        // Nested rows must match the shape, not just the count: 30 + 28 values are 2 × 29.
+        // Nested rows must match the shape, not just the count: 29 + 27 values are 2 × 28.
         let two = format!("[2, {N_FEATURES}]");
         let uneven = format!(
             "[[{}, 5], [{}]]",
@@ -573,7 +573,7 @@ mod tests {
             row(0.0).split_once(',').unwrap().1
         );
         assert!(
-            msg(body("X", "FP32", &two, &uneven, "")).contains("data row 0 has 30 values"),
+            msg(body("X", "FP32", &two, &uneven, "")).contains("data row 0 has 29 values"),
             "{}",
             msg(body("X", "FP32", &two, &uneven, ""))
         );

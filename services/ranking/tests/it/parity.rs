@@ -138,7 +138,6 @@ async fn serving_computes_the_training_features_and_scores_of_logged_searches() 
     let user = &w.users["usr_1"];
     let bk0 = &w.catalog["bk_0"];
     for row in &rows {
-        assert_eq!(feature(row, "n_candidates"), 4.0);
         assert_eq!(feature(row, "device_code"), 2.0);
         assert_eq!(feature(row, "user_orders"), user.orders as f32);
         assert_eq!(feature(row, "user_views"), user.product_views as f32);
