@@ -1,8 +1,9 @@
 //! The main job (`quire pipeline run`, what `make run` calls): every step of Quire in
 //! dependency order — simulate (when no input is given) → ingest → dimensions → warehouse and
 //! KPIs → features and training of every config given (LTR, CF) → registration → promotion of
-//! a model's first version to `production` — each skipped when its inputs did not change since
-//! it last ran.
+//! a model's first version to `production` (or of its latest, when the version in `production`
+//! has features of another version than this code computes) — each skipped when its inputs did
+//! not change since it last ran.
 //!
 //! A step's inputs are summarised as a fingerprint (content digests of its input files, the
 //! lake's commit log, its configuration); the fingerprints of the last successful run are kept in
@@ -499,9 +500,9 @@ pub fn run(cfg: &PipelineConfig) -> Result<PipelineReport> {
         }
         if !config_models.is_empty() {
             let fp = format!("{config_models:?}");
-            let all_aliased = unaliased(&t.registry, &config_models)?.is_empty();
-            runner.step("promote", fp, all_aliased, |_| {
-                promote_unaliased(&t.registry, &config_models)
+            let served = to_promote(&t.registry, &t.artifacts, &config_models)?.is_empty();
+            runner.step("promote", fp, served, |_| {
+                promote(&t.registry, &t.artifacts, &config_models)
             })?;
         }
         if let Some(r) = &cfg.recs {
@@ -639,36 +640,168 @@ fn registered(url: &str, names: &[String]) -> Result<Vec<(String, bool)>> {
     })
 }
 
-/// The models among `names` without a `production` alias (registered or not).
-fn unaliased(url: &str, names: &[String]) -> Result<Vec<String>> {
+/// The models among `names` that [`promote`] would move: without a `production` alias
+/// (registered or not), or whose `production` version has stale features.
+fn to_promote(url: &str, artifacts: &Path, names: &[String]) -> Result<Vec<String>> {
     let found = registered(url, names)?;
-    Ok(names
+    let (aliased, mut out): (Vec<String>, Vec<String>) = names
         .iter()
-        .filter(|n| !found.iter().any(|(m, aliased)| m == *n && *aliased))
         .cloned()
-        .collect())
+        .partition(|n| found.iter().any(|(m, aliased)| m == n && *aliased));
+    if aliased.is_empty() {
+        return Ok(out);
+    }
+    registry_runtime()?.block_on(async {
+        let reg = quire_registry::Registry::connect_existing(url).await?;
+        let store = quire_registry::ArtifactStore::open(artifacts).await?;
+        for name in aliased {
+            let m = reg.get_registered_model(&name).await?;
+            if let Some(&v) = m.aliases.get("production")
+                && stale_features(&reg, &store, &name, v).await?.is_some()
+            {
+                out.push(name);
+            }
+        }
+        reg.close().await;
+        Ok(out)
+    })
 }
 
-/// Points `production` at the latest version of each model that has no `production` yet
-/// (the pipeline's first versions); a model with one keeps it (a later version is promoted by
-/// a person: `quire models promote`).
-fn promote_unaliased(registry: &str, names: &[String]) -> Result<String> {
+/// Points `production` at the latest version of each model that has no `production` yet (the
+/// pipeline's first versions), or whose `production` version has features of another version
+/// than this code computes (a registry from before a change of the features: the ranking
+/// service refuses that version). A model with a servable `production` keeps it (a later
+/// version is promoted by a person: `quire models promote`).
+fn promote(registry: &str, artifacts: &Path, names: &[String]) -> Result<String> {
     registry_runtime()?.block_on(async {
         let reg = quire_registry::Registry::connect(registry).await?;
+        let store = quire_registry::ArtifactStore::open(artifacts).await?;
         let mut lines = Vec::new();
         for name in names {
             let m = reg.get_registered_model(name).await?;
-            match m.aliases.get("production") {
-                Some(v) => lines.push(format!("{name}@production stays v{v}")),
-                None => {
-                    let version = m.latest_version;
-                    reg.set_alias(name, "production", version, "quire pipeline")
-                        .await?;
-                    lines.push(format!("{name}@production → v{version}"));
-                }
-            }
+            let latest = m.latest_version;
+            let why = match m.aliases.get("production") {
+                None => None,
+                Some(&v) => match stale_features(&reg, &store, name, v).await? {
+                    None => {
+                        lines.push(format!("{name}@production stays v{v}"));
+                        continue;
+                    }
+                    Some(_) if v == latest => {
+                        lines.push(format!(
+                            "{name}@production stays v{v}, whose features this code does not \
+                             compute: train it again"
+                        ));
+                        continue;
+                    }
+                    Some(old) => Some(format!(
+                        " (v{v} has features {old}, this code computes {})",
+                        quire_featspec::FEATURES_VERSION
+                    )),
+                },
+            };
+            reg.set_alias(name, "production", latest, "quire pipeline")
+                .await?;
+            lines.push(format!(
+                "{name}@production → v{latest}{}",
+                why.unwrap_or_default()
+            ));
         }
         reg.close().await;
         Ok(lines.join(", "))
     })
+}
+
+/// The features version of `version` of `name` when it is not the one this code computes
+/// (read from its `feature_spec.json`); `None` for a version without one (CF), or whose spec
+/// cannot be read (the ranking service names that problem itself).
+async fn stale_features(
+    reg: &quire_registry::Registry,
+    store: &quire_registry::ArtifactStore,
+    name: &str,
+    version: i64,
+) -> Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct SpecVersion {
+        version: String,
+    }
+    let mv = reg.get_model_version(name, version).await?;
+    let Some(spec) = mv
+        .artifacts
+        .iter()
+        .find(|a| a.name == quire_train::artifact::FEATURE_SPEC)
+    else {
+        return Ok(None);
+    };
+    let Ok(bytes) = store.get(&spec.artifact).await else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice::<SpecVersion>(&bytes)
+        .ok()
+        .map(|s| s.version)
+        .filter(|v| v != quire_featspec::FEATURES_VERSION))
+}
+
+#[cfg(test)]
+mod tests {
+    use quire_registry::{ArtifactStore, NamedArtifact, NewModelVersion, Registry};
+
+    use super::*;
+
+    /// A registry from before a change of the features: `production` points at a version whose
+    /// features this code does not compute, and a later version has the current ones.
+    #[test]
+    fn a_production_version_with_stale_features_gives_way_to_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("reg.db").display());
+        let artifacts = dir.path().join("artifacts");
+        registry_runtime().unwrap().block_on(async {
+            let reg = Registry::connect(&url).await.unwrap();
+            let store = ArtifactStore::open(&artifacts).await.unwrap();
+            for name in ["ltr", "cf"] {
+                reg.create_registered_model(name, "").await.unwrap();
+            }
+            for version in ["ltr-features.0", quire_featspec::FEATURES_VERSION] {
+                let spec = format!(r#"{{"version": "{version}"}}"#);
+                let spec = store.put(spec.as_bytes()).await.unwrap();
+                reg.create_model_version(&NewModelVersion {
+                    name: "ltr".into(),
+                    source: spec.uri.clone(),
+                    artifacts: vec![NamedArtifact {
+                        name: quire_train::artifact::FEATURE_SPEC.into(),
+                        artifact: spec,
+                    }],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            }
+            // A CF version has no feature spec: never stale.
+            let model = store.put(b"factors").await.unwrap();
+            reg.create_model_version(&NewModelVersion {
+                name: "cf".into(),
+                source: model.uri.clone(),
+                artifacts: vec![NamedArtifact {
+                    name: "model.bin".into(),
+                    artifact: model,
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            for name in ["ltr", "cf"] {
+                reg.set_alias(name, "production", 1, "test").await.unwrap();
+            }
+            reg.close().await;
+        });
+        let names = ["ltr".to_owned(), "cf".to_owned()];
+        assert_eq!(to_promote(&url, &artifacts, &names).unwrap(), ["ltr"]);
+        let said = promote(&url, &artifacts, &names).unwrap();
+        assert!(
+            said.contains("ltr@production → v2 (v1 has features ltr-features.0"),
+            "{said}"
+        );
+        assert!(said.contains("cf@production stays v1"), "{said}");
+        assert!(to_promote(&url, &artifacts, &names).unwrap().is_empty());
+    }
 }

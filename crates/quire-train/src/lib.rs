@@ -20,7 +20,7 @@ pub use run::{mark_open_runs_killed, train};
 pub use train_cf::CfIndex;
 
 /// Version of the trainers' code: part of the pipeline's fingerprint of a training step.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.1");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+train.2");
 
 /// Where a training run reads and writes.
 #[derive(Clone, Debug)]
