@@ -687,10 +687,13 @@ fn promote(registry: &str, artifacts: &Path, names: &[String]) -> Result<String>
                         lines.push(format!("{name}@production stays v{v}"));
                         continue;
                     }
-                    Some(_) if v == latest => {
+                    Some(_)
+                        if v == latest
+                            || stale_features(&reg, &store, name, latest).await?.is_some() =>
+                    {
                         lines.push(format!(
-                            "{name}@production stays v{v}, whose features this code does not \
-                             compute: train it again"
+                            "{name}@production stays v{v}: neither it nor the latest, v{latest}, \
+                             has the features this code computes; train it again"
                         ));
                         continue;
                     }
@@ -803,5 +806,33 @@ mod tests {
         );
         assert!(said.contains("cf@production stays v1"), "{said}");
         assert!(to_promote(&url, &artifacts, &names).unwrap().is_empty());
+        // A latest version with stale features too (its training did not use this code):
+        // production stays where it is.
+        registry_runtime().unwrap().block_on(async {
+            let reg = Registry::connect(&url).await.unwrap();
+            let store = ArtifactStore::open(&artifacts).await.unwrap();
+            let spec = store
+                .put(br#"{"version": "ltr-features.0"}"#)
+                .await
+                .unwrap();
+            reg.create_model_version(&NewModelVersion {
+                name: "ltr".into(),
+                source: spec.uri.clone(),
+                artifacts: vec![NamedArtifact {
+                    name: quire_train::artifact::FEATURE_SPEC.into(),
+                    artifact: spec,
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            reg.set_alias("ltr", "production", 1, "test").await.unwrap();
+            reg.close().await;
+        });
+        let said = promote(&url, &artifacts, &names).unwrap();
+        assert!(
+            said.contains("ltr@production stays v1: neither it nor the latest, v3,"),
+            "{said}"
+        );
     }
 }
