@@ -751,6 +751,23 @@ mod tests {
 
     use super::*;
 
+    /// Registers a version of `ltr` whose `feature_spec.json` has features `version`.
+    async fn register_ltr(reg: &Registry, store: &ArtifactStore, version: &str) {
+        let spec = format!(r#"{{"version": "{version}"}}"#);
+        let spec = store.put(spec.as_bytes()).await.unwrap();
+        reg.create_model_version(&NewModelVersion {
+            name: "ltr".into(),
+            source: spec.uri.clone(),
+            artifacts: vec![NamedArtifact {
+                name: quire_train::artifact::FEATURE_SPEC.into(),
+                artifact: spec,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+
     /// A registry from before a change of the features: `production` points at a version whose
     /// features this code does not compute, and a later version has the current ones.
     #[test]
@@ -765,19 +782,7 @@ mod tests {
                 reg.create_registered_model(name, "").await.unwrap();
             }
             for version in ["ltr-features.0", quire_featspec::FEATURES_VERSION] {
-                let spec = format!(r#"{{"version": "{version}"}}"#);
-                let spec = store.put(spec.as_bytes()).await.unwrap();
-                reg.create_model_version(&NewModelVersion {
-                    name: "ltr".into(),
-                    source: spec.uri.clone(),
-                    artifacts: vec![NamedArtifact {
-                        name: quire_train::artifact::FEATURE_SPEC.into(),
-                        artifact: spec,
-                    }],
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+                register_ltr(&reg, &store, version).await;
             }
             // A CF version has no feature spec: never stale.
             let model = store.put(b"factors").await.unwrap();
@@ -811,21 +816,7 @@ mod tests {
         registry_runtime().unwrap().block_on(async {
             let reg = Registry::connect(&url).await.unwrap();
             let store = ArtifactStore::open(&artifacts).await.unwrap();
-            let spec = store
-                .put(br#"{"version": "ltr-features.0"}"#)
-                .await
-                .unwrap();
-            reg.create_model_version(&NewModelVersion {
-                name: "ltr".into(),
-                source: spec.uri.clone(),
-                artifacts: vec![NamedArtifact {
-                    name: quire_train::artifact::FEATURE_SPEC.into(),
-                    artifact: spec,
-                }],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+            register_ltr(&reg, &store, "ltr-features.0").await;
             reg.set_alias("ltr", "production", 1, "test").await.unwrap();
             reg.close().await;
         });
