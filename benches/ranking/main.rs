@@ -11,7 +11,9 @@
 //!   second over one thread and session per core.
 //! - `serve --dir D --listen ADDR`: `quire_ranking::serve` on that registry until SIGINT.
 //! - `echo --listen ADDR`: an axum server answering each request with a fixed answer and no
-//!   other work (HTTP alone).
+//!   other work (HTTP alone); with `--score-dir D`, after ONNX Runtime's scoring of one of D's
+//!   prepared feature matrices on `spawn_blocking` (the simplest ONNX server); with
+//!   `--work-us US`, after US microseconds of plain arithmetic there (the control servers).
 //! - `load --url URL --bodies FILE …`: the load generator (closed loop, or open loop at a fixed
 //!   rate) printing throughput and latency percentiles as JSON.
 //! - `hiccups --seconds S --threads N`: the machine's own stalls, with N cores kept busy.
@@ -24,6 +26,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use axum::response::IntoResponse;
 use clap::{Parser, Subcommand};
 use quire_featspec::{N_FEATURES, OnlineSnapshot, ServingTables};
 use quire_onnx::OnnxScorer;
@@ -105,6 +108,16 @@ enum Command {
         /// Size of the answer (a ranking of 100 candidates: about 4 KB).
         #[arg(long, default_value_t = 4096)]
         answer_bytes: usize,
+        /// CPU work per request before answering, on tokio's blocking pool: a fixed count of
+        /// arithmetic steps that takes this many microseconds on an undisturbed core (0: none).
+        /// A stall of the core lengthens it, as it lengthens real scoring.
+        #[arg(long, default_value_t = 0)]
+        work_us: u64,
+        /// Score instead, on tokio's blocking pool, one of the prepared requests' feature
+        /// matrices (computed up front) with the model in this prepared directory: ONNX
+        /// Runtime's work behind the simplest server, with no parsing and no features.
+        #[arg(long, conflicts_with = "work_us")]
+        score_dir: Option<PathBuf>,
     },
     /// Sends requests and reports throughput and latency.
     Load(load::LoadArgs),
@@ -152,7 +165,9 @@ fn main() -> Result<()> {
         Command::Echo {
             listen,
             answer_bytes,
-        } => echo(listen, answer_bytes)?,
+            work_us,
+            score_dir,
+        } => echo(listen, answer_bytes, work_us, score_dir.as_deref())?,
         Command::Load(args) => {
             let report = load::run(&args)?;
             println!("{report}");
@@ -396,22 +411,102 @@ fn serve(
     Ok(())
 }
 
-fn echo(listen: std::net::SocketAddr, answer_bytes: usize) -> Result<()> {
+/// Steps of [`work`] in one calibration measurement.
+const CALIBRATION_STEPS: u64 = 2_000_000;
+
+/// `steps` dependent arithmetic steps: CPU time with no memory traffic.
+fn work(steps: u64) -> u64 {
+    let mut x = std::hint::black_box(0x9e37_79b9_7f4a_7c15_u64);
+    for _ in 0..steps {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+    }
+    x
+}
+
+/// Steps of [`work`] that take `us` microseconds on this core undisturbed: the fastest of
+/// several measurements, so a stall during calibration does not shorten the work.
+fn steps_for(us: u64) -> u64 {
+    if us == 0 {
+        return 0;
+    }
+    let fastest = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(work(CALIBRATION_STEPS));
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+    (CALIBRATION_STEPS as f64 * us as f64 / (fastest.as_secs_f64() * 1e6)).round() as u64
+}
+
+fn echo(
+    listen: std::net::SocketAddr,
+    answer_bytes: usize,
+    work_us: u64,
+    score_dir: Option<&std::path::Path>,
+) -> Result<()> {
     // `{"pad":"xx…"}`: valid JSON of the asked size (at least its 10 bytes of frame).
     let answer = axum::body::Bytes::from(format!(
         "{{\"pad\":\"{}\"}}",
         "x".repeat(answer_bytes.saturating_sub(10))
     ));
+    let steps = steps_for(work_us);
+    let scoring = match score_dir {
+        Some(dir) => {
+            let snapshot = OnlineSnapshot::read(&dir.join("feature_snapshot.json"))?;
+            let tables = ServingTables::new(snapshot);
+            let matrices: Vec<(Vec<f32>, usize)> =
+                world::read_requests(&dir.join("requests.jsonl"))?
+                    .iter()
+                    .map(|b| Ok(world::serving_features(&tables, &world::Body::parse(b)?)))
+                    .collect::<Result<_>>()?;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let scorer = OnnxScorer::load(dir.join("model.onnx"), cores)?;
+            Some(std::sync::Arc::new((scorer, matrices)))
+        }
+        None => None,
+    };
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = axum::Router::new()
         .route(
             "/v1/rank",
             axum::routing::post(move |_body: axum::body::Bytes| {
                 let answer = answer.clone();
+                let scoring = scoring.clone();
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        answer,
-                    )
+                    // A failure is answered 500 (the load generator counts it failed and the
+                    // harness stops), not a panic.
+                    let worked = match scoring {
+                        Some(scoring) => tokio::task::spawn_blocking(move || {
+                            let (scorer, matrices) = &*scoring;
+                            let (rows, n) = &matrices[i % matrices.len()];
+                            scorer
+                                .score(rows, *n, N_FEATURES)
+                                .map(|scores| drop(std::hint::black_box(scores)))
+                                .map_err(|e| e.to_string())
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|scored| scored),
+                        None if steps > 0 => tokio::task::spawn_blocking(move || {
+                            std::hint::black_box(work(steps));
+                        })
+                        .await
+                        .map_err(|e| e.to_string()),
+                        None => Ok(()),
+                    };
+                    match worked {
+                        Ok(()) => (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            answer,
+                        )
+                            .into_response(),
+                        Err(e) => {
+                            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e).into_response()
+                        }
+                    }
                 }
             }),
         )

@@ -8,12 +8,13 @@ One run does, in order:
   2. `ranking-bench floor`: ONNX Runtime scoring the same 100-row matrices in process, one
      single-threaded session, no HTTP (and, for reference, each batch split in two halves
      scored at once on two threads, as the service does while a core is free): calls 2 ms
-     apart once, back to back before each
-     repetition of step 3 and after the last (the goal takes the fastest), and after each
-     repetition in an open loop at Quire's half-saturation rate (one thread and session per
-     core; for reference), and at that rate HTTP alone (`ranking-bench echo`, the load
-     generator against a server answering a fixed answer with no other work), then the
-     machine's own stalls (`ranking-bench hiccups`, with both cores and with one kept busy);
+     apart once, back to back before each repetition of step 3 and after the last (the goal
+     takes the fastest); after each repetition, at Quire's half-saturation rate: the floor in
+     an open loop (one thread and session per core), HTTP alone (`ranking-bench echo`, the
+     load generator against a server answering a fixed answer with no other work), two
+     control servers (the same answer after ONNX Runtime's scoring of a prepared matrix, or
+     after the floor's time of plain arithmetic), then the machine's own stalls
+     (`ranking-bench hiccups`, with both cores and with one kept busy);
   3. for each peer in turn (Quire: `ranking-bench serve`, the library entry point `quire serve
      ranking` runs; Python: `uvicorn python_peer:app --workers 2`), alternating which goes
      first on each repetition: start it, wait until ready, send the first requests and keep the
@@ -234,11 +235,14 @@ def measure(peer: str, args, port: int, bodies: list[bytes]) -> dict:
             "saturated": saturated, "half": half, "rss_mib": rss / 1024, "answers": answers}
 
 
-def http_alone(args, port: int, rate: float, answer_bytes: int) -> dict:
+def http_alone(args, port: int, rate: float, answer_bytes: int, work: list[str] = (),
+               what: str = "HTTP alone") -> dict:
     """The load generator's open loop at `rate` against `ranking-bench echo`: an axum server
-    answering each request with a fixed answer of `answer_bytes`, no other work."""
-    cmd = [args.bin, "echo", "--listen", f"127.0.0.1:{port}", "--answer-bytes", str(answer_bytes)]
-    log(f"starting HTTP alone: {' '.join(cmd)}")
+    answering each request with a fixed answer of `answer_bytes` after `work` (its options:
+    none, a fixed CPU time, or ONNX Runtime scoring a prepared matrix)."""
+    cmd = [args.bin, "echo", "--listen", f"127.0.0.1:{port}", "--answer-bytes", str(answer_bytes),
+           *work]
+    log(f"starting {what}: {' '.join(cmd)}")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -250,7 +254,7 @@ def http_alone(args, port: int, rate: float, answer_bytes: int) -> dict:
     finally:
         stop(proc)
     if half["failed"] or half["transport_errors"]:
-        raise SystemExit(f"HTTP alone: {half['failed']} failed requests, "
+        raise SystemExit(f"{what}: {half['failed']} failed requests, "
                          f"{half['transport_errors']} transport errors")
     return half
 
@@ -407,6 +411,23 @@ def report(prep: dict, floor: dict, runs: dict, diffs: list[str], args) -> tuple
         f"estimate: medians do not add exactly) come to {(of50 + h50) / floor_ms:.2f}× the "
         f"back-to-back floor: about what a server doing nothing but the scoring would take here.",
         "",
+        "The same open loop at the same rate against control servers (`ranking-bench echo`, "
+        "the same answer size; medians): the tail any server doing this work gets on this "
+        "machine.",
+        "",
+        "| server | p50 (ms) | p99 (ms) | p99 / p50 |",
+        "|---|---:|---:|---:|",
+        f"| Quire | {q50:.3f} | {q99:.3f} | {q99 / q50:.2f} |",
+        *(f"| {label} | {med(floor['controls'], key, 'latency_ms', 'p50'):.3f} | "
+          f"{med(floor['controls'], key, 'latency_ms', 'p99'):.3f} | "
+          f"{med(floor['controls'], key, 'latency_ms', 'p99') / med(floor['controls'], key, 'latency_ms', 'p50'):.2f} |"
+          for key, label in (
+              ("onnx", "the simplest ONNX server: axum, `spawn_blocking`, ONNX Runtime scoring "
+                       "a prepared 100-row matrix (no parsing, no features, no split)"),
+              ("arithmetic", "the arithmetic server: the floor's p50 of plain arithmetic on "
+                             "`spawn_blocking`, nothing else"))),
+        f"| HTTP alone (no work) | {h50:.3f} | {h99:.3f} | {h99 / h50:.2f} |",
+        "",
         f"The machine's own stalls (`ranking-bench hiccups`: a thread per busy core that only "
         f"reads the clock, {HICCUP_SECONDS} s after each repetition; medians): with both cores "
         f"kept busy, {hic('busy_2', 'per_thread_per_s', 'over_1ms'):.2f} gaps longer than 1 ms a "
@@ -470,6 +491,7 @@ def main() -> int:
     runs: dict[str, list[dict]] = {"quire": [], "python": []}
     open_floors: list[dict] = []
     http_alones: list[dict] = []
+    controls: list[dict] = []
     hiccups: list[dict] = []
     for rep in range(args.reps):
         floors.append(run_json([args.bin, "floor", "--dir", str(args.dir)]))
@@ -483,6 +505,17 @@ def main() -> int:
         # HTTP and the load generator alone, at that rate, with answers of Quire's size.
         answer_bytes = len(json.dumps(runs["quire"][-1]["answers"][0], separators=(",", ":")))
         http_alones.append(http_alone(args, args.port, rate, answer_bytes))
+        # Two control servers at that rate (the tail any server doing this work gets here):
+        # the simplest server around ONNX Runtime (axum, `spawn_blocking`, the scoring of a
+        # prepared matrix: no parsing, no features, no split), and one whose only work is the
+        # floor's time of plain arithmetic (no memory traffic: the least a stall can cost).
+        controls.append({
+            "onnx": http_alone(args, args.port, rate, answer_bytes,
+                               ["--score-dir", str(args.dir)], "the simplest ONNX server"),
+            "arithmetic": http_alone(args, args.port, rate, answer_bytes,
+                                     ["--work-us", f"{floors[-1]['score_us']['p50']:.0f}"],
+                                     "the arithmetic server"),
+        })
         # The machine's own stalls, with both cores and with one core kept busy (last: the
         # spinning must not warm or slow the machine before the floor).
         hiccups.append({f"busy_{n}": run_json([args.bin, "hiccups", "--seconds", str(HICCUP_SECONDS),
@@ -494,6 +527,7 @@ def main() -> int:
     floor["p50_us_each"] = [f["score_us"]["p50"] for f in floors]
     floor["open_loop"] = open_floors
     floor["http_alone"] = http_alones
+    floor["controls"] = controls
     floor["hiccups"] = hiccups
     diffs = compare(runs["quire"][0]["answers"], runs["python"][0]["answers"])
     md, data = report(prep, floor, runs, diffs, args)

@@ -464,72 +464,77 @@ pub fn prepare(
             })
             .await?;
         let run_id = run.info.run_id;
-        let onnx = quire_onnx::export(
-            &dump,
-            &quire_onnx::ExportMeta {
-                run_id: run_id.clone(),
-                model_name: "ltr".into(),
-                model_version: None,
-                extra: vec![
-                    (
-                        "quire.features_version".into(),
-                        store.snapshot.spec.version.clone(),
-                    ),
-                    (
-                        "quire.snapshot_version".into(),
-                        store.snapshot.version.clone(),
-                    ),
-                ],
-            },
-        )?;
-        let files = [
-            ("model.txt", booster.save_model_string(None)?.into_bytes()),
-            ("model.onnx", onnx.clone()),
-            (
-                "feature_spec.json",
-                serde_json::to_vec(&store.snapshot.spec)?,
-            ),
-            (
-                "feature_snapshot.json",
-                serde_json::to_vec(&store.snapshot)?,
-            ),
-        ];
-        let mut named = Vec::new();
-        for (name, bytes) in files {
-            named.push(NamedArtifact {
-                name: name.into(),
-                artifact: artifacts.put(&bytes).await?,
-            });
+        // The run ends FAILED if anything after its start fails, FINISHED otherwise.
+        let registered = async {
+            let onnx = quire_onnx::export(
+                &dump,
+                &quire_onnx::ExportMeta {
+                    run_id: run_id.clone(),
+                    model_name: "ltr".into(),
+                    model_version: None,
+                    extra: vec![
+                        (
+                            "quire.features_version".into(),
+                            store.snapshot.spec.version.clone(),
+                        ),
+                        (
+                            "quire.snapshot_version".into(),
+                            store.snapshot.version.clone(),
+                        ),
+                    ],
+                },
+            )?;
+            let files = [
+                ("model.txt", booster.save_model_string(None)?.into_bytes()),
+                ("model.onnx", onnx.clone()),
+                (
+                    "feature_spec.json",
+                    serde_json::to_vec(&store.snapshot.spec)?,
+                ),
+                (
+                    "feature_snapshot.json",
+                    serde_json::to_vec(&store.snapshot)?,
+                ),
+            ];
+            let mut named = Vec::new();
+            for (name, bytes) in files {
+                named.push(NamedArtifact {
+                    name: name.into(),
+                    artifact: artifacts.put(&bytes).await?,
+                });
+            }
+            registry
+                .create_registered_model("ltr", "benchmark ranker")
+                .await?;
+            let mv = registry
+                .create_model_version(&NewModelVersion {
+                    name: "ltr".into(),
+                    source: named[0].artifact.uri.clone(),
+                    run_id: Some(run_id.clone()),
+                    description: String::new(),
+                    artifacts: named,
+                    ..Default::default()
+                })
+                .await?;
+            registry
+                .set_alias("ltr", "production", mv.version, "bench")
+                .await?;
+            anyhow::Ok((mv.version, onnx))
         }
-        registry
-            .create_registered_model("ltr", "benchmark ranker")
-            .await?;
-        let mv = registry
-            .create_model_version(&NewModelVersion {
-                name: "ltr".into(),
-                source: named[0].artifact.uri.clone(),
-                run_id: Some(run_id.clone()),
-                description: String::new(),
-                artifacts: named,
-                ..Default::default()
-            })
-            .await?;
-        registry
-            .set_alias("ltr", "production", mv.version, "bench")
-            .await?;
+        .await;
         let ended = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis();
+        let status = match registered {
+            Ok(_) => RunStatus::Finished,
+            Err(_) => RunStatus::Failed,
+        };
         registry
-            .update_run(
-                &run_id,
-                RunStatus::Finished,
-                Some(i64::try_from(ended)?),
-                None,
-            )
+            .update_run(&run_id, status, Some(i64::try_from(ended)?), None)
             .await?;
+        let (version, onnx) = registered?;
         registry.close().await;
-        anyhow::Ok((mv.version, run_id, onnx))
+        anyhow::Ok((version, run_id, onnx))
     })?;
     std::fs::write(dir.join("model.onnx"), &onnx)?;
     store.snapshot.write(&dir.join("feature_snapshot.json"))?;
