@@ -128,6 +128,8 @@ pub(crate) fn top_n_dot_f32(
     excluded: impl Fn(usize, &mut Vec<u32>) + Sync,
 ) -> Vec<RecList> {
     let n_items = items.nrows();
+    // A list holds at most every item: a larger `n` (a user's `--n`) must not size the buffers.
+    let n = n.min(n_items);
     let starts: Vec<usize> = (0..queries.nrows()).step_by(QUERY_BLOCK).collect();
     starts
         .par_iter()
@@ -273,6 +275,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_n_beyond_the_items_lists_every_item() {
+        let q = Array2::from_shape_vec((1, 1), vec![1.0]).unwrap();
+        let items = Array2::from_shape_vec((3, 1), vec![1.0, 3.0, 2.0]).unwrap();
+        // Buffers sized by n would need terabytes here.
+        let got = top_n_dot_f32(q.view(), items.view(), 1 << 40, |_| false, |_, _| {});
+        assert_eq!(got, vec![vec![(1, 3.0), (2, 2.0), (0, 1.0)]]);
     }
 
     #[test]
