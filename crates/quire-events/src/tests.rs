@@ -316,6 +316,17 @@ fn integer_rules() {
         "order_placed.items[2].quantity: must be an integer >= 1",
     );
     v["items"][2]["quantity"] = json!(1.5);
+    rejects(
+        v.clone(),
+        "order_placed.items[2].quantity: must be an integer >= 1",
+    );
+    // Beyond i64, written as an integer or as a float.
+    v["items"][2]["quantity"] = json!(u64::MAX);
+    rejects(
+        v.clone(),
+        "order_placed.items[2].quantity: must be an integer >= 1",
+    );
+    v["items"][2]["quantity"] = json!(1e19);
     rejects(v, "order_placed.items[2].quantity: must be an integer >= 1");
     rejects(
         with(
@@ -330,6 +341,39 @@ fn integer_rules() {
             json!({"search_id": "s", "query": "q", "results_count": -1, "ranker": "bm25", "results": []}),
         ),
         "search_performed.results_count: must be an integer >= 0",
+    );
+}
+
+/// JSON has one number type: whole numbers written with a point or an exponent are integers.
+#[test]
+fn whole_floats_are_integers() {
+    let line = with(
+        "add_to_cart",
+        json!({"book_id": "bk_1", "quantity": 2.0, "unit_price": 9.5}),
+    )
+    .to_string();
+    assert!(line.contains(r#""quantity":2.0"#), "{line}");
+    let e = parse_line(&line).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(e.payload, Payload::AddToCart { quantity: 2, .. }),
+        "{:?}",
+        e.payload
+    );
+    let e = parse_value(&with(
+        "search_performed",
+        json!({"search_id": "s", "query": "q", "results_count": 0e3, "ranker": "bm25", "results": []}),
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(
+            e.payload,
+            Payload::SearchPerformed {
+                results_count: 0,
+                ..
+            }
+        ),
+        "{:?}",
+        e.payload
     );
 }
 

@@ -15,6 +15,10 @@ use crate::{
 
 const MAX_ID_CHARS: usize = 128;
 
+/// 2^63: the whole floats `x` with `-I64_BOUND <= x < I64_BOUND` are exactly the i64 values
+/// a float can hold.
+const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+
 /// Parses and validates one JSON Lines line.
 pub fn parse_line(line: &str) -> Result<Event, Invalid> {
     let value = crate::json::from_str(line)
@@ -299,8 +303,16 @@ impl Fields<'_> {
     }
 
     fn integer(&self, field: &str, min: i64) -> Result<i64, Invalid> {
-        self.required(field)?
-            .as_i64()
+        let v = self.required(field)?;
+        // JSON has one number type: a whole number written `2.0` or `2e0` (as a tracker that
+        // holds counts in floats writes it) is the integer 2, as JSON Schema reads it. A
+        // fraction, or a whole number outside i64, is not an integer here.
+        v.as_i64()
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|x| x.fract() == 0.0 && (-I64_BOUND..I64_BOUND).contains(x))
+                    .map(|x| x as i64)
+            })
             .filter(|n| *n >= min)
             .ok_or_else(|| self.invalid(field, format!("must be an integer >= {min}")))
     }
