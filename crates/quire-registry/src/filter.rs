@@ -12,11 +12,54 @@
 //! ```
 //! Metrics compare numbers against the latest value; params, tags and text attributes compare
 //! strings (`=`, `!=`, `LIKE`, `ILIKE`); `start_time` and `end_time` compare numbers.
+//!
+//! A `LIKE` pattern means the same on both backends ([`like_tokens`]): `%` any run of
+//! characters, `_` one character, and `\` makes the character after it literal (PostgreSQL's
+//! default; SQLite has no escape unless told, so the SQL says `ESCAPE '\'`).
 
 use sqlx::any::AnyArguments;
 use sqlx::{Arguments, AssertSqlSafe};
 
 use crate::error::{Error, Result};
+
+/// One piece of a `LIKE` pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LikeToken {
+    /// `%`: any run of characters, the empty one too.
+    Any,
+    /// `_`: exactly one character.
+    One,
+    /// A character that must be there: any other, or the one after a `\`.
+    Char(char),
+}
+
+/// A `LIKE` pattern's pieces: `%` any run of characters, `_` one character, `\` makes the
+/// next character literal (`\%`, `\_`, `\\`). The run search's SQL and the registry server's
+/// in-memory searches read patterns by this one rule, on every backend.
+///
+/// # Errors
+/// A pattern that ends with a lone `\`, in words.
+pub fn like_tokens(pattern: &str) -> std::result::Result<Vec<LikeToken>, String> {
+    let mut out = Vec::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '%' => LikeToken::Any,
+            '_' => LikeToken::One,
+            '\\' => match chars.next() {
+                Some(next) => LikeToken::Char(next),
+                None => {
+                    return Err(format!(
+                        "the LIKE pattern {pattern:?} ends with the escape character \\ \
+                         (write \\\\ for a backslash)"
+                    ));
+                }
+            },
+            c => LikeToken::Char(c),
+        });
+    }
+    Ok(out)
+}
 
 /// A value bound to a `$n` placeholder.
 #[derive(Debug, Clone, PartialEq)]
@@ -372,10 +415,14 @@ pub(crate) fn compile_filter(filter: &str, out: &mut SqlBuilder) -> Result<()> {
                 }
             }
         };
+        if let ("LIKE" | "ILIKE", Bind::Text(pattern)) = (op, &bound) {
+            like_tokens(pattern).map_err(|e| p.err(e))?;
+        }
         let condition = |column: &str, out: &mut SqlBuilder| {
             let placeholder = out.bind(bound.clone());
             match op {
-                "ILIKE" => format!("LOWER({column}) LIKE LOWER({placeholder})"),
+                "LIKE" => format!("{column} LIKE {placeholder} ESCAPE '\\'"),
+                "ILIKE" => format!("LOWER({column}) LIKE LOWER({placeholder}) ESCAPE '\\'"),
                 op => format!("{column} {op} {placeholder}"),
             }
         };
@@ -526,7 +573,7 @@ mod tests {
         check(
             "params.objective = 'lambdarank' and tags.`team name` ILIKE \"A%\"",
             " AND EXISTS (SELECT 1 FROM params x WHERE x.run_uuid = r.run_uuid AND x.key = $1 AND x.value = $2) \
-             AND EXISTS (SELECT 1 FROM tags x WHERE x.run_uuid = r.run_uuid AND x.key = $3 AND LOWER(x.value) LIKE LOWER($4))",
+             AND EXISTS (SELECT 1 FROM tags x WHERE x.run_uuid = r.run_uuid AND x.key = $3 AND LOWER(x.value) LIKE LOWER($4) ESCAPE '\\')",
             &[
                 text("objective"),
                 text("lambdarank"),

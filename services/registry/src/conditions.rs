@@ -3,9 +3,12 @@
 //! (`name`, `run_id`, `source_run_id`…) or `tags.<key>` (the key bare or back-quoted), `op` is
 //! `=`, `!=`, `LIKE` or `ILIKE`, and a value is a quoted string or a number. These searches
 //! run over few records, so conditions are checked in memory. (Run searches use the
-//! registry's SQL compiler in `quire_registry::filter`.)
+//! registry's SQL compiler in `quire_registry::filter`; both read `LIKE` patterns by
+//! `quire_registry::filter::like_tokens`.)
 //!
 //! Hand-written because no crate parses MLflow's filter grammar; it is a dozen tokens.
+
+use quire_registry::filter::{LikeToken, like_tokens};
 
 use crate::error::ApiError;
 
@@ -38,29 +41,36 @@ impl Condition {
         match self.op {
             Op::Eq => actual == self.value,
             Op::Ne => actual != self.value,
-            Op::Like => like(actual, &self.value),
-            Op::ILike => like(&actual.to_lowercase(), &self.value.to_lowercase()),
+            // Patterns are checked by `parse`; one that fails here matches nothing.
+            Op::Like => like_tokens(&self.value).is_ok_and(|p| like(actual, &p)),
+            Op::ILike => like_tokens(&self.value.to_lowercase())
+                .is_ok_and(|p| like(&actual.to_lowercase(), &p)),
         }
     }
 }
 
-/// SQL `LIKE`: `%` any run of characters, `_` exactly one character.
+/// SQL `LIKE` over `pattern`'s pieces ([`like_tokens`]: `%`, `_`, `\` escapes), as the run
+/// search's SQL reads them.
 ///
 /// The greedy wildcard matcher: on a mismatch it resumes after the last `%` seen, with that
 /// `%` taking one character more. O(|s| × |p|) steps and no recursion, so a pattern of many
 /// `%` (a request's filter) can neither blow the stack nor take exponential time.
-fn like(s: &str, p: &str) -> bool {
-    let (s, p): (Vec<char>, Vec<char>) = (s.chars().collect(), p.chars().collect());
+fn like(s: &str, pattern: &[LikeToken]) -> bool {
+    let s: Vec<char> = s.chars().collect();
     let (mut i, mut j) = (0, 0);
     // After the last `%` met: the pattern index following it, and where in `s` its run ends.
     let mut resume: Option<(usize, usize)> = None;
     while i < s.len() {
-        match p.get(j) {
-            Some('%') => {
+        match pattern.get(j) {
+            Some(LikeToken::Any) => {
                 j += 1;
                 resume = Some((j, i));
             }
-            Some(&c) if c == '_' || c == s[i] => {
+            Some(LikeToken::One) => {
+                i += 1;
+                j += 1;
+            }
+            Some(LikeToken::Char(c)) if *c == s[i] => {
                 i += 1;
                 j += 1;
             }
@@ -73,7 +83,7 @@ fn like(s: &str, p: &str) -> bool {
             },
         }
     }
-    p[j..].iter().all(|&c| c == '%')
+    pattern[j..].iter().all(|t| *t == LikeToken::Any)
 }
 
 /// Parses `filter` (empty: no conditions), allowing only the fields in `allowed` (and
@@ -163,6 +173,9 @@ pub fn parse(filter: &str, allowed: &[&str], tags: bool) -> Result<Vec<Condition
             Some(c) if c.is_ascii_digit() || *c == '-' => word(&mut i),
             _ => return Err(err(format!("expected a quoted value for {field:?}"))),
         };
+        if matches!(op, Op::Like | Op::ILike) {
+            like_tokens(&value).map_err(err)?;
+        }
         out.push(Condition { field, op, value });
         skip_ws(&mut i);
         if i == chars.len() {
@@ -223,6 +236,7 @@ mod tests {
             "name = 'x' OR name = 'y'",
             "name = 'x",
             "tags.k = 'v'",
+            r"name LIKE 'ends with \'",
         ] {
             let e = parse(bad, &["name"], false).unwrap_err();
             assert_eq!(e.code, "INVALID_PARAMETER_VALUE", "{bad}");
@@ -266,8 +280,14 @@ mod tests {
             ("é", "_", true),
             ("éa", "__", true),
             ("é", "__", false),
+            // `\` makes the next character literal.
+            ("a_b", r"a\_b", true),
+            ("axb", r"a\_b", false),
+            ("50%", r"50\%", true),
+            ("500", r"50\%", false),
+            (r"C:\dir", r"C:\\%", true),
         ] {
-            assert_eq!(like(s, p), want, "{s:?} LIKE {p:?}");
+            assert_eq!(like(s, &like_tokens(p).unwrap()), want, "{s:?} LIKE {p:?}");
         }
     }
 
@@ -276,6 +296,7 @@ mod tests {
     #[test]
     fn like_with_many_wildcards_ends() {
         let name = "a".repeat(30);
+        let like = |s: &str, p: &str| like(s, &like_tokens(p).unwrap());
         assert!(like(&name, &"%".repeat(100_000)));
         assert!(!like(&name, &format!("{}b", "%a".repeat(30))));
         assert!(like(&name, &format!("{}a", "%a".repeat(29))));

@@ -702,6 +702,24 @@ pub async fn search_runs_filters_order_and_pages(t: &TestRegistry) {
         .await
         .unwrap();
     assert_eq!(page.runs.len(), 3);
+    // `\` makes the next character literal on both backends (SQLite has no escape of its own).
+    for (filter, want) in [
+        (r"attributes.run_name LIKE 'run_%'", 4),
+        (r"attributes.run_name LIKE 'run\_%'", 0),
+        (r"attributes.run_name LIKE 'run\-0'", 1),
+        (r"attributes.run_name ILIKE 'RUN\-%'", 4),
+    ] {
+        let page = reg.search_runs(&search(filter, &[])).await.unwrap();
+        assert_eq!(page.runs.len(), want, "{filter}");
+    }
+    let err = reg
+        .search_runs(&search(r"attributes.run_name LIKE 'run\'", &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidParameter(m) if m.contains("escape character")),
+        "{err}"
+    );
 
     let page = reg
         .search_runs(&search(
