@@ -1042,6 +1042,10 @@ impl Registry {
     /// artifacts stay in the content-addressed store).
     pub async fn delete_registered_model(&self, name: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        // The model's row first, as every writer of its versions and aliases locks it: a
+        // registration or alias move in flight finishes before the deletes (on PostgreSQL
+        // its rows would otherwise land after them and fail the model row's delete).
+        lock_model(&mut tx, name, now_millis()).await?;
         for table in [
             "alias_history",
             "registered_model_aliases",
@@ -1057,11 +1061,10 @@ impl Registry {
             .execute(&mut *tx)
             .await?;
         }
-        let deleted = sqlx::query("DELETE FROM registered_models WHERE name = $1")
+        sqlx::query("DELETE FROM registered_models WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        found(deleted, "registered model", name)?;
         tx.commit().await?;
         Ok(())
     }

@@ -47,6 +47,7 @@ backend_suite!(
     concurrent_batches_fail_alone,
     concurrent_writers_lose_nothing,
     concurrent_registrations_get_distinct_versions,
+    delete_waits_for_a_writer_holding_the_model,
 );
 
 /// SQLite only: several processes may open a registry file that does not exist yet.

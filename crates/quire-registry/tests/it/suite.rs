@@ -1627,3 +1627,47 @@ pub async fn concurrent_registrations_get_distinct_versions(t: &TestRegistry) {
         .unwrap();
     assert_eq!(history.last().unwrap().to_version, Some(current.version));
 }
+
+/// Deleting a model while another writer holds its row (a registration or an alias move in
+/// flight, here a raw transaction adding a tag) waits for that writer, then deletes what it
+/// added too. On PostgreSQL the delete used to remove the children first and fail on the
+/// model row: the writer's tag, committed meanwhile, still referred to it.
+pub async fn delete_waits_for_a_writer_holding_the_model(t: &TestRegistry) {
+    use sqlx::Connection;
+    let reg = &t.registry;
+    reg.create_registered_model("m", "").await.unwrap();
+    sqlx::any::install_default_drivers();
+    let mut other = sqlx::AnyConnection::connect(&t.url).await.unwrap();
+    let mut writer = other.begin().await.unwrap();
+    sqlx::query("UPDATE registered_models SET last_updated_time = 1 WHERE name = 'm'")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ('m', 'k', 'v')")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    let deleting = tokio::spawn({
+        let reg = reg.clone();
+        async move { reg.delete_registered_model("m").await }
+    });
+    // Time for the delete to reach the held row before the writer commits.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    writer.commit().await.unwrap();
+    deleting.await.unwrap().unwrap();
+    assert!(matches!(
+        reg.get_registered_model("m").await,
+        Err(Error::NotFound { .. })
+    ));
+    let tags: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM registered_model_tags WHERE name = 'm'")
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+    assert_eq!(tags, 0);
+    // A model that is not there is still not found.
+    assert!(matches!(
+        reg.delete_registered_model("m").await,
+        Err(Error::NotFound { .. })
+    ));
+}
