@@ -387,9 +387,13 @@ pub(crate) fn compile_filter(filter: &str, out: &mut SqlBuilder) -> Result<()> {
             match value {
                 Some(Token::Number(n)) => match n.parse::<i64>() {
                     Ok(i) if ent == Entity::Attribute => Bind::Int(i),
+                    // Only finite numbers: a NaN bound compares as NULL on SQLite and above
+                    // every number on PostgreSQL, so `< nan` would mean two things.
                     _ => Bind::Float(
                         n.parse::<f64>()
-                            .map_err(|_| p.err(format!("{n:?} is not a number")))?,
+                            .ok()
+                            .filter(|x| x.is_finite())
+                            .ok_or_else(|| p.err(format!("{n:?} is not a finite number")))?,
                     ),
                 },
                 other => {
