@@ -21,6 +21,7 @@ use sqlx::any::AnyArguments;
 use sqlx::{Arguments, AssertSqlSafe};
 
 use crate::error::{Error, Result};
+use crate::registry::Backend;
 
 /// One piece of a `LIKE` pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -472,6 +473,8 @@ pub(crate) struct OrderTerm {
     entity: Entity,
     /// The metric, param or tag key; for an attribute, its column in `runs r`.
     key: String,
+    /// Whether the values are text (params, tags, text attributes).
+    text: bool,
     descending: bool,
 }
 
@@ -507,16 +510,19 @@ pub(crate) fn parse_order(order_by: &[String]) -> Result<Vec<OrderTerm>> {
             if let Some(extra) = p.next() {
                 return Err(p.err(format!("unexpected {extra}")));
             }
-            let key = match entity {
-                Entity::Attribute => attribute_column(&key)
-                    .ok_or_else(|| p.err("unknown attribute"))?
-                    .0
-                    .to_owned(),
-                _ => key,
+            let (key, text) = match entity {
+                Entity::Attribute => {
+                    let (column, numeric) =
+                        attribute_column(&key).ok_or_else(|| p.err("unknown attribute"))?;
+                    (column.to_owned(), !numeric)
+                }
+                Entity::Metric => (key, false),
+                Entity::Param | Entity::Tag => (key, true),
             };
             Ok(OrderTerm {
                 entity,
                 key,
+                text,
                 descending,
             })
         })
@@ -524,8 +530,18 @@ pub(crate) fn parse_order(order_by: &[String]) -> Result<Vec<OrderTerm>> {
 }
 
 /// SQL `ORDER BY` terms (without the keywords) for parsed clauses, missing values last on
-/// every backend.
-pub(crate) fn render_order(terms: &[OrderTerm], out: &mut SqlBuilder) -> Vec<String> {
+/// every backend, text by its bytes on every backend: SQLite's default, and `COLLATE "C"` on
+/// PostgreSQL, whose database may sort by a language's rules (`Adam, adamw, SGD` rather than
+/// `Adam, SGD, adamw`), which would page the same search differently.
+pub(crate) fn render_order(
+    terms: &[OrderTerm],
+    out: &mut SqlBuilder,
+    backend: Backend,
+) -> Vec<String> {
+    let bytewise = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " COLLATE \"C\"",
+    };
     terms
         .iter()
         .map(|t| {
@@ -541,7 +557,8 @@ pub(crate) fn render_order(terms: &[OrderTerm], out: &mut SqlBuilder) -> Vec<Str
                     )
                 }
             };
-            format!("{expr} {} NULLS LAST", t.direction())
+            let collate = if t.text { bytewise } else { "" };
+            format!("{expr}{collate} {} NULLS LAST", t.direction())
         })
         .collect()
 }
@@ -663,7 +680,7 @@ mod tests {
             (parsed[0].direction(), parsed[1].direction()),
             ("DESC", "ASC")
         );
-        let terms = render_order(&parsed, &mut out);
+        let terms = render_order(&parsed, &mut out, Backend::Sqlite);
         let sub =
             "(SELECT x.value FROM latest_metrics x WHERE x.run_uuid = r.run_uuid AND x.key = $1)";
         assert_eq!(

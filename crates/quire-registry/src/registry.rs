@@ -17,7 +17,9 @@ use tracing::debug;
 use crate::artifacts::{ArtifactRef, NamedArtifact};
 use crate::batch::{Batch, MAX_GROUP, Waiting, WaitingBatches};
 use crate::error::{Error, Result, classify};
-use crate::filter::{Bind, OrderTerm, SqlBuilder, compile_filter, parse_order, render_order};
+use crate::filter::{
+    Bind, OrderTerm, SqlBuilder, compile_filter, like_tokens, parse_order, render_order,
+};
 use crate::mlflow::parse_offset;
 use crate::model::{
     ACTIVE, AliasMove, DELETED, Experiment, Metric, ModelVersion, NewModelVersion, NewRun,
@@ -433,7 +435,8 @@ impl Registry {
         self.experiment_from_row(row).await
     }
 
-    /// Experiments whose name matches the SQL `LIKE` pattern (all when `None`), by id.
+    /// Experiments whose name matches the SQL `LIKE` pattern (all when `None`; `\\` escapes the
+    /// next character, an unfinished escape is [`Error::InvalidParameter`]), by id.
     pub async fn search_experiments(
         &self,
         name_like: Option<&str>,
@@ -441,9 +444,10 @@ impl Registry {
     ) -> Result<Vec<Experiment>> {
         let rows = sqlx::query_as::<_, ExperimentRow>(AssertSqlSafe(format!(
             "SELECT {EXPERIMENT_COLUMNS} FROM experiments \
-             WHERE name LIKE $1 AND ($2 = 'all' OR lifecycle_stage = $2) ORDER BY experiment_id"
+             WHERE name LIKE $1 ESCAPE '\\' AND ($2 = 'all' OR lifecycle_stage = $2) \
+             ORDER BY experiment_id"
         )))
-        .bind(name_like.unwrap_or("%"))
+        .bind(like_pattern(name_like)?)
         .bind(view_stage(view))
         .fetch_all(&self.pool)
         .await?;
@@ -852,7 +856,7 @@ impl Registry {
                     binds: Vec::new(),
                 };
                 append_run_conditions(search, &mut q)?;
-                let terms = render_order(&order, &mut q);
+                let terms = render_order(&order, &mut q, self.backend);
                 self.run_ids(q, terms, wanted, offset).await?
             }
         };
@@ -921,7 +925,7 @@ impl Registry {
         };
         let mut q = with_metric("SELECT r.run_uuid")?;
         let mut terms = vec![format!("o.value {}", order[0].direction())];
-        terms.extend(render_order(&order[1..], &mut q));
+        terms.extend(render_order(&order[1..], &mut q, self.backend));
         let mut ids = self.run_ids(q, terms, limit, offset).await?;
         if ids.len() as i64 == limit {
             return Ok(ids);
@@ -945,7 +949,7 @@ impl Registry {
             binds: vec![Bind::Text(key.to_owned())],
         };
         append_run_conditions(search, &mut q)?;
-        let terms = render_order(&order[1..], &mut q);
+        let terms = render_order(&order[1..], &mut q, self.backend);
         let rest = limit - ids.len() as i64;
         ids.extend(
             self.run_ids(q, terms, rest, (offset - with_count).max(0))
@@ -1019,22 +1023,27 @@ impl Registry {
         })
     }
 
-    /// Registered models whose name matches the SQL `LIKE` pattern (all when `None`), by name.
+    /// Registered models whose name matches the SQL `LIKE` pattern (all when `None`; `\\`
+    /// escapes the next character, an unfinished escape is [`Error::InvalidParameter`]), by
+    /// name (its bytes).
     pub async fn search_registered_models(
         &self,
         name_like: Option<&str>,
     ) -> Result<Vec<RegisteredModel>> {
         let rows = sqlx::query_as::<_, ModelRow>(
             "SELECT name, description, creation_time, last_updated_time, latest_version \
-             FROM registered_models WHERE name LIKE $1 ORDER BY name",
+             FROM registered_models WHERE name LIKE $1 ESCAPE '\\'",
         )
-        .bind(name_like.unwrap_or("%"))
+        .bind(like_pattern(name_like)?)
         .fetch_all(&self.pool)
         .await?;
         let mut models = Vec::with_capacity(rows.len());
         for row in rows {
             models.push(self.model_from_row(row).await?);
         }
+        // By the names' bytes, on every backend (a PostgreSQL database may collate by a
+        // language's rules).
+        models.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(models)
     }
 
@@ -1281,7 +1290,7 @@ impl Registry {
     ) -> Result<Vec<ModelVersion>> {
         let rows = sqlx::query_as::<_, VersionRow>(AssertSqlSafe(format!(
             "SELECT {VERSION_COLUMNS} FROM model_versions \
-             WHERE ($1 = '' OR name = $1) AND ($2 = '' OR run_id = $2) ORDER BY name, version"
+             WHERE ($1 = '' OR name = $1) AND ($2 = '' OR run_id = $2)"
         )))
         .bind(name.unwrap_or(""))
         .bind(run_id.unwrap_or(""))
@@ -1291,6 +1300,8 @@ impl Registry {
         for row in rows {
             versions.push(self.version_from_row(row).await?);
         }
+        // Names by their bytes on every backend, as `search_registered_models`.
+        versions.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
         Ok(versions)
     }
 
@@ -1598,6 +1609,14 @@ async fn upsert_tag(conn: &mut AnyConnection, run_id: &str, key: &str, value: &s
 
 /// Touches the model row: takes the write lock (SQLite) or the row lock (PostgreSQL), so alias
 /// moves of one model are serialized and their history is consistent.
+/// A name filter's `LIKE` pattern (every name when `None`), checked as the run search checks
+/// its patterns (`filter::like_tokens`: `\\` escapes the next character).
+fn like_pattern(pattern: Option<&str>) -> Result<&str> {
+    let pattern = pattern.unwrap_or("%");
+    like_tokens(pattern).map_err(Error::InvalidParameter)?;
+    Ok(pattern)
+}
+
 async fn lock_model(conn: &mut AnyConnection, name: &str, now: i64) -> Result<()> {
     let updated =
         sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE name = $2")

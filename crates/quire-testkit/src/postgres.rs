@@ -43,7 +43,10 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Creates a new, empty database named `<prefix>_<uuid>` and returns its URL.
+    /// Creates a new, empty database named `<prefix>_<uuid>` and returns its URL. Its text
+    /// sorts by ICU's `en-US` collation (`Adam < adamw < SGD`), as a team's database created
+    /// with a language locale does, not bytewise as this server's `C` locale would: code that
+    /// orders text must say how.
     ///
     /// # Panics
     /// When the server refuses the connection or the `CREATE DATABASE`.
@@ -53,7 +56,10 @@ impl PgServer {
             .await
             .expect("connect to the test postgres server");
         admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE {db} TEMPLATE template0 ENCODING 'UTF8' \
+                 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+            )))
             .await
             .expect("create the test database");
         admin.close().await.expect("close the admin connection");

@@ -48,6 +48,7 @@ backend_suite!(
     concurrent_writers_lose_nothing,
     concurrent_registrations_get_distinct_versions,
     delete_waits_for_a_writer_holding_the_model,
+    text_sorts_by_its_bytes,
 );
 
 /// SQLite only: several processes may open a registry file that does not exist yet.

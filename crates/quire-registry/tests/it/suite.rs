@@ -1675,3 +1675,48 @@ pub async fn delete_waits_for_a_writer_holding_the_model(t: &TestRegistry) {
         Err(Error::NotFound { .. })
     ));
 }
+
+/// Text sorts by its bytes on both backends, whatever the PostgreSQL database's collation (the
+/// test server's databases sort by ICU's `en-US`, which puts `adamw` before `SGD`): the same
+/// search pages the same way everywhere.
+pub async fn text_sorts_by_its_bytes(t: &TestRegistry) {
+    let reg = &t.registry;
+    let exp = experiment(reg, "collation").await;
+    for (name, optimizer) in [("r1", "SGD"), ("r2", "adamw"), ("r3", "Adam")] {
+        let id = run(reg, exp, name).await;
+        reg.log_params(&id, &[("optimizer".into(), optimizer.into())])
+            .await
+            .unwrap();
+    }
+    let page = reg
+        .search_runs(&SearchRuns {
+            experiment_ids: vec![exp],
+            order_by: vec!["params.optimizer ASC".into()],
+            ..SearchRuns::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&page), ["r3", "r1", "r2"]);
+    let page = reg
+        .search_runs(&SearchRuns {
+            experiment_ids: vec![exp],
+            order_by: vec!["attributes.run_name DESC".into()],
+            ..SearchRuns::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&page), ["r3", "r2", "r1"]);
+    for model in ["b-model", "C-model", "A-model"] {
+        reg.create_registered_model(model, "").await.unwrap();
+    }
+    let models: Vec<String> = reg
+        .search_registered_models(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(models, ["A-model", "C-model", "b-model"]);
+    let err = reg.search_registered_models(Some("b\\")).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidParameter(_)), "{err}");
+}
