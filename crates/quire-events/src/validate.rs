@@ -305,8 +305,9 @@ impl Fields<'_> {
     fn integer(&self, field: &str, min: i64) -> Result<i64, Invalid> {
         let v = self.required(field)?;
         // JSON has one number type: a whole number written `2.0` or `2e0` (as a tracker that
-        // holds counts in floats writes it) is the integer 2, as JSON Schema reads it. A
-        // fraction, or a whole number outside i64, is not an integer here.
+        // holds counts in floats writes it) is the integer 2, as JSON Schema reads it. A number
+        // whose f64 has a fraction (`1.5`), or a whole number outside i64, is not an integer
+        // here; beyond f64's precision (`2.0000000000000001`, `1e-400`) the f64 decides.
         v.as_i64()
             .or_else(|| {
                 v.as_f64()

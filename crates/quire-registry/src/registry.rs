@@ -606,12 +606,14 @@ impl Registry {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| Error::not_found("run", run_id))?;
-        let metrics = sqlx::query_as::<_, MetricRow>(
-            "SELECT key, value, timestamp, step FROM latest_metrics WHERE run_uuid = $1 ORDER BY key",
+        let mut metrics = sqlx::query_as::<_, MetricRow>(
+            "SELECT key, value, timestamp, step FROM latest_metrics WHERE run_uuid = $1",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
+        // Keys by their bytes on every backend (a PostgreSQL database may collate by language).
+        metrics.sort_by(|a, b| a.key.cmp(&b.key));
         let params = self.key_values("params", run_id).await?;
         let tags = self.key_values("tags", run_id).await?;
         Ok(Run {
@@ -1051,10 +1053,22 @@ impl Registry {
     /// artifacts stay in the content-addressed store).
     pub async fn delete_registered_model(&self, name: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        // The model's row first, as every writer of its versions and aliases locks it: a
-        // registration or alias move in flight finishes before the deletes (on PostgreSQL
-        // its rows would otherwise land after them and fail the model row's delete).
+        // The model's row first, as its registrations and alias moves lock it: one in flight
+        // finishes before the deletes. On PostgreSQL that lock does not stop a tag writer's
+        // foreign-key check (a key-share lock), so the model's and its versions' rows are
+        // also locked for update: a tag added meanwhile would land after the deletes and fail
+        // the deletion of the row it refers to. (SQLite writes one transaction at a time.)
         lock_model(&mut tx, name, now_millis()).await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT name FROM registered_models WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?;
+            sqlx::query("SELECT version FROM model_versions WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?;
+        }
         for table in [
             "alias_history",
             "registered_model_aliases",
@@ -1242,16 +1256,19 @@ impl Registry {
         .iter()
         .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
         .collect::<Result<BTreeMap<String, String>>>()?;
-        let aliases: Vec<String> = sqlx::query_scalar(
-            "SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2 ORDER BY alias",
+        // Aliases and artifacts by their bytes on every backend (sorted here: a PostgreSQL
+        // database may collate by language).
+        let mut aliases: Vec<String> = sqlx::query_scalar(
+            "SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2",
         )
         .bind(&row.name)
         .bind(row.version)
         .fetch_all(&self.pool)
         .await?;
-        let artifacts = sqlx::query_as::<_, ArtifactRow>(
+        aliases.sort();
+        let mut artifacts = sqlx::query_as::<_, ArtifactRow>(
             "SELECT artifact_name, uri, sha256, size FROM model_version_artifacts \
-             WHERE name = $1 AND version = $2 ORDER BY artifact_name",
+             WHERE name = $1 AND version = $2",
         )
         .bind(&row.name)
         .bind(row.version)
@@ -1266,7 +1283,8 @@ impl Registry {
                 size: a.size,
             },
         })
-        .collect();
+        .collect::<Vec<_>>();
+        artifacts.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(ModelVersion {
             name: row.name,
             version: row.version,
@@ -1363,13 +1381,14 @@ impl Registry {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         lock_model(&mut tx, name, now).await?;
-        let aliases: Vec<String> = sqlx::query_scalar(
-            "SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2 ORDER BY alias",
+        let mut aliases: Vec<String> = sqlx::query_scalar(
+            "SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2",
         )
         .bind(name)
         .bind(version)
         .fetch_all(&mut *tx)
         .await?;
+        aliases.sort();
         for alias in &aliases {
             record_move(&mut tx, name, alias, Some(version), None, now, moved_by).await?;
         }
@@ -1607,8 +1626,6 @@ async fn upsert_tag(conn: &mut AnyConnection, run_id: &str, key: &str, value: &s
     Ok(())
 }
 
-/// Touches the model row: takes the write lock (SQLite) or the row lock (PostgreSQL), so alias
-/// moves of one model are serialized and their history is consistent.
 /// A name filter's `LIKE` pattern (every name when `None`), checked as the run search checks
 /// its patterns (`filter::like_tokens`: `\\` escapes the next character).
 fn like_pattern(pattern: Option<&str>) -> Result<&str> {
@@ -1617,6 +1634,8 @@ fn like_pattern(pattern: Option<&str>) -> Result<&str> {
     Ok(pattern)
 }
 
+/// Touches the model row: takes the write lock (SQLite) or the row lock (PostgreSQL), so alias
+/// moves of one model are serialized and their history is consistent.
 async fn lock_model(conn: &mut AnyConnection, name: &str, now: i64) -> Result<()> {
     let updated =
         sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE name = $2")

@@ -45,8 +45,8 @@ impl PgServer {
 
     /// Creates a new, empty database named `<prefix>_<uuid>` and returns its URL. Its text
     /// sorts by ICU's `en-US` collation (`Adam < adamw < SGD`), as a team's database created
-    /// with a language locale does, not bytewise as this server's `C` locale would: code that
-    /// orders text must say how.
+    /// with a language locale does, whatever this server's own locale (the environment's):
+    /// code that orders text must say how.
     ///
     /// # Panics
     /// When the server refuses the connection or the `CREATE DATABASE`.

@@ -47,7 +47,7 @@ backend_suite!(
     concurrent_batches_fail_alone,
     concurrent_writers_lose_nothing,
     concurrent_registrations_get_distinct_versions,
-    delete_waits_for_a_writer_holding_the_model,
+    delete_waits_for_writers_of_the_model,
     text_sorts_by_its_bytes,
 );
 

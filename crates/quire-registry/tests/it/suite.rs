@@ -6,6 +6,7 @@ use quire_registry::{
     ArtifactRef, Error, Metric, NamedArtifact, NewModelVersion, NewRun, Registry, RunStatus,
     SearchRuns, ViewType,
 };
+use sqlx::AssertSqlSafe;
 
 use crate::harness::TestRegistry;
 
@@ -1632,48 +1633,120 @@ pub async fn concurrent_registrations_get_distinct_versions(t: &TestRegistry) {
     assert_eq!(history.last().unwrap().to_version, Some(current.version));
 }
 
-/// Deleting a model while another writer holds its row (a registration or an alias move in
-/// flight, here a raw transaction adding a tag) waits for that writer, then deletes what it
-/// added too. On PostgreSQL the delete used to remove the children first and fail on the
-/// model row: the writer's tag, committed meanwhile, still referred to it.
-pub async fn delete_waits_for_a_writer_holding_the_model(t: &TestRegistry) {
+/// Deleting a model while another writer has rows of it in flight waits for that writer,
+/// then deletes what it added too. Three writers: one holding the model's row and adding a
+/// model tag (as a registration or an alias move holds it), one adding a model tag alone, one
+/// adding a version tag alone. On PostgreSQL the delete used to remove the children first and
+/// fail on the row a tag committed meanwhile refers to.
+pub async fn delete_waits_for_writers_of_the_model(t: &TestRegistry) {
     use sqlx::Connection;
     let reg = &t.registry;
-    reg.create_registered_model("m", "").await.unwrap();
+    let artifacts = stored_artifacts(t, "doomed").await;
     sqlx::any::install_default_drivers();
     let mut other = sqlx::AnyConnection::connect(&t.url).await.unwrap();
-    let mut writer = other.begin().await.unwrap();
-    sqlx::query("UPDATE registered_models SET last_updated_time = 1 WHERE name = 'm'")
-        .execute(&mut *writer)
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "holds-the-model",
+            &[
+                "UPDATE registered_models SET last_updated_time = 1 WHERE name = 'holds-the-model'",
+                "INSERT INTO registered_model_tags (name, key, value) VALUES ('holds-the-model', 'k', 'v')",
+            ],
+        ),
+        (
+            "model-tag",
+            &[
+                "INSERT INTO registered_model_tags (name, key, value) VALUES ('model-tag', 'k', 'v')",
+            ],
+        ),
+        (
+            "version-tag",
+            &[
+                "INSERT INTO model_version_tags (name, version, key, value) VALUES ('version-tag', 1, 'k', 'v')",
+            ],
+        ),
+    ];
+    for (model, writes) in cases {
+        reg.create_registered_model(model, "").await.unwrap();
+        reg.create_model_version(&NewModelVersion {
+            name: model.into(),
+            source: artifacts[0].artifact.uri.clone(),
+            artifacts: artifacts.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap();
-    sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ('m', 'k', 'v')")
-        .execute(&mut *writer)
-        .await
-        .unwrap();
-    let deleting = tokio::spawn({
-        let reg = reg.clone();
-        async move { reg.delete_registered_model("m").await }
-    });
-    // Time for the delete to reach the held row before the writer commits.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    writer.commit().await.unwrap();
-    deleting.await.unwrap().unwrap();
-    assert!(matches!(
-        reg.get_registered_model("m").await,
-        Err(Error::NotFound { .. })
-    ));
-    let tags: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM registered_model_tags WHERE name = 'm'")
+        let mut writer = other.begin().await.unwrap();
+        for sql in writes {
+            sqlx::query(AssertSqlSafe(*sql))
+                .execute(&mut *writer)
+                .await
+                .unwrap();
+        }
+        let deleting = tokio::spawn({
+            let (reg, model) = (reg.clone(), model.to_owned());
+            async move { reg.delete_registered_model(&model).await }
+        });
+        wait_for_a_blocked_writer(t).await;
+        writer.commit().await.unwrap();
+        deleting
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{model}: {e}"));
+        assert!(
+            matches!(
+                reg.get_registered_model(model).await,
+                Err(Error::NotFound { .. })
+            ),
+            "{model}"
+        );
+        for table in [
+            "registered_model_tags",
+            "model_version_tags",
+            "model_versions",
+        ] {
+            let left: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM {table} WHERE name = '{model}'"
+            )))
             .fetch_one(&mut other)
             .await
             .unwrap();
-    assert_eq!(tags, 0);
+            assert_eq!(left, 0, "{model}: {table}");
+        }
+    }
     // A model that is not there is still not found.
     assert!(matches!(
-        reg.delete_registered_model("m").await,
+        reg.delete_registered_model("holds-the-model").await,
         Err(Error::NotFound { .. })
     ));
+}
+
+/// Returns once another session of the test's database waits for a lock (PostgreSQL), or
+/// after 300 ms (SQLite has no view of its waiters; a writer there waits on the busy timeout).
+async fn wait_for_a_blocked_writer(t: &TestRegistry) {
+    use sqlx::Connection;
+    if !t.url.starts_with("postgres") {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        return;
+    }
+    let mut watcher = sqlx::AnyConnection::connect(&t.url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delete never waited for the writer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Text sorts by its bytes on both backends, whatever the PostgreSQL database's collation (the
