@@ -1755,30 +1755,26 @@ async fn wait_for_a_blocked_writer(t: &TestRegistry) {
 pub async fn text_sorts_by_its_bytes(t: &TestRegistry) {
     let reg = &t.registry;
     let exp = experiment(reg, "collation").await;
-    for (name, optimizer) in [("r1", "SGD"), ("r2", "adamw"), ("r3", "Adam")] {
+    for (name, optimizer) in [("b-run", "SGD"), ("C-run", "adamw"), ("A-run", "Adam")] {
         let id = run(reg, exp, name).await;
         reg.log_params(&id, &[("optimizer".into(), optimizer.into())])
             .await
             .unwrap();
     }
-    let page = reg
-        .search_runs(&SearchRuns {
-            experiment_ids: vec![exp],
-            order_by: vec!["params.optimizer ASC".into()],
-            ..SearchRuns::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(names(&page), ["r3", "r1", "r2"]);
-    let page = reg
-        .search_runs(&SearchRuns {
-            experiment_ids: vec![exp],
-            order_by: vec!["attributes.run_name DESC".into()],
-            ..SearchRuns::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(names(&page), ["r3", "r2", "r1"]);
+    for (order, want) in [
+        ("params.optimizer ASC", ["A-run", "b-run", "C-run"]),
+        ("attributes.run_name DESC", ["b-run", "C-run", "A-run"]),
+    ] {
+        let page = reg
+            .search_runs(&SearchRuns {
+                experiment_ids: vec![exp],
+                order_by: vec![order.into()],
+                ..SearchRuns::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(names(&page), want, "{order}");
+    }
     for model in ["b-model", "C-model", "A-model"] {
         reg.create_registered_model(model, "").await.unwrap();
     }
