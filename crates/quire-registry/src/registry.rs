@@ -1060,14 +1060,14 @@ impl Registry {
         // the deletion of the row it refers to. (SQLite writes one transaction at a time.)
         lock_model(&mut tx, name, now_millis()).await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT name FROM registered_models WHERE name = $1 FOR UPDATE")
+            for table in ["registered_models", "model_versions"] {
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT 1 FROM {table} WHERE name = $1 FOR UPDATE"
+                )))
                 .bind(name)
                 .fetch_all(&mut *tx)
                 .await?;
-            sqlx::query("SELECT version FROM model_versions WHERE name = $1 FOR UPDATE")
-                .bind(name)
-                .fetch_all(&mut *tx)
-                .await?;
+            }
         }
         for table in [
             "alias_history",

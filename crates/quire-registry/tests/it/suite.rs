@@ -648,6 +648,15 @@ async fn seed_runs(reg: &Registry) -> (i64, i64, Vec<String>) {
     (exp, other, ids)
 }
 
+async fn model_names(reg: &Registry) -> Vec<String> {
+    reg.search_registered_models(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect()
+}
+
 fn names(page: &quire_registry::RunsPage) -> Vec<&str> {
     page.runs.iter().map(|r| r.info.run_name.as_str()).collect()
 }
@@ -1140,14 +1149,7 @@ pub async fn model_versions_with_artifacts(t: &TestRegistry) {
         2
     );
     reg.create_registered_model("recs", "").await.unwrap();
-    let models: Vec<String> = reg
-        .search_registered_models(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.name)
-        .collect();
-    assert_eq!(models, ["ranker", "recs"]);
+    assert_eq!(model_names(reg).await, ["ranker", "recs"]);
     assert_eq!(
         reg.search_registered_models(Some("rec%"))
             .await
@@ -1778,14 +1780,7 @@ pub async fn text_sorts_by_its_bytes(t: &TestRegistry) {
     for model in ["b-model", "C-model", "A-model"] {
         reg.create_registered_model(model, "").await.unwrap();
     }
-    let models: Vec<String> = reg
-        .search_registered_models(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.name)
-        .collect();
-    assert_eq!(models, ["A-model", "C-model", "b-model"]);
+    assert_eq!(model_names(reg).await, ["A-model", "C-model", "b-model"]);
     let err = reg.search_registered_models(Some("b\\")).await.unwrap_err();
     assert!(matches!(err, Error::InvalidParameter(_)), "{err}");
 }
