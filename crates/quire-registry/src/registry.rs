@@ -1218,15 +1218,25 @@ impl Registry {
     }
 
     pub async fn get_model_version(&self, name: &str, version: i64) -> Result<ModelVersion> {
-        let row = sqlx::query_as::<_, VersionRow>(AssertSqlSafe(format!(
-            "SELECT {VERSION_COLUMNS} FROM model_versions WHERE name = $1 AND version = $2"
-        )))
-        .bind(name)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::not_found("model version", format!("{name}/{version}")))?;
-        self.version_from_row(row).await
+        // One snapshot: a version deleted meanwhile is not found, not read without its
+        // artifacts.
+        let mut tx = self.snapshot().await?;
+        let mv = read_version(&mut tx, name, version).await?;
+        tx.commit().await?;
+        Ok(mv)
+    }
+
+    /// A read-only transaction whose reads all see one snapshot: SQLite's deferred
+    /// transaction does (in WAL mode), PostgreSQL's needs `REPEATABLE READ` (each statement of
+    /// a `READ COMMITTED` one sees the commits made before it).
+    async fn snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     /// The highest version `name` has (its `latest_version` counts the numbers handed out,
@@ -1240,84 +1250,104 @@ impl Registry {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => Ok(Some(self.version_from_row(row).await?)),
+            Some(row) => Ok(Some(
+                version_from_row(&mut *self.pool.acquire().await?, row).await?,
+            )),
             None => Ok(None),
         }
     }
+}
 
-    async fn version_from_row(&self, row: VersionRow) -> Result<ModelVersion> {
-        let tags = sqlx::query(
-            "SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2",
-        )
-        .bind(&row.name)
-        .bind(row.version)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
-        .collect::<Result<BTreeMap<String, String>>>()?;
-        // Aliases and artifacts by their bytes on every backend (sorted here: a PostgreSQL
-        // database may collate by language).
-        let mut aliases: Vec<String> = sqlx::query_scalar(
-            "SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2",
-        )
-        .bind(&row.name)
-        .bind(row.version)
-        .fetch_all(&self.pool)
-        .await?;
-        aliases.sort();
-        let mut artifacts = sqlx::query_as::<_, ArtifactRow>(
-            "SELECT artifact_name, uri, sha256, size FROM model_version_artifacts \
+/// `name`'s version `version`, whole, read on `conn`.
+async fn read_version(conn: &mut AnyConnection, name: &str, version: i64) -> Result<ModelVersion> {
+    let row = sqlx::query_as::<_, VersionRow>(AssertSqlSafe(format!(
+        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE name = $1 AND version = $2"
+    )))
+    .bind(name)
+    .bind(version)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| Error::not_found("model version", format!("{name}/{version}")))?;
+    version_from_row(conn, row).await
+}
+
+/// The version of `row` with its tags, aliases and artifacts, read on `conn`.
+async fn version_from_row(conn: &mut AnyConnection, row: VersionRow) -> Result<ModelVersion> {
+    let tags =
+        sqlx::query("SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2")
+            .bind(&row.name)
+            .bind(row.version)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+            .collect::<Result<BTreeMap<String, String>>>()?;
+    // Aliases and artifacts by their bytes on every backend (sorted here: a PostgreSQL
+    // database may collate by language).
+    let mut aliases: Vec<String> = sqlx::query_scalar(
+        "SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2",
+    )
+    .bind(&row.name)
+    .bind(row.version)
+    .fetch_all(&mut *conn)
+    .await?;
+    aliases.sort();
+    let mut artifacts = sqlx::query_as::<_, ArtifactRow>(
+        "SELECT artifact_name, uri, sha256, size FROM model_version_artifacts \
              WHERE name = $1 AND version = $2",
-        )
-        .bind(&row.name)
-        .bind(row.version)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|a| NamedArtifact {
-            name: a.artifact_name,
-            artifact: ArtifactRef {
-                uri: a.uri,
-                sha256: a.sha256,
-                size: a.size,
-            },
-        })
-        .collect::<Vec<_>>();
-        artifacts.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(ModelVersion {
-            name: row.name,
-            version: row.version,
-            description: row.description,
-            creation_time: row.creation_time,
-            last_updated_time: row.last_updated_time,
-            source: row.source,
-            run_id: row.run_id,
-            status: row.status,
-            tags,
-            aliases,
-            artifacts,
-        })
-    }
+    )
+    .bind(&row.name)
+    .bind(row.version)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|a| NamedArtifact {
+        name: a.artifact_name,
+        artifact: ArtifactRef {
+            uri: a.uri,
+            sha256: a.sha256,
+            size: a.size,
+        },
+    })
+    .collect::<Vec<_>>();
+    artifacts.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(ModelVersion {
+        name: row.name,
+        version: row.version,
+        description: row.description,
+        creation_time: row.creation_time,
+        last_updated_time: row.last_updated_time,
+        source: row.source,
+        run_id: row.run_id,
+        status: row.status,
+        tags,
+        aliases,
+        artifacts,
+    })
+}
 
+impl Registry {
     /// Model versions, optionally of one model and/or from one run, by name then version.
     pub async fn search_model_versions(
         &self,
         name: Option<&str>,
         run_id: Option<&str>,
     ) -> Result<Vec<ModelVersion>> {
+        // One snapshot: every version listed is read whole.
+        let mut tx = self.snapshot().await?;
         let rows = sqlx::query_as::<_, VersionRow>(AssertSqlSafe(format!(
             "SELECT {VERSION_COLUMNS} FROM model_versions \
              WHERE ($1 = '' OR name = $1) AND ($2 = '' OR run_id = $2)"
         )))
         .bind(name.unwrap_or(""))
         .bind(run_id.unwrap_or(""))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         let mut versions = Vec::with_capacity(rows.len());
         for row in rows {
-            versions.push(self.version_from_row(row).await?);
+            versions.push(version_from_row(&mut tx, row).await?);
         }
+        tx.commit().await?;
         // Names by their bytes on every backend, as `search_registered_models`.
         versions.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
         Ok(versions)
@@ -1503,15 +1533,15 @@ impl Registry {
 
     /// The version an alias points at.
     pub async fn get_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion> {
-        let version: i64 = sqlx::query_scalar(
-            "SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2",
-        )
-        .bind(name)
-        .bind(alias)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::not_found("alias", format!("{name}@{alias}")))?;
-        self.get_model_version(name, version).await
+        // The alias and its version from one snapshot: a promotion that moves the alias and
+        // deletes the old version cannot fall between the two reads.
+        let mut tx = self.snapshot().await?;
+        let version = current_alias(&mut tx, name, alias)
+            .await?
+            .ok_or_else(|| Error::not_found("alias", format!("{name}@{alias}")))?;
+        let mv = read_version(&mut tx, name, version).await?;
+        tx.commit().await?;
+        Ok(mv)
     }
 
     /// Every move of an alias, oldest first: which version served when.

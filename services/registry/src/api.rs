@@ -11,8 +11,8 @@ use axum::http::HeaderMap;
 use axum::http::header::USER_AGENT;
 use axum::routing::{get, patch, post};
 use quire_registry::{
-    Metric, NewLoggedModel, NewModelVersion, NewRun, RunStatus, SearchLoggedModels, SearchRuns,
-    ViewType,
+    Metric, ModelVersion, NewLoggedModel, NewModelVersion, NewRun, RunStatus, SearchLoggedModels,
+    SearchRuns, ViewType,
 };
 use serde_json::{Value, json};
 
@@ -640,10 +640,15 @@ async fn search_logged_models(State(app): St, f: Fields) -> ApiResult {
 
 async fn version_json(app: &App, name: &str, version: i64) -> Result<Value, ApiError> {
     let mv = app.registry.get_model_version(name, version).await?;
-    let ids = app.registry.model_version_model_ids(name).await?;
+    version_value(app, &mv).await
+}
+
+/// `mv` as MLflow's `ModelVersion` (with the logged model it came from, if any).
+async fn version_value(app: &App, mv: &ModelVersion) -> Result<Value, ApiError> {
+    let ids = app.registry.model_version_model_ids(&mv.name).await?;
     Ok(shapes::model_version(
-        &mv,
-        ids.get(&version).map(String::as_str),
+        mv,
+        ids.get(&mv.version).map(String::as_str),
     ))
 }
 
@@ -777,7 +782,8 @@ async fn version_by_alias(State(app): St, f: Fields) -> ApiResult {
         .registry
         .get_version_by_alias(name, f.required("alias")?)
         .await?;
-    ok(json!({"model_version": version_json(&app, name, mv.version).await?}))
+    // The version as read with its alias, not read again: it may be deleted by now.
+    ok(json!({"model_version": version_value(&app, &mv).await?}))
 }
 
 async fn latest_versions(State(app): St, f: Fields) -> ApiResult {

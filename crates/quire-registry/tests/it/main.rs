@@ -49,6 +49,7 @@ backend_suite!(
     concurrent_registrations_get_distinct_versions,
     delete_waits_for_writers_of_the_model,
     text_sorts_by_its_bytes,
+    reading_by_alias_during_promotions_always_finds_a_version,
 );
 
 /// SQLite only: several processes may open a registry file that does not exist yet.

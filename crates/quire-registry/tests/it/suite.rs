@@ -1784,3 +1784,54 @@ pub async fn text_sorts_by_its_bytes(t: &TestRegistry) {
     let err = reg.search_registered_models(Some("b\\")).await.unwrap_err();
     assert!(matches!(err, Error::InvalidParameter(_)), "{err}");
 }
+
+/// A version read by its alias while the alias moves on and the old version is deleted (the
+/// usual clean-up after a promotion) is always a whole version: the alias and the version are
+/// read from one snapshot. Before, the alias could name a version deleted before it was read:
+/// `NotFound` although the alias existed throughout.
+pub async fn reading_by_alias_during_promotions_always_finds_a_version(t: &TestRegistry) {
+    const PROMOTIONS: i64 = 120;
+    let reg = &t.registry;
+    let artifacts = stored_artifacts(t, "promoted").await;
+    reg.create_registered_model("live", "").await.unwrap();
+    let register = || NewModelVersion {
+        name: "live".into(),
+        source: artifacts[0].artifact.uri.clone(),
+        artifacts: artifacts.clone(),
+        ..Default::default()
+    };
+    let first = reg.create_model_version(&register()).await.unwrap();
+    reg.set_alias("live", "production", first.version, "test")
+        .await
+        .unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = tokio::spawn({
+        let (reg, done) = (reg.clone(), done.clone());
+        async move {
+            let mut reads = 0u64;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let mv = reg
+                    .get_version_by_alias("live", "production")
+                    .await
+                    .unwrap_or_else(|e| panic!("after {reads} reads: {e}"));
+                assert_eq!(mv.artifacts.len(), 2, "a version read whole");
+                reads += 1;
+            }
+            reads
+        }
+    });
+    let mut previous = first.version;
+    for _ in 0..PROMOTIONS {
+        let next = reg.create_model_version(&register()).await.unwrap();
+        reg.set_alias("live", "production", next.version, "test")
+            .await
+            .unwrap();
+        reg.delete_model_version("live", previous, "test")
+            .await
+            .unwrap();
+        previous = next.version;
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reads = reader.await.unwrap();
+    assert!(reads > 0);
+}
