@@ -1058,6 +1058,12 @@ where
         let mut acked = 0u64;
         let mut batches = batches.into_iter();
         loop {
+            // Before sending, not only after a reply: a publisher paused past its lease since
+            // its last refresh (another may have taken the lock and reused this set) must not
+            // send its first pipelines, deletions included.
+            if self.lock_refreshed.elapsed() > self.opts.lock_lease / 3 {
+                self.refresh_lock(step).await?;
+            }
             while inflight.len() < self.opts.in_flight {
                 let Some(batch) = batches.next() else { break };
                 let mut pipe = Pipeline::new();
@@ -1071,9 +1077,6 @@ where
             let replies = replies.map_err(self.redis_err(step))?;
             acked += count(&replies, n);
             on_batch(n as u64);
-            if self.lock_refreshed.elapsed() > self.opts.lock_lease / 3 {
-                self.refresh_lock(step).await?;
-            }
         }
         Ok(acked)
     }
